@@ -1,0 +1,85 @@
+/**
+ * The one error type bad configuration produces. Its message is a single
+ * line that names where the problem is, what is wrong and what is allowed:
+ *
+ *   /etc/nova/nova.conf:12: [libvirt] virt_type = 'kvmm' is not allowed; choose one of: kvm, lxc, qemu, parallels.
+ *
+ * Values are quoted and escaped; values of secret options are masked.
+ */
+
+import { NovaletError } from './novalet-error.js';
+import { maskSecretValue } from './mask-credentials.js';
+import { printable, quoteForMessage } from './quote-for-message.js';
+
+export type ConfigErrorCode =
+  /** The file is not nova.conf syntax (or not UTF-8 text). */
+  | 'CONFIG_PARSE'
+  /** A value does not convert to its option's type. */
+  | 'CONFIG_INVALID_VALUE'
+  /** A file named with --config-file does not exist. */
+  | 'CONFIG_FILE_MISSING'
+  /** A file exists but cannot be read (permissions, a directory, …). */
+  | 'CONFIG_FILE_UNREADABLE'
+  /** A directory named with --config-dir does not exist or cannot be listed. */
+  | 'CONFIG_DIR_MISSING'
+  /** A `$reference` cannot be resolved, refers to itself, or nests too deeply. */
+  | 'CONFIG_SUBSTITUTION'
+  /** nova's `_check_cpu_compatibility` rules and the CPU flag syntax. */
+  | 'CONFIG_CPU_RULE'
+  /** A setting nova accepts that novalet cannot honour (virt_type lxc, parallels). */
+  | 'CONFIG_UNSUPPORTED';
+
+export interface ConfigErrorDetails {
+  code: ConfigErrorCode;
+  /** The file the problem is in; omitted when the offending value is an option's default. */
+  file?: string;
+  line?: number;
+  section?: string;
+  /** The option as written in the file (a deprecated name if that was used). */
+  option?: string;
+  /** The value as written; masked before it is stored or shown when `secret`. */
+  value?: string;
+  secret?: boolean;
+  /**
+   * What is wrong. With `predicate`, it continues the sentence
+   * "[section] option = 'value' …" (e.g. "is not allowed; …"); otherwise it
+   * follows a colon.
+   */
+  problem: string;
+  predicate?: boolean;
+  /** What to do about it, appended after the problem. */
+  remedy?: string;
+}
+
+export class ConfigError extends NovaletError {
+  readonly file: string | null;
+  readonly line: number | null;
+  readonly section: string | null;
+  readonly option: string | null;
+  /** The offending value as shown (already masked for secrets), or null. */
+  readonly value: string | null;
+
+  constructor(details: ConfigErrorDetails) {
+    const value =
+      details.value === undefined ? undefined : details.secret ? maskSecretValue(details.value) : details.value;
+    super(details.code, formatMessage({ ...details, value }), details.remedy);
+    this.file = details.file ?? null;
+    this.line = details.line ?? null;
+    this.section = details.section ?? null;
+    this.option = details.option ?? null;
+    this.value = value ?? null;
+  }
+}
+
+function formatMessage(d: ConfigErrorDetails): string {
+  const where =
+    d.file === undefined ? 'default' : d.line === undefined ? printable(d.file) : `${printable(d.file)}:${d.line}`;
+  let subject = '';
+  if (d.section !== undefined) {
+    subject = `[${printable(d.section)}]`;
+    if (d.option !== undefined) subject += ` ${printable(d.option)}`;
+    if (d.value !== undefined) subject += ` = ${quoteForMessage(d.value)}`;
+  }
+  const joiner = subject === '' ? '' : d.predicate ? ' ' : ': ';
+  return `${where}: ${subject}${joiner}${d.problem}`;
+}

@@ -1,0 +1,61 @@
+/**
+ * Hiding secrets: the password inside a URL (transport_url and the like)
+ * becomes `***`, so `rabbit://nova:s3cret@rmq1:5672/` is shown as
+ * `rabbit://nova:***@rmq1:5672/`. Multi-host oslo.messaging URLs
+ * (`rabbit://a:p@h1,b:q@h2/`) have every password masked. When in doubt the
+ * mask covers more rather than less: a password containing `@` or `/` never
+ * leaks; at worst part of the address is hidden too.
+ */
+
+export const MASK = '***';
+
+const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)/;
+
+/** Mask the password of every `user:password@` in a URL; text that is not a URL is returned unchanged. */
+export function maskUrlCredentials(url: string): string {
+  const scheme = SCHEME.exec(url);
+  if (!scheme) return url;
+  const rest = url.slice(scheme[1]!.length);
+  const lastAt = rest.lastIndexOf('@');
+  if (lastAt < 0) return url;
+  // The authority ends at the first '/', '?' or '#' after the last '@', so
+  // a '/' inside a password cannot end it early.
+  const afterLastAt = rest.slice(lastAt).search(/[/?#]/);
+  const authorityEnd = afterLastAt < 0 ? rest.length : lastAt + afterLastAt;
+  const pieces = rest.slice(0, authorityEnd).split('@');
+  return scheme[1]! + maskAuthority(pieces) + rest.slice(authorityEnd);
+}
+
+/**
+ * `pieces` is the authority split at '@'. Piece 0 is user info; every later
+ * piece but the last is `hostport,next-userinfo` (or, without a comma, more
+ * of a password that contained '@'); the last piece is the final host.
+ */
+function maskAuthority(pieces: string[]): string {
+  let result = maskUserInfo(pieces[0]!);
+  for (let i = 1; i < pieces.length; i++) {
+    const piece = pieces[i]!;
+    if (i === pieces.length - 1) {
+      result += '@' + piece;
+      break;
+    }
+    const comma = piece.indexOf(',');
+    if (comma < 0) continue; // more of a password containing '@': stays masked
+    result += '@' + piece.slice(0, comma + 1) + maskUserInfo(piece.slice(comma + 1));
+  }
+  return result;
+}
+
+function maskUserInfo(userInfo: string): string {
+  const colon = userInfo.indexOf(':');
+  if (colon < 0) return userInfo;
+  return `${userInfo.slice(0, colon)}:${MASK}`;
+}
+
+/**
+ * How a secret option's value is shown anywhere novalet prints it: a URL
+ * with its passwords masked, anything else entirely `***`.
+ */
+export function maskSecretValue(value: string): string {
+  return SCHEME.test(value) ? maskUrlCredentials(value) : MASK;
+}
