@@ -1,0 +1,117 @@
+/**
+ * The typed, validated configuration novalet runs with. Produced by
+ * `loadConfig` (config/load-config.ts); every value is already converted to
+ * its type, defaults applied and `$var` substitution done.
+ */
+
+/** Where an effective value came from: a file and line, or the option's default. */
+export type ValueSource = { file: string; line: number } | 'default';
+
+export interface DefaultSection {
+  host: string;
+  state_path: string;
+  instances_path: string;
+  transport_url: string | null;
+  report_interval: number;
+  service_down_time: number;
+  cpu_allocation_ratio: number | null;
+  ram_allocation_ratio: number | null;
+  disk_allocation_ratio: number | null;
+  initial_cpu_allocation_ratio: number;
+  initial_ram_allocation_ratio: number;
+  initial_disk_allocation_ratio: number;
+  reserved_host_memory_mb: number;
+  reserved_host_disk_mb: number;
+  debug: boolean;
+}
+
+export type VirtType = 'kvm' | 'lxc' | 'qemu' | 'parallels';
+export type CpuMode = 'host-model' | 'host-passthrough' | 'custom' | 'none';
+
+export interface LibvirtSection {
+  virt_type: VirtType;
+  connection_uri: string;
+  cpu_mode: CpuMode | null;
+  cpu_models: string[];
+  cpu_model_extra_flags: string[];
+  hw_machine_type: string[] | null;
+  images_type: 'raw' | 'flat' | 'qcow2' | 'lvm' | 'rbd' | 'ploop' | 'default';
+  /** novalet's own: what to run with when KVM is unusable; '' disables the fallback. */
+  fallback_virt_type: '' | 'qemu';
+}
+
+export interface SchedulerSection {
+  max_attempts: number;
+}
+
+export interface FilterSchedulerSection {
+  enabled_filters: string[];
+}
+
+export interface ApiSection {
+  listen: string;
+  port: number;
+}
+
+export interface NovaletConfig {
+  DEFAULT: DefaultSection;
+  libvirt: LibvirtSection;
+  scheduler: SchedulerSection;
+  filter_scheduler: FilterSchedulerSection;
+  api: ApiSection;
+}
+
+export type SectionName = keyof NovaletConfig;
+
+/** An option in the files that novalet does not implement (named in a debug line, never an error). */
+export interface IgnoredOption {
+  file: string;
+  line: number;
+  section: string;
+  option: string;
+}
+
+/** An assignment that used a deprecated name (worth a warning). */
+export interface DeprecatedOptionUse {
+  file: string;
+  line: number;
+  /** The section the deprecated name was written in. */
+  section: string;
+  /** The deprecated name as written, e.g. `cpu_model`. */
+  usedName: string;
+  /** The option's current name, e.g. `cpu_models`. */
+  name: string;
+  /** The option's current section (differs from `section` for, e.g., [DEFAULT] scheduler_max_attempts). */
+  newSection: SectionName;
+  /** Whether this assignment supplied the effective value (false when a later one, or the new name, won). */
+  effective: boolean;
+}
+
+/** How an option's effective value was written in a file. */
+export interface Setting {
+  file: string;
+  line: number;
+  /** The section as written (normalised). */
+  section: string;
+  /** The option as written: a deprecated name if that was used. */
+  option: string;
+  /** The value as written (after the INI reader, before substitution). */
+  raw: string;
+  /** The value after `$` substitution, before conversion to its type. */
+  text: string;
+}
+
+export interface LoadedConfig {
+  /** Typed values. */
+  values: NovaletConfig;
+  /** Source of each effective value: sources[section][option]. */
+  sources: { [S in SectionName]: Record<string, ValueSource> };
+  /** For options set in a file: how they were written there, settings[section][option]. */
+  settings: { [S in SectionName]: Record<string, Setting> };
+  /** The files read, in the order read (later wins). */
+  files: string[];
+  /** Options and sections novalet does not know, in the order read. */
+  ignored: IgnoredOption[];
+  /** Every assignment that used a deprecated name, in the order read. */
+  deprecated: DeprecatedOptionUse[];
+}

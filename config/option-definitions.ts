@@ -1,0 +1,583 @@
+/**
+ * Every option novalet reads, in one table: section, name, type, default,
+ * deprecated names, secret flag and help. Options nova has keep nova's name,
+ * type, default and meaning (and nova's help wording, adapted); options
+ * novalet adds are marked `novaletOwn` and live in the same sections.
+ *
+ * The sample configuration (config/sample-config.ts) and `novalet config
+ * show` (config/config-report.ts) are generated from this table.
+ */
+
+import { hostname } from 'node:os';
+import type { NovaletConfig, SectionName } from './novalet-config.js';
+
+export interface Choice {
+  value: string;
+  description?: string;
+}
+
+export type OptionType =
+  | { kind: 'string' }
+  | { kind: 'int'; min?: number; max?: number }
+  | { kind: 'float'; min?: number }
+  | { kind: 'bool' }
+  /** Comma-separated, items stripped; `lowerCaseItems` as nova does for cpu_model_extra_flags. */
+  | { kind: 'list'; lowerCaseItems?: boolean }
+  /** A string that must be exactly one of the choices. */
+  | { kind: 'choice'; choices: readonly Choice[] }
+  /** oslo.config's PortOpt: an integer port number. */
+  | { kind: 'port'; min: number; max: number };
+
+export interface DeprecatedName {
+  name: string;
+  /** The section the old name lived in; the option's own section when omitted. */
+  section?: string;
+}
+
+export interface OptionDefinition {
+  section: SectionName;
+  name: string;
+  type: OptionType;
+  /** The typed default; null means unset (see the help for what unset means). */
+  default: unknown;
+  /** How the sample shows the default when the real one depends on the machine. */
+  sampleDefault?: string;
+  deprecatedNames: readonly DeprecatedName[];
+  /** Never printed in full: URL passwords are masked, other values replaced by ***. */
+  secret: boolean;
+  help: string;
+  /** True when nova has no such option. */
+  novaletOwn: boolean;
+}
+
+type Key<S extends SectionName> = Extract<keyof NovaletConfig[S], string>;
+
+interface TypedOptionDefinition<S extends SectionName, K extends Key<S>> extends OptionDefinition {
+  section: S;
+  name: K;
+  default: NovaletConfig[S][K];
+  /** `section.name`, kept literal so the table is checked against NovaletConfig. */
+  key: `${S}.${K}`;
+}
+
+function option<S extends SectionName, K extends Key<S>>(def: {
+  section: S;
+  name: K;
+  type: OptionType;
+  default: NovaletConfig[S][K];
+  sampleDefault?: string;
+  deprecatedNames?: readonly DeprecatedName[];
+  secret?: boolean;
+  help: readonly string[];
+  novaletOwn?: boolean;
+}): TypedOptionDefinition<S, K> {
+  const result: TypedOptionDefinition<S, K> = {
+    section: def.section,
+    name: def.name,
+    type: def.type,
+    default: def.default,
+    deprecatedNames: def.deprecatedNames ?? [],
+    secret: def.secret ?? false,
+    help: def.help.join('\n'),
+    novaletOwn: def.novaletOwn ?? false,
+    key: `${def.section}.${def.name}`,
+  };
+  if (def.sampleDefault !== undefined) result.sampleDefault = def.sampleDefault;
+  return result;
+}
+
+const nonNegativeFloat: OptionType = { kind: 'float', min: 0 };
+
+const TABLE = [
+  // ---------------------------------------------------------------- [DEFAULT]
+  option({
+    section: 'DEFAULT',
+    name: 'host',
+    type: { kind: 'string' },
+    default: hostname(),
+    sampleDefault: '<hostname>',
+    help: [
+      'Hostname, FQDN or IP address of this host.',
+      '',
+      'Used as:',
+      '',
+      '* the name of the RabbitMQ queue this host consumes (``compute.<host>``)',
+      '* the host name in capability reports and instance records',
+      '',
+      'Must be valid within an AMQP key.',
+      '',
+      'Possible values:',
+      '',
+      '* String with hostname, FQDN or IP address. Default is hostname of this host.',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'state_path',
+    type: { kind: 'string' },
+    default: '/var/lib/novalet',
+    help: [
+      "Top-level directory for maintaining novalet's state.",
+      '',
+      "nova's default is ``$pybasedir``, the directory its Python package is installed in, which means nothing for novalet; novalet's default is ``/var/lib/novalet``.",
+      '',
+      'Related options:',
+      '',
+      '* ``instances_path``',
+      '* ``[libvirt] connection_uri``',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'instances_path',
+    type: { kind: 'string' },
+    default: '$state_path/instances',
+    help: [
+      "Specifies where instances are stored on the hypervisor's disk. It can point to locally attached storage or a directory on NFS.",
+      '',
+      'Possible values:',
+      '',
+      "* $state_path/instances where state_path is a config option that specifies the top-level directory for maintaining novalet's state. (default) or Any string representing directory path.",
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'transport_url',
+    type: { kind: 'string' },
+    default: null,
+    secret: true,
+    help: [
+      'The network address and optional user credentials for connecting to the messaging backend, in URL format. The expected format is:',
+      '',
+      'driver://[user:pass@]host:port[,[userN:passN@]hostN:portN]/virtual_host?query',
+      '',
+      'Example: rabbit://rabbitmq:password@127.0.0.1:5672//',
+      '',
+      'When unset, ``rabbit://guest:guest@localhost:5672/`` is used, as oslo.messaging does.',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'report_interval',
+    type: { kind: 'int' },
+    default: 10,
+    help: [
+      'Number of seconds indicating how frequently the state of services on a given hypervisor is reported. novalet needs to know this to determine the overall health of the deployment.',
+      '',
+      'Related Options:',
+      '',
+      '* service_down_time',
+      '  report_interval should be less than service_down_time. If service_down_time is less than report_interval, services will routinely be considered down, because they report in too rarely.',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'service_down_time',
+    type: { kind: 'int' },
+    default: 60,
+    help: [
+      'Maximum time in seconds since last check-in for up service',
+      '',
+      "Each compute node periodically sends a capability report based on the specified report interval. If the compute node hasn't reported for more than service_down_time, then the compute node is considered down.",
+      '',
+      'Related Options:',
+      '',
+      '* report_interval (service_down_time should not be less than report_interval)',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'cpu_allocation_ratio',
+    type: nonNegativeFloat,
+    default: null,
+    help: [
+      'Virtual CPU to physical CPU allocation ratio.',
+      '',
+      'This option is used to influence the hosts selected by the scheduler by configuring the allocation ratio for ``VCPU`` inventory.',
+      '',
+      'When unset, ``initial_cpu_allocation_ratio`` is used.',
+      '',
+      'Possible values:',
+      '',
+      '* Any valid positive integer or float value',
+      '',
+      'Related options:',
+      '',
+      '* ``initial_cpu_allocation_ratio``',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'ram_allocation_ratio',
+    type: nonNegativeFloat,
+    default: null,
+    help: [
+      'Virtual RAM to physical RAM allocation ratio.',
+      '',
+      'This option is used to influence the hosts selected by the scheduler by configuring the allocation ratio for ``MEMORY_MB`` inventory.',
+      '',
+      'When unset, ``initial_ram_allocation_ratio`` is used.',
+      '',
+      'Possible values:',
+      '',
+      '* Any valid positive integer or float value',
+      '',
+      'Related options:',
+      '',
+      '* ``initial_ram_allocation_ratio``',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'disk_allocation_ratio',
+    type: nonNegativeFloat,
+    default: null,
+    help: [
+      'Virtual disk to physical disk allocation ratio.',
+      '',
+      'This option is used to influence the hosts selected by the scheduler by configuring the allocation ratio for ``DISK_GB`` inventory.',
+      '',
+      'When configured, a ratio greater than 1.0 will result in over-subscription of the available physical disk, which can be useful for more efficiently packing instances created with images that do not use the entire virtual disk, such as sparse or compressed images. It can be set to a value between 0.0 and 1.0 in order to preserve a percentage of the disk for uses other than instances.',
+      '',
+      'When unset, ``initial_disk_allocation_ratio`` is used.',
+      '',
+      'Possible values:',
+      '',
+      '* Any valid positive integer or float value',
+      '',
+      'Related options:',
+      '',
+      '* ``initial_disk_allocation_ratio``',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'initial_cpu_allocation_ratio',
+    type: nonNegativeFloat,
+    default: 4.0,
+    help: [
+      'Initial virtual CPU to physical CPU allocation ratio.',
+      '',
+      'nova uses this only when it first creates the compute node record; novalet uses it whenever ``cpu_allocation_ratio`` is unset.',
+      '',
+      'Related options:',
+      '',
+      '* ``cpu_allocation_ratio``',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'initial_ram_allocation_ratio',
+    type: nonNegativeFloat,
+    default: 1.0,
+    help: [
+      'Initial virtual RAM to physical RAM allocation ratio.',
+      '',
+      'nova uses this only when it first creates the compute node record; novalet uses it whenever ``ram_allocation_ratio`` is unset.',
+      '',
+      'Related options:',
+      '',
+      '* ``ram_allocation_ratio``',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'initial_disk_allocation_ratio',
+    type: nonNegativeFloat,
+    default: 1.0,
+    help: [
+      'Initial virtual disk to physical disk allocation ratio.',
+      '',
+      'nova uses this only when it first creates the compute node record; novalet uses it whenever ``disk_allocation_ratio`` is unset.',
+      '',
+      'Related options:',
+      '',
+      '* ``disk_allocation_ratio``',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'reserved_host_memory_mb',
+    type: { kind: 'int', min: 0 },
+    default: 512,
+    help: [
+      'Amount of memory in MB to reserve for the host so that it is always available to host processes. The host resources usage is reported back to the scheduler continuously from the compute node. To prevent the host memory from being considered as available, this option is used to reserve memory for the host.',
+      '',
+      'Possible values:',
+      '',
+      '* Any positive integer representing amount of memory in MB to reserve for the host.',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'reserved_host_disk_mb',
+    type: { kind: 'int', min: 0 },
+    default: 0,
+    help: [
+      'Amount of disk resources in MB to make them always available to host. The disk usage gets reported back to the scheduler from the compute node. To prevent the disk resources from being considered as available, this option can be used to reserve disk space for that host.',
+      '',
+      'Possible values:',
+      '',
+      '* Any positive integer representing amount of disk in MB to reserve for the host.',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'debug',
+    type: { kind: 'bool' },
+    default: false,
+    help: ['If set to true, the logging level will be set to DEBUG instead of the default INFO level.'],
+  }),
+
+  // ---------------------------------------------------------------- [libvirt]
+  option({
+    section: 'libvirt',
+    name: 'virt_type',
+    type: {
+      kind: 'choice',
+      choices: [{ value: 'kvm' }, { value: 'lxc' }, { value: 'qemu' }, { value: 'parallels' }],
+    },
+    default: 'kvm',
+    help: [
+      'Describes the virtualization type (or so called domain type) libvirt should use.',
+      '',
+      'The choice of this type must match the underlying virtualization strategy you have chosen for this host.',
+      '',
+      "novalet runs instances only through libvirt's QEMU driver: it accepts ``kvm`` and ``qemu``, and refuses nova's other choices ``lxc`` and ``parallels`` at start-up.",
+      '',
+      'Related options:',
+      '',
+      '* ``connection_uri``: depends on this',
+      '* ``cpu_mode``: depends on this',
+      '* ``cpu_models``: depends on this',
+      '* ``fallback_virt_type``: used instead when KVM is unusable on this host',
+    ],
+  }),
+  option({
+    section: 'libvirt',
+    name: 'connection_uri',
+    type: { kind: 'string' },
+    default: '',
+    help: [
+      'Overrides the default libvirt URI of the chosen virtualization type.',
+      '',
+      "If set, novalet will use this URI to connect to libvirt. If empty (the default), novalet embeds libvirt's QEMU driver in its own process, as ``qemu:///embed?root=$state_path/libvirt``.",
+      '',
+      'Possible values:',
+      '',
+      '* An URI like ``qemu:///system`` to use the libvirtd of this host.',
+      '',
+      'Related options:',
+      '',
+      '* ``virt_type``: Influences what is used as default value here.',
+      '* ``[DEFAULT] state_path``: the embedded driver keeps its state below it.',
+    ],
+  }),
+  option({
+    section: 'libvirt',
+    name: 'cpu_mode',
+    type: {
+      kind: 'choice',
+      choices: [
+        { value: 'host-model', description: 'Clone the host CPU feature flags' },
+        { value: 'host-passthrough', description: 'Use the host CPU model exactly' },
+        { value: 'custom', description: 'Use the CPU model in ``[libvirt]cpu_models``' },
+        {
+          value: 'none',
+          description:
+            "Don't set a specific CPU model. For instances with ``[libvirt] virt_type`` as KVM/QEMU, the default CPU model from QEMU will be used, which provides a basic set of CPU features that are compatible with most hosts",
+        },
+      ],
+    },
+    default: null,
+    help: [
+      'Is used to set the CPU mode an instance should have.',
+      '',
+      'If ``virt_type="kvm|qemu"``, it will default to ``host-model``, otherwise it will default to ``none``.',
+      '',
+      'Related options:',
+      '',
+      '* ``cpu_models``: This should be set ONLY when ``cpu_mode`` is set to ``custom``. Otherwise, it would result in an error and novalet will not start.',
+    ],
+  }),
+  option({
+    section: 'libvirt',
+    name: 'cpu_models',
+    type: { kind: 'list' },
+    default: [],
+    deprecatedNames: [{ name: 'cpu_model' }],
+    help: [
+      'An ordered list of CPU models the host supports.',
+      '',
+      'It is expected that the list is ordered so that the more common and less advanced CPU models are listed earlier. Here is an example: ``SandyBridge,IvyBridge,Haswell,Broadwell``, the latter CPU model\'s features is richer that the previous CPU model.',
+      '',
+      'Possible values:',
+      '',
+      '* The named CPU models listed in ``/usr/share/libvirt/cpu_map/*.xml``.',
+      '',
+      'Related options:',
+      '',
+      '* ``cpu_mode``: This should be set to ``custom`` ONLY when you want to configure (via ``cpu_models``) a specific named CPU model. Otherwise, it would result in an error and novalet will not start.',
+      '* ``virt_type``: Only the virtualization types ``kvm`` and ``qemu`` use this.',
+    ],
+  }),
+  option({
+    section: 'libvirt',
+    name: 'cpu_model_extra_flags',
+    type: { kind: 'list', lowerCaseItems: true },
+    default: [],
+    help: [
+      'This allows specifying granular CPU feature flags when configuring CPU models. For example, to explicitly specify the ``pcid`` (Process-Context ID, an Intel processor feature) flag to the "IvyBridge" virtual CPU model::',
+      '',
+      '    [libvirt]',
+      '    cpu_mode = custom',
+      '    cpu_models = IvyBridge',
+      '    cpu_model_extra_flags = pcid',
+      '',
+      'A flag may be prefixed with ``+`` to enable it or ``-`` to disable it; a flag without a prefix is enabled. The flags are case insensitive. Specifying extra flags is valid in combination with all the three possible values for ``cpu_mode``: ``custom`` (this also requires an explicit ``cpu_models`` to be specified), ``host-model``, or ``host-passthrough``.',
+      '',
+      'The possible values for ``cpu_model_extra_flags`` depends on the CPU model in use. Refer to ``/usr/share/libvirt/cpu_map/*.xml`` for possible CPU feature flags for a given CPU model.',
+      '',
+      'Related options:',
+      '',
+      '* cpu_mode',
+      '* cpu_models',
+    ],
+  }),
+  option({
+    section: 'libvirt',
+    name: 'hw_machine_type',
+    type: { kind: 'list' },
+    default: null,
+    help: [
+      'For qemu or KVM guests, set this option to specify a default machine type per host architecture. You can find a list of supported machine types in your environment by checking the output of the :command:`virsh capabilities` command. The format of the value for this config option is ``host-arch=machine-type``. For example: ``x86_64=machinetype1,armv7l=machinetype2``.',
+    ],
+  }),
+  option({
+    section: 'libvirt',
+    name: 'images_type',
+    type: {
+      kind: 'choice',
+      choices: ['raw', 'flat', 'qcow2', 'lvm', 'rbd', 'ploop', 'default'].map((value) => ({ value })),
+    },
+    default: 'default',
+    help: [
+      'VM Images format.',
+      '',
+      'If default is specified, each instance disk is a qcow2 overlay on a cached base image, as nova does with ``use_cow_images = True``.',
+    ],
+  }),
+  option({
+    section: 'libvirt',
+    name: 'fallback_virt_type',
+    type: {
+      kind: 'choice',
+      choices: [
+        { value: '', description: 'No fallback: a build that needs KVM fails with the diagnosis' },
+        { value: 'qemu', description: "QEMU's TCG software emulation" },
+      ],
+    },
+    default: 'qemu',
+    novaletOwn: true,
+    help: [
+      'When KVM is unusable on this host, run instances with this virt type instead.',
+      '',
+      'novalet checks at start-up whether KVM really works here (``/dev/kvm``, the KVM module, a self-test guest). When ``virt_type = kvm`` and KVM is unusable, instances run under this virt type and the scheduler is told so. Empty disables the fallback: builds that need KVM then fail with the cause and the remedy.',
+      '',
+      'Related options:',
+      '',
+      '* ``virt_type``',
+    ],
+  }),
+
+  // -------------------------------------------------------------- [scheduler]
+  option({
+    section: 'scheduler',
+    name: 'max_attempts',
+    type: { kind: 'int', min: 1 },
+    default: 3,
+    deprecatedNames: [{ name: 'scheduler_max_attempts', section: 'DEFAULT' }],
+    help: [
+      'This is the maximum number of attempts that will be made for a given instance build/move operation. It limits the number of alternate hosts returned by the scheduler. When that list of hosts is exhausted, a MaxRetriesExceeded exception is raised and the instance is set to an error state.',
+      '',
+      'Possible values:',
+      '',
+      '* A positive integer, where the integer corresponds to the max number of attempts that can be made when building or moving an instance.',
+    ],
+  }),
+
+  // ------------------------------------------------------- [filter_scheduler]
+  option({
+    section: 'filter_scheduler',
+    name: 'enabled_filters',
+    type: { kind: 'list' },
+    default: [
+      'ComputeFilter',
+      'ComputeCapabilitiesFilter',
+      'ImagePropertiesFilter',
+      'ServerGroupAntiAffinityFilter',
+      'ServerGroupAffinityFilter',
+    ],
+    deprecatedNames: [{ name: 'scheduler_default_filters', section: 'DEFAULT' }],
+    help: [
+      'Filters that the scheduler will use.',
+      '',
+      'An ordered list of filter class names that will be used for filtering hosts. These filters will be applied in the order they are listed so place your most restrictive filters first to make the filtering process more efficient.',
+      '',
+      'Possible values:',
+      '',
+      '* A list of zero or more strings, where each string corresponds to the name of a filter to be used for selecting a host',
+    ],
+  }),
+
+  // -------------------------------------------------------------------- [api]
+  option({
+    section: 'api',
+    name: 'listen',
+    type: { kind: 'string' },
+    default: '127.0.0.1',
+    novaletOwn: true,
+    help: [
+      "IP address on which novalet's HTTP API will listen.",
+      '',
+      'The API serves the KVM verdict, the capabilities and the instances of this host.',
+    ],
+  }),
+  option({
+    section: 'api',
+    name: 'port',
+    type: { kind: 'port', min: 1, max: 65535 },
+    default: 8789,
+    novaletOwn: true,
+    help: ["Port on which novalet's HTTP API will listen."],
+  }),
+] as const;
+
+// Compile-time check: the table defines every field of NovaletConfig.
+type AllKeys = { [S in SectionName]: `${S}.${Key<S>}` }[SectionName];
+type DefinedKeys = (typeof TABLE)[number]['key'];
+type MissingKeys = Exclude<AllKeys, DefinedKeys>;
+const everyOptionDefined: [MissingKeys] extends [never] ? true : MissingKeys = true;
+void everyOptionDefined;
+
+export const OPTION_DEFINITIONS: readonly OptionDefinition[] = TABLE;
+
+/** Sections in the order oslo-config-generator writes them: DEFAULT first, then by name. */
+export const SECTION_ORDER: readonly SectionName[] = ['DEFAULT', 'api', 'filter_scheduler', 'libvirt', 'scheduler'];
+
+const BY_KEY = new Map<string, OptionDefinition>(OPTION_DEFINITIONS.map((d) => [`${d.section}\0${d.name}`, d]));
+
+/** The option registered under this section and name (current names only). */
+export function findOption(section: string, name: string): OptionDefinition | undefined {
+  return BY_KEY.get(`${section}\0${name}`);
+}
+
+/** The options of one section, in table order. */
+export function optionsInSection(section: SectionName): OptionDefinition[] {
+  return OPTION_DEFINITIONS.filter((d) => d.section === section);
+}
+
+/** Sections in which novalet knows at least one option. */
+export function isKnownSection(section: string): section is SectionName {
+  return (SECTION_ORDER as readonly string[]).includes(section);
+}
