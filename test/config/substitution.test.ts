@@ -1,0 +1,134 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../config/config-error.js';
+import { loadConfigFromSources, parseConfigText } from '../../config/load-config.js';
+import { parseTemplate } from '../../config/substitution.js';
+
+const load = (text: string) => parseConfigText(text, '/etc/nova/nova.conf');
+function substitutionError(text: string): ConfigError {
+  try {
+    load(text);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe('CONFIG_SUBSTITUTION');
+    return err as ConfigError;
+  }
+  throw new Error('no error');
+}
+
+describe('$ substitution, as oslo.config', () => {
+  it('$state_path in a value, and in the default of instances_path', () => {
+    const loaded = load('[DEFAULT]\nstate_path = /srv/novalet\n[libvirt]\nconnection_uri = qemu:///embed?root=$state_path/libvirt\n');
+    expect(loaded.values.DEFAULT.instances_path).toBe('/srv/novalet/instances');
+    expect(loaded.sources.DEFAULT.instances_path).toBe('default');
+    // Undotted names fall back from the option's own section to [DEFAULT].
+    expect(loaded.values.libvirt.connection_uri).toBe('qemu:///embed?root=/srv/novalet/libvirt');
+  });
+
+  it('${name} and ${section.option}, dotted or braced', () => {
+    const loaded = load(
+      '[DEFAULT]\nstate_path = /srv\ninstances_path = ${state_path}/vms\nhost = ${libvirt.virt_type}-$DEFAULT.debug\n[libvirt]\nvirt_type = qemu\nconnection_uri = ${DEFAULT.state_path}/x\n',
+    );
+    expect(loaded.values.DEFAULT.instances_path).toBe('/srv/vms');
+    expect(loaded.values.libvirt.connection_uri).toBe('/srv/x');
+    expect(loaded.values.DEFAULT.host).toBe('qemu-false');
+  });
+
+  it('the own section first, then [DEFAULT]', () => {
+    const loaded = load('[DEFAULT]\nname = from-default\nhost = $name\n[api]\nname = from-api\nlisten = $name\n');
+    expect(loaded.values.DEFAULT.host).toBe('from-default');
+    expect(loaded.values.api.listen).toBe('from-api');
+  });
+
+  it('$$ and \\$ are a literal $; a $ without a name stays', () => {
+    const loaded = load('[DEFAULT]\nhost = a$$b\nstate_path = /p\\$state_path\n[api]\nlisten = cost: 5$ or $1 or ${x\n');
+    expect(loaded.values.DEFAULT.host).toBe('a$b');
+    expect(loaded.values.DEFAULT.state_path).toBe('/p$state_path');
+    expect(loaded.values.api.listen).toBe('cost: 5$ or $1 or ${x');
+  });
+
+  it('an option novalet does not know gives its raw value ($my_ip), itself substituted', () => {
+    const loaded = load('[DEFAULT]\nmy_ip = 10.0.0.$last\nlast = 5\n[api]\nlisten = $my_ip\n');
+    expect(loaded.values.api.listen).toBe('10.0.0.5');
+    expect(loaded.sources.api.listen).toEqual({ file: '/etc/nova/nova.conf', line: 5 });
+    expect(loaded.settings.api.listen).toMatchObject({ raw: '$my_ip', text: '10.0.0.5' });
+  });
+
+  it('raw values come from the newest file that sets them', () => {
+    const loaded = loadConfigFromSources([
+      { file: '/a.conf', text: '[DEFAULT]\nmy_ip = 10.0.0.1\n[api]\nlisten = $my_ip\n' },
+      { file: '/b.conf', text: '[DEFAULT]\nmy_ip = 10.0.0.2\n' },
+    ]);
+    expect(loaded.values.api.listen).toBe('10.0.0.2');
+  });
+
+  it('known options give their typed value as text: numbers, booleans, lists', () => {
+    const loaded = load(
+      '[DEFAULT]\nreport_interval = 0015\nhost = n$report_interval-$debug\n[libvirt]\ncpu_mode = custom\ncpu_models = A, B\nconnection_uri = $cpu_models\n',
+    );
+    expect(loaded.values.DEFAULT.host).toBe('n15-false');
+    expect(loaded.values.libvirt.connection_uri).toBe('A,B');
+  });
+
+  it('a substituted list is split after substitution', () => {
+    const loaded = load('[DEFAULT]\nmy_filters = ComputeFilter, ImagePropertiesFilter\n[filter_scheduler]\nenabled_filters = $my_filters,RetryFilter\n');
+    expect(loaded.values.filter_scheduler.enabled_filters).toEqual(['ComputeFilter', 'ImagePropertiesFilter', 'RetryFilter']);
+  });
+
+  it('an unresolvable reference names the file and line', () => {
+    const e = substitutionError('[DEFAULT]\n\n[vnc]\nx = 1\n[api]\nlisten = $my_ipp\n');
+    expect(e.message).toBe(
+      "/etc/nova/nova.conf:6: [api] listen = '$my_ipp' refers to $my_ipp, which is set nowhere: there is no option my_ipp in [api] or [DEFAULT]. Set it, or write $$ for a literal '$'.",
+    );
+    expect(e).toMatchObject({ file: '/etc/nova/nova.conf', line: 6, section: 'api', option: 'listen' });
+    expect(substitutionError('[DEFAULT]\nhost = ${neutron.url}\n').message).toBe(
+      "/etc/nova/nova.conf:2: [DEFAULT] host = '${neutron.url}' refers to ${neutron.url}, which is set nowhere: there is no option url in [neutron]. Set it, or write $$ for a literal '$'.",
+    );
+  });
+
+  it('an unresolvable reference inside an unknown option names that option', () => {
+    expect(substitutionError('[DEFAULT]\nmy_ip = $nothing\nhost = $my_ip\n').message).toBe(
+      "/etc/nova/nova.conf:2: [DEFAULT] my_ip = '$nothing' refers to $nothing, which is set nowhere: there is no option nothing in [DEFAULT]. Set it, or write $$ for a literal '$'.",
+    );
+  });
+
+  it('a reference to an unset option is an error', () => {
+    expect(substitutionError('[DEFAULT]\nhost = $transport_url\n').message).toBe(
+      "/etc/nova/nova.conf:2: [DEFAULT] host = '$transport_url' refers to $transport_url, which is unset ([DEFAULT] transport_url has no value). Set [DEFAULT] transport_url, or write $$ for a literal '$'.",
+    );
+  });
+
+  it('a cycle is an error naming the chain', () => {
+    expect(substitutionError('[DEFAULT]\nstate_path = $host\nhost = ${state_path}\n').message).toBe(
+      "/etc/nova/nova.conf:3: [DEFAULT] host = '${state_path}' refers back to itself: [DEFAULT] host → [DEFAULT] state_path → [DEFAULT] host. Break the cycle, or write $$ for a literal '$'.",
+    );
+    expect(substitutionError('[DEFAULT]\nhost = $host\n').message).toContain(
+      'refers back to itself: [DEFAULT] host → [DEFAULT] host.',
+    );
+    // Through the default of instances_path: the blame goes to the line in the file.
+    expect(substitutionError('[DEFAULT]\n\nstate_path = $instances_path/..\n').message).toBe(
+      "/etc/nova/nova.conf:3: [DEFAULT] state_path = '$instances_path/..' refers back to itself: [DEFAULT] state_path → [DEFAULT] instances_path → [DEFAULT] state_path. Break the cycle, or write $$ for a literal '$'.",
+    );
+    // Through options novalet does not know.
+    expect(substitutionError('[DEFAULT]\na = $b\nb = $a\nhost = $a\n').message).toContain(
+      'refers back to itself: [DEFAULT] a → [DEFAULT] b → [DEFAULT] a.',
+    );
+  });
+
+  it('references nested too deeply are an error, not a stack overflow', () => {
+    const chain = Array.from({ length: 200 }, (_, i) => `v${i} = $v${i + 1}`).join('\n');
+    const e = substitutionError(`[DEFAULT]\n${chain}\nv200 = end\nhost = $v0\n`);
+    expect(e.message).toMatch(/^\/etc\/nova\/nova\.conf:\d+: \[DEFAULT\] v\d+ = '\$v\d+' nests references more than 32 deep\./);
+  });
+});
+
+describe('parseTemplate', () => {
+  it("splits a value as string.Template does with oslo's idpattern", () => {
+    expect(parseTemplate('a$b.c-${D.e}$$f\\$g$')).toEqual([
+      { literal: 'a' },
+      { reference: { section: 'b', name: 'c', text: '$b.c' } },
+      { literal: '-' },
+      { reference: { section: 'd', name: 'e', text: '${D.e}' } },
+      { literal: '$f$g$' },
+    ]);
+  });
+});
