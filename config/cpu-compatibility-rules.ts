@@ -17,6 +17,7 @@
  */
 
 import { ConfigError, type ConfigErrorCode } from './config-error.js';
+import { quoteForMessage } from './quote-for-message.js';
 import type { CpuMode, LibvirtSection, NovaletConfig, SectionName, Setting } from './novalet-config.js';
 import { splitList, valueAsText } from './value-types.js';
 
@@ -75,7 +76,7 @@ export function checkCpuCompatibility(values: NovaletConfig, originOf: OriginLoo
       fail(
         'CONFIG_CPU_RULE',
         'cpu_model_extra_flags',
-        `'${written[i] ?? flag}' is not a CPU flag.`,
+        `${quoteForMessage(written[i] ?? flag)} is not a CPU flag.`,
         "Write each entry as flag, +flag or -flag, where flag is a name such as pcid or avx512f (letters, digits, '_', '.', '-').",
       );
     }

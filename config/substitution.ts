@@ -16,6 +16,7 @@
 import { ConfigError } from './config-error.js';
 import { normalizeSectionName } from './ini-reader.js';
 import { maskUrlCredentials } from './mask-credentials.js';
+import { printable } from './quote-for-message.js';
 
 export interface Reference {
   /** Section named in a dotted reference, normalised; null when undotted. */
@@ -152,7 +153,7 @@ export class Substituter {
 
   private cycleError(start: number, closing: SubstitutionSite): ConfigError {
     const frames = this.stack.slice(start);
-    const chain = [...frames.map((f) => f.site), closing].map((s) => `[${s.section}] ${s.option}`).join(' → ');
+    const chain = [...frames.map((f) => f.site), closing].map((s) => printable(`[${s.section}] ${s.option}`)).join(' → ');
     // Point at an option set in a file: defaults never refer to each other in a cycle.
     const blamed = frames.find((f) => f.site.file !== undefined)?.site ?? frames[0]!.site;
     return siteError(blamed, `refers back to itself: ${chain}.`, 'Break the cycle, or write $$ for a literal \'$\'.');
