@@ -1,0 +1,41 @@
+/**
+ * The data behind `novalet config show`: every option novalet knows, its
+ * effective value and where that value came from — `"<file>:<line>"` or
+ * `"default"`. Secret values are masked unless asked otherwise: the
+ * password inside a URL becomes `***` (`rabbit://nova:***@rmq1:5672/`),
+ * any other secret is `***` entirely.
+ */
+
+import { maskSecretValue, maskUrlCredentials } from './mask-credentials.js';
+import type { LoadedConfig, SectionName } from './novalet-config.js';
+import { OPTION_DEFINITIONS } from './option-definitions.js';
+
+export { maskUrlCredentials };
+
+export interface ReportedValue {
+  value: unknown;
+  source: string;
+}
+
+export type ConfigReport = Record<SectionName, Record<string, ReportedValue>>;
+
+export function describeConfig(loaded: LoadedConfig, options: { showSecrets?: boolean } = {}): ConfigReport {
+  const report = {} as ConfigReport;
+  for (const def of OPTION_DEFINITIONS) {
+    const section = (report[def.section] ??= {});
+    const raw: unknown = (loaded.values[def.section] as unknown as Record<string, unknown>)[def.name];
+    const source = loaded.sources[def.section][def.name] ?? 'default';
+    section[def.name] = {
+      value: def.secret && !options.showSecrets ? maskSecret(raw) : raw,
+      source: source === 'default' ? 'default' : `${source.file}:${source.line}`,
+    };
+  }
+  return report;
+}
+
+function maskSecret(value: unknown): unknown {
+  if (value === null || value === undefined) return value;
+  if (typeof value === 'string') return value === '' ? '' : maskSecretValue(value);
+  if (Array.isArray(value)) return value.map((v) => (typeof v === 'string' ? maskSecretValue(v) : '***'));
+  return '***';
+}
