@@ -12,7 +12,9 @@ import { pythonStrip } from './python-whitespace.js';
 
 export type Conversion = { ok: true; value: unknown } | { ok: false; problem: string };
 
-// oslo_utils.strutils TRUE_STRINGS / FALSE_STRINGS, which oslo.config's Boolean accepts.
+// oslo.config's Boolean accepts true/1/on/yes and false/0/off/no (any case).
+// novalet also accepts t/y and f/n, as oslo_utils.strutils.bool_from_string
+// does: a superset, so every nova.conf that nova accepts still loads.
 const TRUE_STRINGS = new Set(['1', 't', 'true', 'on', 'y', 'yes']);
 const FALSE_STRINGS = new Set(['0', 'f', 'false', 'off', 'n', 'no']);
 
