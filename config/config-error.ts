@@ -81,5 +81,7 @@ function formatMessage(d: ConfigErrorDetails): string {
     if (d.value !== undefined) subject += ` = ${quoteForMessage(d.value)}`;
   }
   const joiner = subject === '' ? '' : d.predicate ? ' ' : ': ';
-  return `${where}: ${subject}${joiner}${d.problem}`;
+  // Problems quote user text already; this keeps the one-line promise even
+  // for text from elsewhere (an operating system error naming a path).
+  return `${where}: ${subject}${joiner}${d.problem}`.replace(/[\r\n\u0085\u2028\u2029]/g, (ch) => printable(ch));
 }

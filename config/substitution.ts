@@ -163,8 +163,8 @@ export class Substituter {
 function siteError(site: SubstitutionSite, problem: string, remedy: string): ConfigError {
   return new ConfigError({
     code: 'CONFIG_SUBSTITUTION',
-    ...(site.file !== undefined ? { file: site.file } : {}),
-    ...(site.line !== undefined ? { line: site.line } : {}),
+    file: site.file,
+    line: site.line,
     section: site.section,
     option: site.option,
     value: site.secret ? site.raw : maskUrlCredentials(site.raw),

@@ -279,3 +279,16 @@ describe('secrets are never printed', () => {
     expect(e.message).not.toContain('S3cret');
   });
 });
+
+describe('ConfigError', () => {
+  it('keeps its message on one line whatever text it is given', () => {
+    const e = new ConfigError({ code: 'CONFIG_FILE_UNREADABLE', file: '/odd\nname.conf', problem: 'cannot be read (EIO: i/o error, open \'/odd\nname.conf\').' });
+    expect(e.message).toBe("/odd\\nname.conf: cannot be read (EIO: i/o error, open '/odd\\nname.conf').");
+  });
+
+  it("says 'default' where the offending value is an option's default", () => {
+    const e = new ConfigError({ code: 'CONFIG_CPU_RULE', section: 'libvirt', option: 'virt_type', value: 'kvm', problem: 'x.' });
+    expect(e.message).toBe("default: [libvirt] virt_type = 'kvm': x.");
+    expect(e).toMatchObject({ file: null, line: null, section: 'libvirt', option: 'virt_type', value: 'kvm' });
+  });
+});
