@@ -89,5 +89,5 @@ export async function probeKvmDevice(path: string, ioctls: KvmIoctls | Promise<K
     // Cannot even look (EACCES on a parent directory): it may exist; say why it is out of reach.
     return unopened(path, true, false, status.errno);
   }
-  return interrogateKvmDevice(path, status.isCharDevice, answering);
+  return interrogateKvmDevice(path, status.isCharDevice || answering.standsInForCharDevice === true, answering);
 }

@@ -29,4 +29,9 @@ export interface KvmIoctls {
   ioctl(fd: number, request: number, arg?: number): IoctlOutcome;
   /** Close an fd from open() or from KVM_CREATE_VM. Never throws. */
   close(fd: number): void;
+  /**
+   * True for a recording of another host's device: the fixture's regular
+   * file stands for that host's character device node.
+   */
+  readonly standsInForCharDevice?: boolean;
 }

@@ -102,6 +102,7 @@ export function parseKvmIoctlRecording(text: string, source = 'kvm-ioctl.json'):
 
 export class RecordedKvmIoctls implements KvmIoctls {
   private nextFd = 1000;
+  readonly standsInForCharDevice = true;
   private readonly systemFds = new Set<number>();
   private readonly vmFds = new Set<number>();
 
