@@ -1,0 +1,173 @@
+/**
+ * `novalet validate`'s lines for every captured kind of host, with the
+ * configuration's defaults unless a case says otherwise. The tools (QEMU,
+ * qemu-img, libvirt) are given as present so that each case shows what the
+ * host's virtualization alone decides.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../config/load-config.js';
+import type { NovaletConfig } from '../../config/novalet-config.js';
+import { probeHost } from '../../hypervisor/host-probe.js';
+import type { HostTools } from '../../hypervisor/host-tools.js';
+import { formatValidationReport, validateHost, type ValidationReport } from '../../hypervisor/host-validation.js';
+import { judgeKvm } from '../../hypervisor/kvm-verdict.js';
+import { fixtureRoot } from './fixture-hosts.js';
+
+const ALL_TOOLS: HostTools = {
+  qemuEmulators: { x86_64: '/usr/bin/qemu-system-x86_64', aarch64: '/usr/bin/qemu-system-aarch64' },
+  qemuImg: '/usr/bin/qemu-img',
+  libvirt: { loadable: true, version: '9.0.0', error: null },
+};
+
+function config(text = ''): NovaletConfig {
+  const dir = mkdtempSync(path.join(tmpdir(), 'novalet-hv-'));
+  const file = path.join(dir, 'novalet.conf');
+  writeFileSync(file, text);
+  return loadConfig({ configFiles: [file] }).values;
+}
+
+async function validateFixture(host: string, configText = '', tools = ALL_TOOLS): Promise<ValidationReport> {
+  const probe = await probeHost({ root: fixtureRoot(host), arch: 'x86_64' });
+  return validateHost({ probe, verdict: judgeKvm(probe), tools, config: config(configText) });
+}
+
+function results(report: ValidationReport): Record<string, string> {
+  return Object.fromEntries(report.checks.map((c) => [c.name, c.result]));
+}
+
+const ESSENTIALS_PASS = { 'QEMU system emulators': 'PASS', 'qemu-img': 'PASS', 'libvirt library': 'PASS' };
+
+describe('validate on captured hosts', () => {
+  it('intel-kvm-nested: every KVM check passes and instances run under KVM', async () => {
+    const report = await validateFixture('intel-kvm-nested');
+    expect(results(report)).toEqual({
+      'Hardware virtualization': 'PASS',
+      '/dev/kvm exists': 'PASS',
+      '/dev/kvm accessible': 'PASS',
+      'KVM API': 'PASS',
+      'KVM module': 'PASS',
+      'Nested virtualization': 'PASS',
+      'Outer hypervisor': 'PASS',
+      ...ESSENTIALS_PASS,
+      'Configured virt_type': 'PASS',
+      'CPU options': 'PASS',
+    });
+    expect(report.effective_virt_type).toBe('kvm');
+    expect(report.can_run_instances).toBe(true);
+    expect(report.summary).toBe('Instances will run here under KVM hardware virtualization.');
+    const text = formatValidationReport(report);
+    expect(text).toMatch(/PASS\s+Hardware virtualization\s+: Intel VT-x \(vmx\) in \/proc\/cpuinfo/);
+    expect(text).toMatch(/PASS\s+KVM module\s+: kvm_intel \(Intel VT-x\)/);
+    expect(text).toMatch(/PASS\s+Nested virtualization\s+: enabled \(kvm_intel nested=Y\)/);
+    expect(text).toMatch(/PASS\s+Outer hypervisor\s+: none: bare metal/);
+  });
+
+  it('amd-kvm-nested: AMD-V and kvm_amd with nested=1', async () => {
+    const report = await validateFixture('amd-kvm-nested');
+    const text = formatValidationReport(report);
+    expect(text).toMatch(/PASS\s+Hardware virtualization\s+: AMD-V \(svm\)/);
+    expect(text).toMatch(/PASS\s+KVM module\s+: kvm_amd/);
+    expect(text).toMatch(/PASS\s+Nested virtualization\s+: enabled \(kvm_amd nested=1\)/);
+    expect(report.effective_virt_type).toBe('kvm');
+  });
+
+  it('vmware-no-vmx (the field report): no VT-x exposed, instances fall back to TCG with ESXi advice', async () => {
+    const report = await validateFixture('vmware-no-vmx');
+    expect(results(report)).toMatchObject({
+      'Hardware virtualization': 'FAIL',
+      '/dev/kvm exists': 'FAIL',
+      '/dev/kvm accessible': 'FAIL',
+      'KVM API': 'FAIL',
+      'KVM module': 'FAIL',
+      'Outer hypervisor': 'WARN',
+      'Configured virt_type': 'WARN',
+      ...ESSENTIALS_PASS,
+    });
+    const hw = report.checks.find((c) => c.name === 'Hardware virtualization');
+    expect(hw?.hint).toContain('Expose hardware assisted virtualization to the guest OS');
+    expect(report.checks.find((c) => c.name === 'Outer hypervisor')?.detail).toBe('this host is a virtual machine under VMware');
+    expect(report.effective_virt_type).toBe('qemu');
+    expect(report.summary).toMatch(/^Instances will run here under TCG software emulation/);
+  });
+
+  it('vmware-no-vmx without a fallback: cannot run, with the classic fault', async () => {
+    const report = await validateFixture('vmware-no-vmx', '[libvirt]\nfallback_virt_type =\n');
+    expect(report.can_run_instances).toBe(false);
+    expect(report.effective_virt_type).toBeNull();
+    expect(report.summary).toMatch(/^Instances cannot run on this host: could not find capabilities for domaintype=kvm: /);
+    expect(report.summary).toContain('Expose hardware assisted virtualization');
+  });
+
+  it('vmware-vmx-exposed: KVM usable inside VMware; the outer hypervisor is a warning only', async () => {
+    const report = await validateFixture('vmware-vmx-exposed');
+    expect(results(report)['Outer hypervisor']).toBe('WARN');
+    expect(results(report)['Nested virtualization']).toBe('WARN');
+    expect(report.effective_virt_type).toBe('kvm');
+  });
+
+  it('xen-guest: no hardware virtualization under Xen', async () => {
+    const report = await validateFixture('xen-guest');
+    expect(report.checks.find((c) => c.name === 'Outer hypervisor')?.detail).toContain('Xen');
+    expect(report.checks.find((c) => c.name === 'Hardware virtualization')?.hint).toContain('nestedhvm=1');
+    expect(report.effective_virt_type).toBe('qemu');
+  });
+
+  it('container-no-kvm: vmx present but the device is not passed in', async () => {
+    const report = await validateFixture('container-no-kvm');
+    expect(results(report)['Hardware virtualization']).toBe('PASS');
+    const exists = report.checks.find((c) => c.name === '/dev/kvm exists');
+    expect(exists?.result).toBe('FAIL');
+    expect(exists?.hint).toContain('--device /dev/kvm');
+    expect(report.effective_virt_type).toBe('qemu');
+  });
+
+  it('pvm-host (like these build machines): the device answers, but kvm_pvm is named and TCG is used', async () => {
+    const report = await validateFixture('pvm-host');
+    expect(results(report)).toMatchObject({
+      'Hardware virtualization': 'FAIL',
+      '/dev/kvm exists': 'PASS',
+      '/dev/kvm accessible': 'PASS',
+      'KVM API': 'PASS',
+      'KVM module': 'FAIL',
+      'Nested virtualization': 'WARN',
+    });
+    expect(report.checks.find((c) => c.name === 'KVM module')?.detail).toBe('kvm_pvm (PVM: runs only guests built for PVM, not ordinary guests)');
+    expect(report.kvm.reasons.map((r) => r.code).sort()).toEqual(['KVM_MODULE_PVM', 'NO_HW_VIRT_IN_VM']);
+    expect(report.effective_virt_type).toBe('qemu');
+  });
+
+  it('kvm-no-access: the kvm group hint', async () => {
+    const report = await validateFixture('kvm-no-access');
+    const access = report.checks.find((c) => c.name === '/dev/kvm accessible');
+    expect(access?.result).toBe('FAIL');
+    expect(access?.detail).toContain('EACCES');
+    expect(access?.hint).toContain('kvm');
+  });
+
+  it('refuses host-passthrough under TCG but allows it under KVM', async () => {
+    const tcg = await validateFixture('pvm-host', '[libvirt]\ncpu_mode = host-passthrough\n');
+    expect(results(tcg)['CPU options']).toBe('FAIL');
+    expect(tcg.can_run_instances).toBe(false);
+    const kvm = await validateFixture('intel-kvm-nested', '[libvirt]\ncpu_mode = host-passthrough\n');
+    expect(results(kvm)['CPU options']).toBe('PASS');
+    expect(kvm.can_run_instances).toBe(true);
+  });
+
+  it('cannot run instances without a QEMU emulator for the host architecture, or without qemu-img or libvirt', async () => {
+    const noX86 = await validateFixture('intel-kvm-nested', '', { ...ALL_TOOLS, qemuEmulators: { aarch64: '/usr/bin/qemu-system-aarch64' } });
+    expect(results(noX86)['QEMU system emulators']).toBe('FAIL');
+    expect(noX86.can_run_instances).toBe(false);
+    expect(noX86.summary).toMatch(/^Instances cannot run on this host: QEMU system emulators: found aarch64 but none for this host's architecture x86_64/);
+    const noImg = await validateFixture('intel-kvm-nested', '', { ...ALL_TOOLS, qemuImg: null });
+    expect(noImg.can_run_instances).toBe(false);
+    const noLibvirt = await validateFixture('intel-kvm-nested', '', {
+      ...ALL_TOOLS,
+      libvirt: { loadable: false, version: null, error: 'libvirt.so.0: cannot open shared object file' },
+    });
+    expect(results(noLibvirt)['libvirt library']).toBe('FAIL');
+    expect(noLibvirt.can_run_instances).toBe(false);
+  });
+});
