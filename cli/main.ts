@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+import { NovaletError } from '../config/novalet-error.js';
+import { CliUsageError } from './cli-usage-error.js';
+import { runValidate } from './validate.js';
+import { runConfig } from './config.js';
+
+/** A command returns its exit status; output is its own business. */
+export type Command = (args: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  validate: { run: runValidate, summary: 'check what this host can virtualize, and what instances will run with here' },
+  config: { run: runConfig, summary: 'config show [--json] [--show-secrets] | config sample' },
+};
+
+export const USAGE = [
+  'usage: novalet <command> [options]',
+  '',
+  'commands:',
+  ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`),
+  '',
+  'common options: --config-file FILE (repeatable; later files win), --config-dir DIR, --debug',
+  'default configuration: /etc/novalet/novalet.conf',
+].join('\n');
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  try {
+    if (!command) throw new CliUsageError(`unknown command '${name}'; the commands are: ${Object.keys(COMMANDS).join(', ')}.`);
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof NovaletError) {
+      // Bad input and host problems get one line, never a stack.
+      process.stderr.write(`novalet: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (err: unknown) => {
+    // Not bad input: a bug. Show everything.
+    process.stderr.write(`novalet: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 70;
+  },
+);
