@@ -65,3 +65,46 @@ export function decideVirtType(libvirt: LibvirtSection, verdict: KvmVerdict): Vi
   }
   return { configured, effective: null, fellBack: false, reason: kvmUnavailableFault(verdict) };
 }
+
+export interface InstanceVirtTypeInput {
+  libvirt: LibvirtSection;
+  verdict: KvmVerdict;
+  hostArch: string;
+  guestArch: string;
+  /** `novalet run --virt-type`: stands in for [libvirt] virt_type for this instance. */
+  requested?: 'kvm' | 'qemu' | undefined;
+  /** nova's img_hv_type image property: what the image needs; not subject to the fallback. */
+  imageHvType?: string | undefined;
+}
+
+export interface InstanceVirtType {
+  virtType: EffectiveVirtType;
+  reason: string;
+}
+
+/**
+ * The virt type one instance runs with, and why. A guest of another
+ * architecture always runs under TCG. An image that says img_hv_type = kvm
+ * gets KVM or fails: falling back would break what the image asked for.
+ * Returns the fault's text in `fault` when the instance cannot run.
+ */
+export function decideInstanceVirtType(input: InstanceVirtTypeInput): InstanceVirtType | { fault: string } {
+  const { hostArch, guestArch, verdict } = input;
+  if (guestArch !== hostArch) {
+    if (input.imageHvType === 'kvm') {
+      return { fault: `${KVM_MISSING_WORDS}: a ${guestArch} guest cannot run under KVM on this ${hostArch} host. Remove img_hv_type = kvm from the image, or run it on a ${guestArch} host.` };
+    }
+    return { virtType: 'qemu', reason: `The guest's architecture ${guestArch} is not this host's (${hostArch}), so it runs under TCG software emulation.` };
+  }
+  if (input.imageHvType === 'qemu') {
+    return { virtType: 'qemu', reason: 'The image asks for img_hv_type = qemu: TCG software emulation.' };
+  }
+  if (input.imageHvType === 'kvm') {
+    if (verdict.usable) return { virtType: 'kvm', reason: 'The image asks for img_hv_type = kvm, and KVM is usable on this host.' };
+    return { fault: kvmUnavailableFault(verdict) };
+  }
+  const libvirt = input.requested ? { ...input.libvirt, virt_type: input.requested } : input.libvirt;
+  const decision = decideVirtType(libvirt, verdict);
+  if (decision.effective === null) return { fault: decision.reason };
+  return { virtType: decision.effective, reason: decision.reason };
+}

@@ -1,0 +1,44 @@
+import { NovaletError } from '../config/novalet-error.js';
+import type { KvmVerdict } from './host-facts.js';
+import { kvmUnavailableFault, KVM_MISSING_WORDS } from './virt-type-decision.js';
+
+/**
+ * A build that needs KVM on a host where KVM is unusable. Its message is the
+ * instance fault: libvirt's classic words first (what operators search for),
+ * then the diagnosis and the remedy.
+ */
+export class KvmUnavailableError extends NovaletError {
+  constructor(readonly fault: string) {
+    super('KVM_UNAVAILABLE', fault);
+  }
+
+  static fromVerdict(verdict: KvmVerdict): KvmUnavailableError {
+    return new KvmUnavailableError(kvmUnavailableFault(verdict));
+  }
+}
+
+/**
+ * libvirt's ways of saying "no KVM here": the classic words of older
+ * libvirt and the field report, and libvirt 9's
+ * "Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'".
+ */
+const LIBVIRT_KVM_MISSING = [
+  new RegExp(KVM_MISSING_WORDS.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
+  /Emulator '[^']*' does not support virt type 'kvm'/,
+  /domain type 'kvm' is not supported/i,
+];
+
+export function isLibvirtKvmMissing(message: string): boolean {
+  return LIBVIRT_KVM_MISSING.some((pattern) => pattern.test(message));
+}
+
+/**
+ * libvirt refused KVM although novalet's verdict allowed it (say /dev/kvm
+ * vanished): the same fault, with libvirt's own words kept as the diagnosis.
+ */
+export function kvmFaultFromLibvirt(libvirtMessage: string, verdict: KvmVerdict): KvmUnavailableError {
+  const known = verdict.reasons.length > 0 ? kvmUnavailableFault(verdict) : `${KVM_MISSING_WORDS}: KVM is not usable on this host.`;
+  return new KvmUnavailableError(
+    `${known} libvirt said: ${libvirtMessage}. Check /dev/kvm and the KVM module (novalet validate), or set [libvirt] virt_type = qemu.`,
+  );
+}

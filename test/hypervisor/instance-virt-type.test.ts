@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import type { LibvirtSection } from '../../config/novalet-config.js';
+import type { KvmVerdict } from '../../hypervisor/host-facts.js';
+import { isLibvirtKvmMissing, kvmFaultFromLibvirt } from '../../hypervisor/kvm-fault.js';
+import { probeHost } from '../../hypervisor/host-probe.js';
+import { judgeKvm } from '../../hypervisor/kvm-verdict.js';
+import { decideInstanceVirtType } from '../../hypervisor/virt-type-decision.js';
+import { fixtureRoot } from './fixture-hosts.js';
+
+const LIBVIRT: LibvirtSection = {
+  virt_type: 'kvm',
+  connection_uri: '',
+  cpu_mode: null,
+  cpu_models: [],
+  cpu_model_extra_flags: [],
+  hw_machine_type: null,
+  images_type: 'default',
+  fallback_virt_type: 'qemu',
+};
+
+async function verdictOf(host: string): Promise<KvmVerdict> {
+  return judgeKvm(await probeHost({ root: fixtureRoot(host), arch: 'x86_64' }));
+}
+
+describe('virt type per instance', () => {
+  it('uses KVM for a guest of the host\'s architecture where KVM is usable', async () => {
+    const verdict = await verdictOf('intel-kvm-nested');
+    expect(decideInstanceVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'x86_64' })).toEqual({
+      virtType: 'kvm',
+      reason: 'KVM is usable on this host.',
+    });
+  });
+
+  it('runs a guest of another architecture under TCG even where KVM is usable', async () => {
+    const verdict = await verdictOf('intel-kvm-nested');
+    const got = decideInstanceVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'aarch64' });
+    expect(got).toEqual({ virtType: 'qemu', reason: "The guest's architecture aarch64 is not this host's (x86_64), so it runs under TCG software emulation." });
+  });
+
+  it('falls back to TCG with the reason when KVM is unusable', async () => {
+    const verdict = await verdictOf('pvm-host');
+    const got = decideInstanceVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'x86_64' });
+    expect(got).toMatchObject({ virtType: 'qemu' });
+    expect((got as { reason: string }).reason).toContain('kvm_pvm');
+    expect((got as { reason: string }).reason).toContain('fallback_virt_type = qemu');
+  });
+
+  it('fails with the classic fault when KVM is unusable and the fallback is off', async () => {
+    const verdict = await verdictOf('vmware-no-vmx');
+    const got = decideInstanceVirtType({ libvirt: { ...LIBVIRT, fallback_virt_type: '' }, verdict, hostArch: 'x86_64', guestArch: 'x86_64' });
+    expect('fault' in got && got.fault).toMatch(/^could not find capabilities for domaintype=kvm: KVM is not usable on this host: /);
+    expect('fault' in got && got.fault).toContain('Expose hardware assisted virtualization to the guest OS');
+  });
+
+  it('honours img_hv_type: qemu always, kvm without fallback', async () => {
+    const pvm = await verdictOf('pvm-host');
+    expect(decideInstanceVirtType({ libvirt: LIBVIRT, verdict: pvm, hostArch: 'x86_64', guestArch: 'x86_64', imageHvType: 'qemu' })).toMatchObject({ virtType: 'qemu' });
+    const needsKvm = decideInstanceVirtType({ libvirt: LIBVIRT, verdict: pvm, hostArch: 'x86_64', guestArch: 'x86_64', imageHvType: 'kvm' });
+    expect('fault' in needsKvm && needsKvm.fault).toMatch(/^could not find capabilities for domaintype=kvm/);
+    const foreign = decideInstanceVirtType({ libvirt: LIBVIRT, verdict: await verdictOf('intel-kvm-nested'), hostArch: 'x86_64', guestArch: 'aarch64', imageHvType: 'kvm' });
+    expect('fault' in foreign && foreign.fault).toContain('a aarch64 guest cannot run under KVM on this x86_64 host');
+  });
+
+  it('lets a requested virt type stand in for [libvirt] virt_type', async () => {
+    const intel = await verdictOf('intel-kvm-nested');
+    expect(decideInstanceVirtType({ libvirt: LIBVIRT, verdict: intel, hostArch: 'x86_64', guestArch: 'x86_64', requested: 'qemu' })).toMatchObject({ virtType: 'qemu' });
+  });
+});
+
+describe("libvirt's words for missing KVM", () => {
+  it('recognises the classic and the libvirt 9 wording, and nothing else', () => {
+    expect(isLibvirtKvmMissing('invalid argument: could not find capabilities for domaintype=kvm ')).toBe(true);
+    expect(isLibvirtKvmMissing("unsupported configuration: Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'")).toBe(true);
+    expect(isLibvirtKvmMissing("unsupported configuration: Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'qemu'")).toBe(false);
+    expect(isLibvirtKvmMissing('Domain not found')).toBe(false);
+  });
+
+  it('maps libvirt\'s refusal to the same fault, keeping libvirt\'s words', async () => {
+    const err = kvmFaultFromLibvirt("unsupported configuration: Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'", await verdictOf('container-no-kvm'));
+    expect(err.code).toBe('KVM_UNAVAILABLE');
+    expect(err.message).toMatch(/^could not find capabilities for domaintype=kvm: KVM is not usable on this host: /);
+    expect(err.message).toContain("libvirt said: unsupported configuration: Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'");
+  });
+});
