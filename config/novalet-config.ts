@@ -38,6 +38,10 @@ export interface LibvirtSection {
   images_type: 'raw' | 'flat' | 'qcow2' | 'lvm' | 'rbd' | 'ploop' | 'default';
   /** novalet's own: what to run with when KVM is unusable; '' disables the fallback. */
   fallback_virt_type: '' | 'qemu';
+  /** novalet's own: the KVM self-test guest's folder. */
+  kvm_selftest_guest_dir: string;
+  /** novalet's own: seconds the self-test guest has to reach user space. */
+  kvm_selftest_timeout: number;
 }
 
 export interface SchedulerSection {

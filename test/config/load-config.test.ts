@@ -53,6 +53,8 @@ describe('a real nova.conf of a compute node', () => {
       hw_machine_type: ['x86_64=pc-q35-7.2', 'aarch64=virt'],
       images_type: 'qcow2',
       fallback_virt_type: 'qemu',
+      kvm_selftest_guest_dir: '/var/lib/nova/test-guest',
+      kvm_selftest_timeout: 20,
     });
     // A continued value: continuation lines joined, then split as a list.
     expect(loaded.values.filter_scheduler.enabled_filters).toEqual([

@@ -38,6 +38,8 @@ const DEFAULTS = {
     hw_machine_type: null,
     images_type: 'default',
     fallback_virt_type: 'qemu',
+    kvm_selftest_guest_dir: '/var/lib/novalet/test-guest',
+    kvm_selftest_timeout: 20,
   },
   scheduler: { max_attempts: 3 },
   filter_scheduler: {

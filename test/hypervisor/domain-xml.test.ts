@@ -4,6 +4,7 @@ import { buildDomainXml, domainNameFor, type DomainDefinition } from '../../hype
 import { guestCpu } from '../../hypervisor/guest-cpu.js';
 import { NOVALET_METADATA_URI } from '../../hypervisor/instance-metadata.js';
 import type { LibvirtSection } from '../../config/novalet-config.js';
+import { parseConfigText } from '../../config/load-config.js';
 
 const UUID = '6f1c2a3e-0b4d-4c5e-8f9a-0123456789ab';
 
@@ -42,16 +43,7 @@ function parse(xml: string): any {
   return parser.parse(xml).domain;
 }
 
-const LIBVIRT: LibvirtSection = {
-  virt_type: 'qemu',
-  connection_uri: '',
-  cpu_mode: null,
-  cpu_models: [],
-  cpu_model_extra_flags: [],
-  hw_machine_type: null,
-  images_type: 'default',
-  fallback_virt_type: 'qemu',
-};
+const LIBVIRT: LibvirtSection = { ...parseConfigText('', 'defaults.conf').values.libvirt, virt_type: 'qemu' };
 
 describe('domain XML', () => {
   it('describes a direct kernel boot with a serial console log file', () => {

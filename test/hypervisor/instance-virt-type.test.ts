@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { LibvirtSection } from '../../config/novalet-config.js';
+import { parseConfigText } from '../../config/load-config.js';
 import type { KvmVerdict } from '../../hypervisor/host-facts.js';
 import { isLibvirtKvmMissing, kvmFaultFromLibvirt } from '../../hypervisor/kvm-fault.js';
 import { probeHost } from '../../hypervisor/host-probe.js';
@@ -7,16 +8,7 @@ import { judgeKvm } from '../../hypervisor/kvm-verdict.js';
 import { decideInstanceVirtType } from '../../hypervisor/virt-type-decision.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
-const LIBVIRT: LibvirtSection = {
-  virt_type: 'kvm',
-  connection_uri: '',
-  cpu_mode: null,
-  cpu_models: [],
-  cpu_model_extra_flags: [],
-  hw_machine_type: null,
-  images_type: 'default',
-  fallback_virt_type: 'qemu',
-};
+const LIBVIRT: LibvirtSection = { ...parseConfigText('', 'defaults.conf').values.libvirt, virt_type: 'kvm' };
 
 async function verdictOf(host: string): Promise<KvmVerdict> {
   return judgeKvm(await probeHost({ root: fixtureRoot(host), arch: 'x86_64' }));
