@@ -1,0 +1,61 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { kvmSelfTest, qemuVersion, readBootId, verdictWithSelfTest, type SelfTestOutcome } from '../../hypervisor/kvm-self-test.js';
+import { TCG_FALLBACK_SENTENCE } from '../../hypervisor/kvm-verdict.js';
+
+/**
+ * The self-test's bookkeeping: once per boot id and QEMU version. The boot
+ * itself is exercised against real libvirt and QEMU in the launch tests;
+ * here a counter stands in for it so that what is counted is the caching.
+ */
+
+function counter(outcome: SelfTestOutcome) {
+  const calls: number[] = [];
+  return {
+    calls,
+    boot: async (timeoutMs: number) => {
+      calls.push(timeoutMs);
+      return outcome;
+    },
+  };
+}
+
+const FAILED: SelfTestOutcome = { passed: false, detail: 'No marker within 5 s', durationMs: 5000 };
+
+describe('KVM self-test cache', () => {
+  it('boots once per boot id and QEMU version, and caches the outcome in a file', async () => {
+    const cacheFile = path.join(mkdtempSync(path.join(tmpdir(), 'novalet-selftest-')), 'kvm-self-test.json');
+    const { calls, boot } = counter(FAILED);
+    const first = await kvmSelfTest({ cacheFile, bootId: 'b1', qemuVersion: '7.2', timeoutMs: 5000, boot });
+    expect(first).toMatchObject({ passed: false, cached: false, bootId: 'b1', qemuVersion: '7.2', detail: 'No marker within 5 s' });
+    const second = await kvmSelfTest({ cacheFile, bootId: 'b1', qemuVersion: '7.2', timeoutMs: 5000, boot });
+    expect(second).toMatchObject({ passed: false, cached: true });
+    expect(calls).toEqual([5000]);
+    await kvmSelfTest({ cacheFile, bootId: 'b2', qemuVersion: '7.2', timeoutMs: 5000, boot });
+    await kvmSelfTest({ cacheFile, bootId: 'b2', qemuVersion: '8.0', timeoutMs: 5000, boot });
+    expect(calls).toHaveLength(3);
+    expect(JSON.parse(readFileSync(cacheFile, 'utf8'))).toMatchObject({ bootId: 'b2', qemuVersion: '8.0', passed: false });
+  });
+
+  it('reads this machine\'s boot id and QEMU version', async () => {
+    expect(await readBootId()).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await qemuVersion('/usr/bin/qemu-system-x86_64')).toMatch(/^\d+\.\d+/);
+  });
+
+  it('a failed self-test makes KVM unusable with its own reason; a passed one changes nothing', () => {
+    const usable = { usable: true, reasons: [] };
+    const result = { ...FAILED, bootId: 'b', qemuVersion: 'q', at: 't', cached: false };
+    const judged = verdictWithSelfTest(usable, result);
+    expect(judged.usable).toBe(false);
+    expect(judged.reasons).toHaveLength(1);
+    expect(judged.reasons[0]?.code).toBe('KVM_SELFTEST_FAILED');
+    expect(judged.reasons[0]?.message).toBe(
+      'A test guest booted under KVM did not reach user space: No marker within 5 s; KVM does not really run guests here, whatever /dev/kvm answers.',
+    );
+    expect(judged.reasons[0]?.remedy.endsWith(TCG_FALLBACK_SENTENCE)).toBe(true);
+    expect(verdictWithSelfTest(usable, { ...result, passed: true })).toBe(usable);
+    expect(verdictWithSelfTest(usable, null)).toBe(usable);
+  });
+});
