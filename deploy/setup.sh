@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything both quick-start commands need, idempotently: Node.js check,
 # Debian packages, npm packages (npm ci, only when the lock file changed),
-# and the TypeScript build.
+# the TypeScript build and the test guest.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -27,3 +27,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lockhash" ]; then
 fi
 
 npx tsc -p tsconfig.json
+
+# The small guest of the KVM self-test, the tests and the quick start
+# (does nothing when it is already built from the same sources).
+bash deploy/build-test-guest.sh
