@@ -6,15 +6,21 @@
  * while processes running side by side (parallel test files, several
  * `novalet run`s) each get a root of their own.
  *
- * libvirt allows one embedded root per process for the life of the process;
- * when this process already holds a slot of the same pool, that slot is
- * opened again.
+ * libvirt starts its embedded driver once per process, for one root, and a
+ * failed start cannot be retried (embedded-driver-state.ts). So the pool never
+ * lets libvirt find a slot busy: a process first claims a slot (a lock file
+ * beside it, BASE/slot-N.claim, held until the process exits, so processes
+ * starting together never reach for the same slot), then checks that no
+ * process outside the pool holds the root itself (virsh, a novalet compute),
+ * and only then opens it. A process that already embeds a slot of the pool
+ * gets that slot again.
  */
 import path from 'node:path';
 import { NovaletError } from '../../config/novalet-error.js';
+import { embeddedDriverState } from './embedded-driver-state.js';
+import { claimForProcess, embeddedRootHolder, releaseClaim } from './embedded-root-lock.js';
 import { prepareEmbeddedRoot } from './embedded-root.js';
 import { LibvirtConnection } from './libvirt-connection.js';
-import { LibvirtError } from './libvirt-error.js';
 
 export const DEFAULT_EMBEDDED_POOL_SIZE = 4;
 
@@ -24,33 +30,45 @@ export interface EmbeddedPoolConnection {
   root: string;
 }
 
-function slot(base: string, index: number): string {
-  return path.join(base, `slot-${index}`);
-}
-
 /** Opens the first free root of the pool under `base`, with its root directory. */
 export async function openEmbeddedRootFromPool(base: string, size = DEFAULT_EMBEDDED_POOL_SIZE): Promise<EmbeddedPoolConnection> {
-  const slots = Array.from({ length: size }, (_, index) => slot(path.resolve(base), index));
+  const slots = Array.from({ length: size }, (_, index) => path.join(path.resolve(base), `slot-${index}`));
+  const driver = embeddedDriverState();
+  if (driver.root !== null) {
+    if (!slots.includes(driver.root)) {
+      throw new NovaletError(
+        'EMBEDDED_ROOT_CONFLICT',
+        `This process already embeds libvirt's QEMU driver at ${driver.root}, outside the pool under ${base}: libvirt allows one embedded root per process.`,
+        `Open qemu:///embed?root=${driver.root} again, or use the pool from another process.`,
+      );
+    }
+    return { connection: await LibvirtConnection.open(await prepareEmbeddedRoot(driver.root)), root: driver.root };
+  }
+  if (driver.failure !== null) {
+    throw new NovaletError(
+      'EMBEDDED_DRIVER_DOWN',
+      `libvirt's embedded QEMU driver failed to start earlier in this process (${driver.failure.message}) and libvirt does not start it again.`,
+      'Remove the cause and start the process again.',
+    );
+  }
   const busy: string[] = [];
   for (const root of slots) {
-    try {
-      return { connection: await LibvirtConnection.open(await prepareEmbeddedRoot(root)), root };
-    } catch (error) {
-      if (!(error instanceof LibvirtError)) throw error;
-      if (error.code === 'EMBEDDED_ROOT_BUSY') {
-        busy.push(root);
-        continue;
-      }
-      const held = /already open with path '([^']*)'/.exec(error.libvirtMessage)?.[1];
-      if (error.code === 'EMBEDDED_ROOT_CONFLICT' && held !== undefined && slots.includes(path.resolve(held))) {
-        return { connection: await LibvirtConnection.open(await prepareEmbeddedRoot(held)), root: held };
-      }
-      throw error;
+    const claim = `${root}.claim`;
+    if (!claimForProcess(claim)) {
+      busy.push(`${root} (claimed)`);
+      continue;
     }
+    const holder = embeddedRootHolder(root);
+    if (holder !== null) {
+      releaseClaim(claim);
+      busy.push(`${root} (pid ${holder})`);
+      continue;
+    }
+    return { connection: await LibvirtConnection.open(await prepareEmbeddedRoot(root)), root };
   }
   throw new NovaletError(
     'EMBEDDED_ROOT_POOL_EXHAUSTED',
-    `Every embedded libvirt root under ${base} is held by another process (${busy.join(', ')}).`,
+    `Every embedded libvirt root under ${base} is held by another process: ${busy.join(', ')}.`,
     'Wait for one of those processes to finish, or stop it, and try again.',
   );
 }

@@ -2,6 +2,7 @@ import { NovaletError } from '../../config/novalet-error.js';
 import { formatLibvirtVersion } from '../libvirt-library.js';
 import { addCallbackReceiver, closeCallbackAddress, lifecycleCallbackAddress, removeCallbackReceiver } from './connection-callbacks.js';
 import type { LifecycleEvent } from './domain-lifecycle.js';
+import { noteEmbeddedOpened, noteEmbeddedStartFailed } from './embedded-driver-state.js';
 import { embeddedRootOf } from './embedded-root.js';
 import { explainOpenFailure } from './open-failure.js';
 import { acquireEventLoop, releaseEventLoop } from './event-loop.js';
@@ -65,13 +66,20 @@ export class LibvirtConnection {
    */
   static async open(uri: string): Promise<LibvirtConnection> {
     acquireEventLoop();
+    const root = embeddedRootOf(uri);
     let address: NativeAddress;
     try {
       address = await native.connectOpen(uri);
     } catch (error) {
       releaseEventLoop();
-      throw error instanceof LibvirtError ? explainOpenFailure(uri, error) : error;
+      if (!(error instanceof LibvirtError)) throw error;
+      const explained = explainOpenFailure(uri, error);
+      if (root !== null && explained.code !== 'EMBEDDED_ROOT_CONFLICT' && explained.code !== 'EMBEDDED_DRIVER_DOWN') {
+        noteEmbeddedStartFailed(explained);
+      }
+      throw explained;
     }
+    if (root !== null) noteEmbeddedOpened(root);
     let connection: LibvirtConnection | null = null;
     const receiverId = addCallbackReceiver({
       lifecycle: (event) => {
@@ -81,7 +89,7 @@ export class LibvirtConnection {
         if (connection !== null) connection.#deliverClose(reason);
       },
     });
-    const watchesClose = embeddedRootOf(uri) === null && (await LibvirtConnection.#watchClose(address, receiverId));
+    const watchesClose = root === null && (await LibvirtConnection.#watchClose(address, receiverId));
     connection = new LibvirtConnection(uri, address, watchesClose, receiverId);
     return connection;
   }

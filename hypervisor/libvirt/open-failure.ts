@@ -8,11 +8,15 @@
  *   root per process, for the life of the process, even after every
  *   connection is closed (VIR_ERR_INTERNAL_ERROR "Cannot open embedded driver
  *   at path ..., already open with path ...") → EMBEDDED_ROOT_CONFLICT.
+ * - libvirt's embedded driver failed to start earlier in this process and
+ *   stays down (VIR_ERR_INTERNAL_ERROR "qemu state driver is not active")
+ *   → EMBEDDED_DRIVER_DOWN, naming the earlier failure.
  * - no libvirt daemon listens for a system URI (VIR_FROM_RPC "Failed to
  *   connect socket to '/var/run/libvirt/libvirt-sock'") → LIBVIRTD_UNREACHABLE.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { embeddedDriverState } from './embedded-driver-state.js';
 import { embeddedRootOf } from './embedded-root.js';
 import { LibvirtError } from './libvirt-error.js';
 
@@ -49,7 +53,19 @@ export function explainEmbeddedOpenFailure(dir: string, error: LibvirtError): Li
       code: 'EMBEDDED_ROOT_BUSY',
       message: `The embedded libvirt root ${dir} is in use by ${holder}: libvirt lets one process at a time hold it (${path.join(dir, 'run/qemu/driver.pid')} is locked; libvirt said: ${message}).`,
       remedy:
-        'Stop the other novalet compute (or virsh) using this root, or give this one its own root directory ([DEFAULT] state_path or the embedded URI).',
+        'Stop the other novalet compute (or virsh) using this root, or give this one its own root directory ([DEFAULT] state_path or the embedded URI). ' +
+        "libvirt does not start its embedded driver twice in one process: start this process again once the root is free.",
+    });
+  }
+  if (message.includes('qemu state driver is not active')) {
+    const earlier = embeddedDriverState().failure;
+    return new LibvirtError(error.operation, error.record, {
+      code: 'EMBEDDED_DRIVER_DOWN',
+      message:
+        `libvirt's embedded QEMU driver is down in this process, so it cannot open ${dir}: ` +
+        (earlier === null ? 'it failed to start earlier' : `it failed to start earlier (${earlier.message})`) +
+        ' and libvirt does not start it again.',
+      remedy: 'Remove the cause and start the process again.',
     });
   }
   const other = /already open with path '([^']*)'/.exec(message);

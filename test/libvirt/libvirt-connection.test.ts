@@ -74,23 +74,38 @@ describe('LibvirtConnection', () => {
     expect(await connection.getLibVersion()).toBe(checkLibvirtLibrary().version);
   });
 
-  it('another process cannot open this root: EMBEDDED_ROOT_BUSY naming the root and this pid; that process then exits on its own', async () => {
-    const result = await runNodeProgram(`
-      import { LibvirtConnection } from './dist/hypervisor/libvirt/libvirt-connection.js';
-      try {
-        await LibvirtConnection.open(${JSON.stringify(connection.uri)});
-        console.log(JSON.stringify({ opened: true }));
-      } catch (error) {
-        console.log(JSON.stringify({ code: error.code, libvirtCodeName: error.libvirtCodeName, message: error.message }));
-      }
-    `);
-    expect(result.code).toBe(0);
-    const answer = JSON.parse(result.stdout.trim()) as { code: string; libvirtCodeName: string; message: string };
-    expect(answer.code).toBe('EMBEDDED_ROOT_BUSY');
-    expect(answer.libvirtCodeName).toBe('VIR_ERR_SYSTEM_ERROR');
-    expect(answer.message).toContain(`The embedded libvirt root ${root} is in use by another process (pid ${process.pid})`);
-    expect(answer.message).toContain(`${root}/run/qemu/driver.pid is locked`);
-    expect(answer.message).toMatch(/give this one its own root directory/);
+  it('another process cannot open this root: EMBEDDED_ROOT_BUSY naming the root and this pid; its embedded driver then stays down', async () => {
+    const fresh = await mkdtemp('/var/tmp/novalet-test-fresh-root-');
+    try {
+      const result = await runNodeProgram(`
+        import { LibvirtConnection } from './dist/hypervisor/libvirt/libvirt-connection.js';
+        import { prepareEmbeddedRoot } from './dist/hypervisor/libvirt/embedded-root.js';
+        const answers = [];
+        for (const uri of [${JSON.stringify(connection.uri)}, await prepareEmbeddedRoot(${JSON.stringify(fresh)})]) {
+          try {
+            await LibvirtConnection.open(uri);
+            answers.push({ opened: uri });
+          } catch (error) {
+            answers.push({ code: error.code, libvirtCodeName: error.libvirtCodeName, message: error.message });
+          }
+        }
+        console.log(JSON.stringify(answers));
+      `);
+      // Exits by itself: a failed open gives the event loop back.
+      expect(result.code).toBe(0);
+      const [busy, down] = JSON.parse(result.stdout.trim()) as Array<{ code: string; libvirtCodeName: string; message: string }>;
+      expect(busy!.code).toBe('EMBEDDED_ROOT_BUSY');
+      expect(busy!.libvirtCodeName).toBe('VIR_ERR_SYSTEM_ERROR');
+      expect(busy!.message).toContain(`The embedded libvirt root ${root} is in use by another process (pid ${process.pid})`);
+      expect(busy!.message).toContain(`${root}/run/qemu/driver.pid is locked`);
+      expect(busy!.message).toMatch(/give this one its own root directory/);
+      // libvirt does not retry its embedded driver in that process, whatever the root.
+      expect(down!.code).toBe('EMBEDDED_DRIVER_DOWN');
+      expect(down!.libvirtCodeName).toBe('VIR_ERR_INTERNAL_ERROR');
+      expect(down!.message).toContain(`libvirt's embedded QEMU driver is down in this process, so it cannot open ${fresh}: it failed to start earlier (The embedded libvirt root ${root} is in use`);
+    } finally {
+      await rm(fresh, { recursive: true, force: true });
+    }
   });
 
   it('a process that opened a root, subscribed to events and closed exits by itself: the event loop does not hold Node', async () => {
