@@ -1,0 +1,216 @@
+/**
+ * libvirt's capability documents from the embedded QEMU driver on this
+ * machine, parsed; checked against virsh (another process, another root) and
+ * against what ENVIRONMENT.md says of these hosts: QEMU 7.2, /dev/kvm present
+ * (so libvirt offers kvm), TCG able to emulate only the older CPU models.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CapabilitiesXmlError,
+  parseCapabilities,
+  parseDomainCapabilities,
+  type DomainCapabilities,
+  type HostCapabilities,
+} from '../../hypervisor/libvirt/capabilities.js';
+import { prepareEmbeddedRoot } from '../../hypervisor/libvirt/embedded-root.js';
+import { CompareCpu } from '../../hypervisor/libvirt/libvirt-constants.js';
+import type { LibvirtConnection } from '../../hypervisor/libvirt/libvirt-connection.js';
+import { LibvirtError } from '../../hypervisor/libvirt/libvirt-error.js';
+import { openTestRoot, TEST_POOL_BASE } from './libvirt-test-support.js';
+
+const run = promisify(execFile);
+/** virsh's own root: a second process cannot share the test connection's. */
+const VIRSH_ROOT = `${TEST_POOL_BASE}/virsh-check`;
+const X86_TCG = { virttype: 'qemu', arch: 'x86_64' };
+
+let connection: LibvirtConnection;
+let host: HostCapabilities;
+let tcg: DomainCapabilities;
+
+beforeAll(async () => {
+  ({ connection } = await openTestRoot());
+  host = parseCapabilities(await connection.getCapabilities());
+  tcg = parseDomainCapabilities(await connection.getDomainCapabilities(X86_TCG));
+}, 120_000);
+
+afterAll(async () => {
+  await connection?.close();
+});
+
+function cpuXml(model: string): string {
+  return `<cpu mode='custom' match='exact'><model fallback='forbid'>${model}</model></cpu>`;
+}
+
+describe('host capabilities', () => {
+  it('describe this x86_64 host CPU with a topology and features', () => {
+    expect(host.host.arch).toBe('x86_64');
+    expect(host.host.cpu.arch).toBe('x86_64');
+    expect(host.host.cpu.model).toMatch(/\S/);
+    expect(['Intel', 'AMD']).toContain(host.host.cpu.vendor);
+    const topology = host.host.cpu.topology!;
+    expect(topology.sockets * (topology.dies ?? 1) * topology.cores * topology.threads).toBeGreaterThanOrEqual(1);
+    // These machines are guests: the CPU flags say so, and no vmx/svm reaches them.
+    expect(host.host.cpu.features).toContain('hypervisor');
+    expect(host.host.cpu.features).not.toContain('vmx');
+    expect(host.host.cpu.features).not.toContain('svm');
+  });
+
+  it('offer an x86_64 hvm guest on /usr/bin/qemu-system-x86_64 with domain types qemu and (as /dev/kvm exists) kvm', () => {
+    const x86 = host.guests.find((guest) => guest.arch === 'x86_64' && guest.osType === 'hvm');
+    expect(x86).toBeDefined();
+    expect(x86!.emulator).toBe('/usr/bin/qemu-system-x86_64');
+    expect(x86!.wordsize).toBe(64);
+    expect(x86!.domainTypes).toContain('qemu');
+    expect(existsSync('/dev/kvm')).toBe(true);
+    expect(x86!.domainTypes).toContain('kvm');
+    expect(x86!.machines).toContainEqual({ name: 'pc', canonical: 'pc-i440fx-7.2', maxCpus: 255 });
+    expect(x86!.machines).toContainEqual({ name: 'q35', canonical: 'pc-q35-7.2', maxCpus: 288 });
+    expect(x86!.machines.find((machine) => machine.name === 'pc-i440fx-1.4')).toMatchObject({ deprecated: true });
+  });
+
+  it('offer other architectures under TCG only', () => {
+    const aarch64 = host.guests.find((guest) => guest.arch === 'aarch64');
+    expect(aarch64?.emulator).toBe('/usr/bin/qemu-system-aarch64');
+    expect(aarch64?.domainTypes).toEqual(['qemu']);
+  });
+
+  it('read the same through virsh, in another process on another root', async () => {
+    const uri = await prepareEmbeddedRoot(VIRSH_ROOT);
+    const { stdout } = await run('virsh', ['-c', uri, 'capabilities'], { maxBuffer: 16 * 1024 * 1024, timeout: 90_000 });
+    const seen = parseCapabilities(stdout);
+    // With no DMI here (/sys/class/dmi is absent), libvirt makes up a host UUID in each process; the rest is the host's.
+    expect(seen.host.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect({ ...seen, host: { ...seen.host, uuid: host.host.uuid } }).toEqual(host);
+  }, 100_000);
+});
+
+describe('domain capabilities for x86_64 under TCG (virttype qemu)', () => {
+  it('name the emulator, virt type, machine and vCPU limit', () => {
+    expect(tcg).toMatchObject({
+      path: '/usr/bin/qemu-system-x86_64',
+      domain: 'qemu',
+      machine: 'pc-i440fx-7.2',
+      arch: 'x86_64',
+      vcpuMax: 255,
+    });
+  });
+
+  it('offer host-model and custom models but not host-passthrough', () => {
+    expect(tcg.cpu.hostPassthrough.supported).toBe(false);
+    expect(tcg.cpu.hostModel.supported).toBe(true);
+    expect(tcg.cpu.hostModel.model).toMatch(/\S/);
+    expect(tcg.cpu.hostModel.features.length).toBeGreaterThan(0);
+    expect(tcg.cpu.hostModel.features.every((feature) => feature.policy === 'require' || feature.policy === 'disable')).toBe(true);
+    expect(tcg.cpu.custom.supported).toBe(true);
+  });
+
+  it('mark the models TCG can emulate usable and the recent ones not', () => {
+    const models = new Map(tcg.cpu.custom.models.map((model) => [model.name, model]));
+    expect(models.get('qemu64')).toMatchObject({ usable: 'yes', vendor: 'unknown' });
+    expect(models.get('Nehalem')).toMatchObject({ usable: 'yes', vendor: 'Intel' });
+    expect(models.get('Skylake-Server-IBRS')).toMatchObject({ usable: 'no', vendor: 'Intel' });
+    expect(models.get('EPYC')).toMatchObject({ usable: 'no', vendor: 'AMD' });
+    expect(tcg.cpu.custom.models.every((model) => ['yes', 'no', 'unknown'].includes(model.usable))).toBe(true);
+  });
+
+  it('under virttype kvm, libvirt offers host-passthrough: /dev/kvm answers, whether or not KVM really works', async () => {
+    const kvm = parseDomainCapabilities(await connection.getDomainCapabilities({ virttype: 'kvm', arch: 'x86_64' }));
+    expect(kvm.domain).toBe('kvm');
+    expect(kvm.cpu.hostPassthrough.supported).toBe(true);
+  });
+
+  it('for an architecture without an emulator: VIR_ERR_CONFIG_UNSUPPORTED', async () => {
+    const error = await connection.getDomainCapabilities({ virttype: 'qemu', arch: 'sparc' }).catch((thrown: unknown) => thrown);
+    expect(error).toBeInstanceOf(LibvirtError);
+    expect(error).toMatchObject({
+      libvirtCodeName: 'VIR_ERR_CONFIG_UNSUPPORTED',
+      libvirtMessage: "unsupported configuration: unable to find any emulator to serve 'sparc' architecture",
+    });
+  });
+});
+
+describe('CPU comparison and baseline against the hypervisor', () => {
+  it('TCG provides a superset of qemu64 and cannot provide Skylake-Server-IBRS', async () => {
+    expect(await connection.compareHypervisorCpu(cpuXml('qemu64'), X86_TCG)).toBe('superset');
+    expect(await connection.compareHypervisorCpu(cpuXml('Skylake-Server-IBRS'), X86_TCG)).toBe('incompatible');
+  });
+
+  it('with FAIL_INCOMPATIBLE, an incompatible CPU is a VIR_ERR_CPU_INCOMPATIBLE naming the missing features', async () => {
+    const error = await connection
+      .compareHypervisorCpu(cpuXml('Skylake-Server-IBRS'), X86_TCG, CompareCpu.FAIL_INCOMPATIBLE)
+      .catch((thrown: unknown) => thrown);
+    expect(error).toBeInstanceOf(LibvirtError);
+    expect((error as LibvirtError).libvirtCodeName).toBe('VIR_ERR_CPU_INCOMPATIBLE');
+    expect((error as LibvirtError).libvirtMessage).toMatch(/^the CPU is incompatible with host CPU: Host CPU does not provide required features: .*avx512f/);
+  });
+
+  it('a baseline of qemu64 alone is qemu64; a baseline of the host CPU is a model TCG reports', async () => {
+    expect(await connection.baselineHypervisorCpu([cpuXml('qemu64')], X86_TCG)).toContain("<model fallback='forbid'>qemu64</model>");
+    const capabilities = await connection.getCapabilities();
+    const hostCpu = /<cpu>[\s\S]*?<\/cpu>/.exec(capabilities)![0];
+    const baseline = await connection.baselineHypervisorCpu([hostCpu], X86_TCG);
+    expect(baseline).toMatch(/^<cpu mode='custom' match='exact'>\n {2}<model fallback='forbid'>[^<]+<\/model>/);
+  });
+});
+
+describe('domain capabilities as newer libvirt writes them', () => {
+  it('read blockers, deprecated models and canonical names', () => {
+    const parsed = parseDomainCapabilities(`<domainCapabilities>
+      <path>/usr/bin/qemu-system-x86_64</path><domain>kvm</domain><machine>pc-q35-9.2</machine><arch>x86_64</arch>
+      <vcpu max='4096'/>
+      <cpu>
+        <mode name='host-passthrough' supported='yes'/>
+        <mode name='custom' supported='yes'>
+          <model usable='no' vendor='Intel' canonical='Skylake-Server-v1'>Skylake-Server</model>
+          <blockers model='Skylake-Server'><feature name='avx512f'/><feature name='pku'/></blockers>
+          <model usable='yes' vendor='unknown' deprecated='yes'>qemu64</model>
+          <model vendor='AMD'>EPYC</model>
+        </mode>
+      </cpu>
+    </domainCapabilities>`);
+    expect(parsed.vcpuMax).toBe(4096);
+    expect(parsed.cpu.hostPassthrough.supported).toBe(true);
+    expect(parsed.cpu.hostModel).toEqual({ supported: false, model: null, fallback: null, vendor: null, features: [] });
+    expect(parsed.cpu.maximum.supported).toBe(false);
+    expect(parsed.cpu.custom.models).toEqual([
+      { name: 'Skylake-Server', usable: 'no', vendor: 'Intel', canonical: 'Skylake-Server-v1', blockers: ['avx512f', 'pku'] },
+      { name: 'qemu64', usable: 'yes', vendor: 'unknown', deprecated: true },
+      { name: 'EPYC', usable: 'unknown', vendor: 'AMD' },
+    ]);
+  });
+});
+
+describe('parsing errors name the document', () => {
+  it('malformed host capabilities', () => {
+    const error = (() => {
+      try {
+        parseCapabilities('<capabilities><host></capabilities>');
+        return null;
+      } catch (thrown) {
+        return thrown;
+      }
+    })();
+    expect(error).toBeInstanceOf(CapabilitiesXmlError);
+    expect(error).toMatchObject({ code: 'CAPABILITIES_XML_INVALID', document: 'host capabilities' });
+    expect((error as Error).message).toMatch(/^The host capabilities XML from libvirt cannot be read: .*\(line 1, column \d+\)\./);
+  });
+
+  it('another document where host capabilities were expected', () => {
+    expect(() => parseCapabilities('<domainCapabilities/>')).toThrow(/host capabilities XML .* its root element is not <capabilities>/);
+  });
+
+  it('domain capabilities without an emulator path', () => {
+    expect(() => parseDomainCapabilities('<domainCapabilities><domain>qemu</domain><arch>x86_64</arch></domainCapabilities>')).toThrow(
+      /^The domain capabilities XML from libvirt cannot be read: <domainCapabilities> has no <path>\./,
+    );
+  });
+
+  it('a guest without an arch name', () => {
+    expect(() =>
+      parseCapabilities('<capabilities><host><cpu><arch>x86_64</arch></cpu></host><guest><os_type>hvm</os_type><arch/></guest></capabilities>'),
+    ).toThrow(/<guest> number 1 has no <arch name=…>/);
+  });
+});
