@@ -1,0 +1,29 @@
+import path from 'node:path';
+
+/**
+ * The small test guest built by deploy/build-test-guest.sh: what the
+ * self-test boots, and the marker its /init prints on the serial console.
+ */
+
+export const READY_MARKER = /NOVALET-TEST-GUEST-READY name=(\S+) cpu_model=(.*?) flags=(.*)$/;
+
+export interface TestGuestFiles {
+  kernel: string;
+  initramfs: string;
+  disk: string;
+  manifest: string;
+}
+
+export function testGuestFiles(dir: string): TestGuestFiles {
+  return {
+    kernel: path.join(dir, 'vmlinuz'),
+    initramfs: path.join(dir, 'initramfs.cpio.gz'),
+    disk: path.join(dir, 'disk.qcow2'),
+    manifest: path.join(dir, 'manifest.json'),
+  };
+}
+
+/** The kernel command line that makes the guest print `name` in its marker. */
+export function testGuestCmdline(name: string): string {
+  return `console=ttyS0 novalet.name=${name}`;
+}
