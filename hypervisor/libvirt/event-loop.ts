@@ -18,6 +18,8 @@
  * When the last holder releases the loop it stops re-arming and wakes the
  * iteration in flight: adding (and removing) a disabled timeout makes libvirt
  * write to its wake-up pipe, so poll(2) returns at once and Node can exit.
+ * The same happens on process exit with connections still open: Node joins
+ * libuv's threads when it exits, and would otherwise wait for ever.
  *
  * Thread budget: the iteration occupies one of libuv's pool threads for as long
  * as the loop runs (UV_THREADPOOL_SIZE, 4 by default, leaving 3 for fs, dns and
@@ -80,8 +82,19 @@ function wake(): void {
   if (timer >= 0) natives.eventRemoveTimeout(timer);
 }
 
+/**
+ * At exit Node joins libuv's pool threads (process.exit, an uncaught
+ * exception): an iteration still waiting in poll(2) would hold the process
+ * forever. Wake it so that its thread can be joined.
+ */
+function wakeAtExit(): void {
+  holders = 0;
+  if (iterationInFlight) wake();
+}
+
 /** Registers libvirt's event loop if needed and keeps it running until the matching release. Call before virConnectOpen. */
 export function acquireEventLoop(): void {
+  if (!registered) process.on('exit', wakeAtExit);
   register();
   holders += 1;
   if (!iterationInFlight) runIteration();
