@@ -4,6 +4,7 @@ import { addCallbackReceiver, closeCallbackAddress, lifecycleCallbackAddress, re
 import type { LifecycleEvent } from './domain-lifecycle.js';
 import { noteEmbeddedOpened, noteEmbeddedStartFailed } from './embedded-driver-state.js';
 import { embeddedRootOf } from './embedded-root.js';
+import { assertForkSafe } from './fork-safety.js';
 import { explainOpenFailure } from './open-failure.js';
 import { acquireEventLoop, releaseEventLoop } from './event-loop.js';
 import type { NativeAddress } from './libvirt-call-pool.js';
@@ -43,6 +44,8 @@ export class LibvirtConnection {
   readonly uri: string;
   /** libvirt reports this connection breaking (remote URIs: keepalive and close callback); embedded ones cannot break. */
   readonly watchesClose: boolean;
+  /** The embedded driver: libvirt runs in this process and forks QEMU from it. */
+  readonly embedded: boolean;
   #address: NativeAddress | null;
   #closing: Promise<void> | null = null;
   readonly #receiverId: number;
@@ -56,6 +59,7 @@ export class LibvirtConnection {
     this.uri = uri;
     this.#address = address;
     this.watchesClose = watchesClose;
+    this.embedded = embeddedRootOf(uri) !== null;
     this.#receiverId = receiverId;
   }
 
@@ -178,12 +182,13 @@ export class LibvirtConnection {
 
   /** Defines a persistent domain, or updates the definition with the same UUID (virDomainDefineXML). */
   async defineDomain(xml: string): Promise<LibvirtDomain> {
-    return new LibvirtDomain(await this.#use((address) => native.domainDefineXml(address, xml)));
+    return this.#domain(await this.#use((address) => native.domainDefineXml(address, xml)));
   }
 
   /** Starts a transient domain: it exists only while it runs (virDomainCreateXML). */
   async createTransient(xml: string, flags = 0): Promise<LibvirtDomain> {
-    return new LibvirtDomain(await this.#use((address) => native.domainCreateXml(address, xml, flags)));
+    if (this.embedded) assertForkSafe('start a transient domain');
+    return this.#domain(await this.#use((address) => native.domainCreateXml(address, xml, flags)));
   }
 
   /** The domain with this UUID, or null when there is none. */
@@ -196,9 +201,13 @@ export class LibvirtConnection {
     return this.#lookup(() => this.#use((address) => native.domainLookupByName(address, name)));
   }
 
+  #domain(address: NativeAddress): LibvirtDomain {
+    return new LibvirtDomain(address, { startsQemuInProcess: this.embedded });
+  }
+
   async #lookup(find: () => Promise<NativeAddress>): Promise<LibvirtDomain | null> {
     try {
-      return new LibvirtDomain(await find());
+      return this.#domain(await find());
     } catch (error) {
       if (isLibvirtError(error, 'VIR_ERR_NO_DOMAIN')) return null;
       throw error;
@@ -208,7 +217,7 @@ export class LibvirtConnection {
   /** Every domain, running or defined (virConnectListAllDomains; flags filter, 0 for all). */
   async listAllDomains(flags = 0): Promise<LibvirtDomain[]> {
     const addresses = await this.#use((address) => native.connectListAllDomains(address, flags));
-    return addresses.map((address) => new LibvirtDomain(address));
+    return addresses.map((address) => this.#domain(address));
   }
 
   /**

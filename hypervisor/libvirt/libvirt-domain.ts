@@ -8,6 +8,7 @@ import {
   type MetadataType,
 } from './libvirt-constants.js';
 import { domainStateName, type DomainStateName } from './domain-lifecycle.js';
+import { assertForkSafe } from './fork-safety.js';
 import { isLibvirtError } from './libvirt-error.js';
 import * as native from './libvirt-functions.js';
 import { mainThreadNatives } from './main-thread-natives.js';
@@ -16,6 +17,11 @@ import { mainThreadNatives } from './main-thread-natives.js';
 const unfreed = new FinalizationRegistry<NativeAddress>((address) => {
   native.domainFree(address).catch(() => undefined);
 });
+
+export interface LibvirtDomainOptions {
+  /** libvirt forks QEMU from this process (embedded driver), not from a daemon. */
+  startsQemuInProcess?: boolean;
+}
 
 export interface DomainState {
   state: DomainStateName;
@@ -32,9 +38,10 @@ export class LibvirtDomain {
   readonly uuid: string;
   readonly name: string;
   #address: NativeAddress | null;
+  readonly #startsQemuInProcess: boolean;
 
   /** Takes ownership of a virDomainPtr reference (from define, lookup, list…). */
-  constructor(address: NativeAddress) {
+  constructor(address: NativeAddress, options: LibvirtDomainOptions = {}) {
     const natives = mainThreadNatives();
     // Both read fields of libvirt's virDomain object; neither asks the driver or takes a lock.
     const uuid = natives.domainUuid(address);
@@ -45,6 +52,7 @@ export class LibvirtDomain {
     this.uuid = uuid;
     this.name = name;
     this.#address = address;
+    this.#startsQemuInProcess = options.startsQemuInProcess ?? false;
     unfreed.register(this, address, this);
   }
 
@@ -70,6 +78,7 @@ export class LibvirtDomain {
 
   /** Starts the defined domain: libvirt runs QEMU (virDomainCreate). */
   async create(): Promise<void> {
+    if (this.#startsQemuInProcess) assertForkSafe(this.#what('start'));
     await native.domainFlagsCall(this.address, 'virDomainCreateWithFlags', 0, this.#what('start'));
   }
 

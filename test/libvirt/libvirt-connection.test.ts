@@ -134,6 +134,27 @@ describe('LibvirtConnection', () => {
     }
   });
 
+  it('a process that exits (process.exit, or an uncaught error) with a connection still open does not hang', async () => {
+    const own = await mkdtemp('/var/tmp/novalet-test-exit-root-');
+    try {
+      for (const ending of ['process.exit(5)', "throw new Error('boom')"]) {
+        const result = await runNodeProgram(
+          `
+          import { LibvirtConnection } from './dist/hypervisor/libvirt/libvirt-connection.js';
+          import { prepareEmbeddedRoot } from './dist/hypervisor/libvirt/embedded-root.js';
+          const connection = await LibvirtConnection.open(await prepareEmbeddedRoot(${JSON.stringify(own)}));
+          ${ending};
+          `,
+          20_000,
+        );
+        expect(result.code).toBe(ending.startsWith('process') ? 5 : 1);
+        expect(result.ms).toBeLessThan(15_000);
+      }
+    } finally {
+      await rm(own, { recursive: true, force: true });
+    }
+  });
+
   it('qemu:///system in a process that embeds the driver is the embedded driver\'s, which wants a root', async () => {
     const holders = eventLoopStatus().holders;
     const error = await LibvirtConnection.open('qemu:///system').then(
