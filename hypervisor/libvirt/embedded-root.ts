@@ -17,6 +17,9 @@ import { NovaletError } from '../../config/novalet-error.js';
  *   system daemon's profiles.
  * - cgroup_controllers empty: no per-domain cgroups, which need machined or a
  *   delegated cgroup tree.
+ * - namespaces empty: no private /dev per QEMU. libvirt would rebuild /dev
+ *   for each guest by moving mounts, which fails where /dev/kvm is itself a
+ *   bind mount (a container passing the device in, or a test hiding it).
  */
 export const EMBEDDED_QEMU_CONF = [
   '# Written by novalet for libvirt\'s embedded QEMU driver; rewritten when it differs.',
@@ -25,6 +28,7 @@ export const EMBEDDED_QEMU_CONF = [
   'group = "root"',
   'security_driver = "none"',
   'cgroup_controllers = [ ]',
+  'namespaces = [ ]',
   '',
 ].join('\n');
 
