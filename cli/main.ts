@@ -3,13 +3,18 @@ import { NovaletError } from '../config/novalet-error.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { runValidate } from './validate.js';
 import { runConfig } from './config.js';
+import { runRun } from './run.js';
+import { lowFdsReserved } from '../hypervisor/libvirt/reserved-low-fds.js';
+import { relaunchWithReservedFds } from './relaunch-with-reserved-fds.js';
 
 /** A command returns its exit status; output is its own business. */
 export type Command = (args: string[]) => Promise<number>;
 
-const COMMANDS: Record<string, { run: Command; summary: string }> = {
+/** Commands that embed libvirt's QEMU driver need fds 3–19 reserved before Node starts. */
+const COMMANDS: Record<string, { run: Command; summary: string; libvirt?: boolean }> = {
   validate: { run: runValidate, summary: 'check what this host can virtualize, and what instances will run with here' },
   config: { run: runConfig, summary: 'config show [--json] [--show-secrets] | config sample' },
+  run: { run: runRun, summary: 'run one instance in the foreground, its console on stdout (see novalet run --help)', libvirt: true },
 };
 
 export const USAGE = [
@@ -23,6 +28,8 @@ export const USAGE = [
 ].join('\n');
 
 export async function main(argv: string[]): Promise<number> {
+  // libvirt logs to stderr at 'warning' by default; keep only its errors unless the operator chose.
+  process.env.LIBVIRT_LOG_OUTPUTS ??= '4:stderr';
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${USAGE}\n`);
@@ -31,6 +38,7 @@ export async function main(argv: string[]): Promise<number> {
   const command = COMMANDS[name];
   try {
     if (!command) throw new CliUsageError(`unknown command '${name}'; the commands are: ${Object.keys(COMMANDS).join(', ')}.`);
+    if (command.libvirt && !lowFdsReserved()) return await relaunchWithReservedFds();
     return await command.run(rest);
   } catch (err) {
     if (err instanceof NovaletError) {

@@ -20,11 +20,15 @@ export class KvmUnavailableError extends NovaletError {
 /**
  * libvirt's ways of saying "no KVM here": the classic words of older
  * libvirt and the field report, and libvirt 9's
- * "Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'".
+ * "Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'"
+ * (or, with no machine type given, "could not get preferred machine for
+ * /usr/bin/qemu-system-x86_64 type=kvm").
  */
 const LIBVIRT_KVM_MISSING = [
   new RegExp(KVM_MISSING_WORDS.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
   /Emulator '[^']*' does not support virt type 'kvm'/,
+  // libvirt 9 when no machine type is given: it cannot pick one for kvm.
+  /could not get preferred machine for \S+ type=kvm/,
   /domain type 'kvm' is not supported/i,
 ];
 

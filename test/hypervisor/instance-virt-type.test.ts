@@ -63,6 +63,7 @@ describe("libvirt's words for missing KVM", () => {
   it('recognises the classic and the libvirt 9 wording, and nothing else', () => {
     expect(isLibvirtKvmMissing('invalid argument: could not find capabilities for domaintype=kvm ')).toBe(true);
     expect(isLibvirtKvmMissing("unsupported configuration: Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'")).toBe(true);
+    expect(isLibvirtKvmMissing('invalid argument: could not get preferred machine for /usr/bin/qemu-system-x86_64 type=kvm')).toBe(true);
     expect(isLibvirtKvmMissing("unsupported configuration: Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'qemu'")).toBe(false);
     expect(isLibvirtKvmMissing('Domain not found')).toBe(false);
   });

@@ -1,0 +1,161 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { followConsole } from '../hypervisor/console-follow.js';
+import { validateInstanceSpec, type InstanceSpec } from '../hypervisor/instance-spec.js';
+import { InstanceLauncher } from '../hypervisor/instance-launcher.js';
+import { ImageCache } from '../hypervisor/image-cache.js';
+import { prepareHost } from '../hypervisor/launch-host.js';
+import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
+import { NovaletError } from '../config/novalet-error.js';
+import { CliUsageError } from './cli-usage-error.js';
+import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
+import { loadCliConfig } from './load-cli-config.js';
+
+const HELP = `usage: novalet run [options]
+
+Runs one instance in the foreground through novalet's launch path (KVM
+decision and self-test, fallback, image cache, CPU options, domain XML) on an
+embedded libvirt of its own under state_path, streams its serial console to
+stdout, and removes the instance when it ends.
+
+  --name NAME            instance name (default run-<id>)
+  --image FILE|URL       root disk image; URLs need --checksum sha256:HEX
+  --checksum sha256:HEX  the image's SHA-256
+  --kernel FILE --ramdisk FILE --cmdline TEXT   direct kernel boot
+  --vcpus N              (default 1)       --memory MiB   (default 256)
+  --arch ARCH            guest architecture (default this host's)
+  --virt-type kvm|qemu   instead of [libvirt] virt_type
+  --wait-for REGEX       stop with 0 once a console line matches
+  --timeout SECONDS      stop with 124 after this long
+
+Exit status: 0 the guest powered off (or --wait-for matched), 124 timeout,
+130 interrupted, 1 the instance could not be launched, 2 bad arguments or
+configuration. The guest is destroyed and its files removed in every case.`;
+
+const RUN_OPTIONS = {
+  ...CONFIG_OPTIONS,
+  name: { type: 'string' },
+  image: { type: 'string' },
+  checksum: { type: 'string' },
+  kernel: { type: 'string' },
+  ramdisk: { type: 'string' },
+  cmdline: { type: 'string' },
+  vcpus: { type: 'string' },
+  memory: { type: 'string' },
+  arch: { type: 'string' },
+  'virt-type': { type: 'string' },
+  'wait-for': { type: 'string' },
+  timeout: { type: 'string' },
+} as const;
+
+function wholeNumber(option: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (!/^\d+$/.test(text)) throw new CliUsageError(`run: --${option} must be a whole number, not '${text}'.`);
+  return Number(text);
+}
+
+function compileWaitFor(text: string | undefined): RegExp | null {
+  if (text === undefined) return null;
+  try {
+    return new RegExp(text);
+  } catch (err) {
+    throw new CliUsageError(`run: --wait-for '${text}' is not a regular expression: ${(err as Error).message}.`);
+  }
+}
+
+type Ending = { status: number; why: string };
+
+export async function runRun(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs('run', argv, RUN_OPTIONS);
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  if (positionals.length > 0) throw new CliUsageError(`run: unexpected argument '${positionals[0]}'.`);
+  const virtType = values['virt-type'];
+  if (virtType !== undefined && virtType !== 'kvm' && virtType !== 'qemu') {
+    throw new CliUsageError(`run: --virt-type must be kvm or qemu, not '${virtType}'.`);
+  }
+  const waitFor = compileWaitFor(values['wait-for']);
+  const timeoutSeconds = values.timeout === undefined ? null : wholeNumber('timeout', values.timeout, 0);
+  const uuid = randomUUID();
+  const spec: InstanceSpec = {
+    uuid,
+    name: values.name ?? `run-${uuid.slice(0, 8)}`,
+    vcpus: wholeNumber('vcpus', values.vcpus, 1),
+    memoryMiB: wholeNumber('memory', values.memory, 256),
+    image: values.image ? { source: values.image, checksum: values.checksum } : undefined,
+    kernel: values.kernel,
+    ramdisk: values.ramdisk,
+    cmdline: values.cmdline,
+    imageProperties: values.arch ? { hw_architecture: values.arch } : {},
+    virtType,
+  };
+  // Nonsense is refused before anything is fetched, opened or started.
+  const valid = validateInstanceSpec(spec);
+  const { loaded, log } = loadCliConfig(values);
+  const config = loaded.values;
+  const runDir = path.join(config.DEFAULT.state_path, 'run');
+  await mkdir(runDir, { recursive: true });
+
+  const connection = await openEmbeddedFromPool(path.join(runDir, 'libvirt'));
+  const say = (line: string) => process.stderr.write(`novalet run: ${line}\n`);
+  try {
+    const host = await prepareHost({ config, connection, workDir: runDir });
+    if (host.selfTest) {
+      say(`KVM self-test ${host.selfTest.passed ? 'passed' : 'failed'}${host.selfTest.cached ? ' (cached for this boot)' : ''}: ${host.selfTest.detail}.`);
+    }
+    const launcher = new InstanceLauncher({
+      connection,
+      config,
+      host,
+      instancesPath: path.join(runDir, 'instances'),
+      imageCache: new ImageCache(path.join(config.DEFAULT.instances_path, '_base')),
+    });
+    const stop = new AbortController();
+    let ending: Ending | null = null;
+    const end = (e: Ending) => {
+      ending ??= e;
+      stop.abort();
+    };
+    const onSignal = (signal: NodeJS.Signals) => end({ status: 130, why: `interrupted by ${signal}` });
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    const unsubscribe = connection.onLifecycleEvent((event) => {
+      if (event.uuid === valid.uuid && (event.event === 'stopped' || event.event === 'crashed')) {
+        end({ status: event.event === 'stopped' ? 0 : 1, why: `the guest ${event.event} (${event.detail})` });
+      }
+    });
+    const timer = timeoutSeconds === null ? null : setTimeout(() => end({ status: 124, why: `--timeout ${timeoutSeconds} s reached` }), timeoutSeconds * 1000);
+    try {
+      let launched;
+      try {
+        launched = await launcher.spawn(valid);
+      } catch (err) {
+        if (!(err instanceof NovaletError)) throw err;
+        say(`${valid.name} could not be launched: ${err.message}`);
+        return 1;
+      }
+      say(`${valid.name} (${valid.uuid}) runs under ${launched.virtType === 'kvm' ? 'KVM' : 'TCG software emulation (qemu)'}: ${launched.virtTypeReason}`);
+      log.debug({ uuid: valid.uuid, virt_type: launched.virtType, reason: launched.virtTypeReason }, 'instance launched');
+      if (!stop.signal.aborted) {
+        for await (const line of followConsole(launched.consoleLog, { signal: stop.signal })) {
+          process.stdout.write(`${line}\n`);
+          if (waitFor?.test(line)) end({ status: 0, why: `a console line matched --wait-for` });
+        }
+      }
+    } finally {
+      if (timer) clearTimeout(timer);
+      unsubscribe();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await launcher.delete(valid.uuid);
+    }
+    const final: Ending = ending ?? { status: 1, why: 'the console ended' };
+    say(`${final.why}; the instance is removed.`);
+    return final.status;
+  } finally {
+    await connection.close();
+  }
+}

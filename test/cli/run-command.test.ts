@@ -1,0 +1,158 @@
+/**
+ * `novalet run` for real: embedded libvirt, QEMU under TCG, the test guest.
+ * Every case checks that no QEMU process and no instance files are left.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { testGuestFiles } from '../../hypervisor/test-guest.js';
+import { buildTestGuest, TEST_GUEST_DIR } from '../guest/test-guest.js';
+import { NOVALET, runNovalet, TOP } from '../support/run-novalet.js';
+
+const guest = testGuestFiles(TEST_GUEST_DIR);
+
+beforeAll(() => {
+  buildTestGuest();
+});
+
+function stateWith(extra = ''): { conf: string; state: string } {
+  const state = mkdtempSync(path.join(tmpdir(), 'novalet-run-'));
+  const conf = path.join(state, 'novalet.conf');
+  writeFileSync(conf, `[DEFAULT]\nstate_path = ${state}\n[libvirt]\nkvm_selftest_guest_dir = ${TEST_GUEST_DIR}\nkvm_selftest_timeout = 8\n${extra}\n`);
+  return { conf, state };
+}
+
+function kernelArgs(name: string): string[] {
+  return ['--kernel', guest.kernel, '--ramdisk', guest.initramfs, '--cmdline', `console=ttyS0 novalet.name=${name}`];
+}
+
+/** QEMU processes started for instances of this state directory. */
+function qemuFor(state: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-f', `qemu-system.*${state}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+function leftovers(state: string): string[] {
+  const dir = path.join(state, 'run/instances');
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+describe('novalet run', () => {
+  it('says which virt type and why, streams the console, exits 0 on --wait-for and leaves nothing', async () => {
+    const { conf, state } = stateWith();
+    const run = await runNovalet(['run', '--config-file', conf, '--name', 'hello', ...kernelArgs('hello'), '--wait-for', 'NOVALET-TEST-GUEST-READY', '--timeout', '90']);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^NOVALET-TEST-GUEST-READY name=hello cpu_model=/m);
+    expect(run.stderr).toMatch(/KVM self-test failed/);
+    expect(run.stderr).toMatch(/hello \([0-9a-f-]{36}\) runs under TCG software emulation \(qemu\): KVM is not usable on this host \(.*kvm_pvm/);
+    expect(run.stderr).toContain('a console line matched --wait-for; the instance is removed.');
+    expect(qemuFor(state)).toEqual([]);
+    expect(leftovers(state)).toEqual([]);
+  });
+
+  it('boots a qcow2 image through the image cache', async () => {
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    const run = await runNovalet(['run', '--config-file', conf, '--image', guest.disk, '--wait-for', 'NOVALET-TEST-GUEST-READY', '--timeout', '90']);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain('NOVALET-TEST-GUEST-DISK NOVALET-TG');
+    expect(readdirSync(path.join(state, 'instances/_base')).length).toBe(2);
+    expect(leftovers(state)).toEqual([]);
+  });
+
+  it('exits 124 on --timeout and leaves nothing', async () => {
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    const run = await runNovalet(['run', '--config-file', conf, ...kernelArgs('slow'), '--timeout', '2']);
+    expect(run.status).toBe(124);
+    expect(run.stderr).toContain('--timeout 2 s reached; the instance is removed.');
+    expect(qemuFor(state)).toEqual([]);
+    expect(leftovers(state)).toEqual([]);
+  });
+
+  it('destroys the guest on Ctrl-C (SIGINT) and exits 130', async () => {
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    const child = spawn(path.join(TOP, 'deploy/with-reserved-fds.sh'), [process.execPath, NOVALET, 'run', '--config-file', conf, ...kernelArgs('interrupted')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (stdout.includes('NOVALET-TEST-GUEST-READY')) child.kill('SIGINT');
+    });
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(status).toBe(130);
+    expect(stderr).toContain('interrupted by SIGINT; the instance is removed.');
+    expect(qemuFor(state)).toEqual([]);
+    expect(leftovers(state)).toEqual([]);
+  });
+
+  it('runs two at once, each on an embedded root of its own', async () => {
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    const [a, b] = await Promise.all(
+      ['one', 'two'].map((name) => runNovalet(['run', '--config-file', conf, ...kernelArgs(name), '--wait-for', 'NOVALET-TEST-GUEST-READY', '--timeout', '90'])),
+    );
+    expect(a?.status).toBe(0);
+    expect(b?.status).toBe(0);
+    expect(a?.stdout).toContain('name=one');
+    expect(b?.stdout).toContain('name=two');
+    expect(readdirSync(path.join(state, 'run/libvirt')).filter((n) => n.startsWith('slot-') && !n.endsWith('.claim')).length).toBeGreaterThanOrEqual(2);
+    expect(leftovers(state)).toEqual([]);
+  });
+
+  it('refuses bad arguments with exit 2 before starting anything', async () => {
+    const { conf } = stateWith();
+    expect((await runNovalet(['run', '--config-file', conf, ...kernelArgs('x'), '--memory', '0'])).status).toBe(2);
+    const noKernel = await runNovalet(['run', '--config-file', conf, '--kernel', '/nonexistent/vmlinuz']);
+    expect(noKernel.status).toBe(1);
+    expect(noKernel.stderr).toContain('The kernel /nonexistent/vmlinuz cannot be read (ENOENT)');
+    const badRegex = await runNovalet(['run', '--config-file', conf, ...kernelArgs('x'), '--wait-for', '(']);
+    expect(badRegex.status).toBe(2);
+    expect(badRegex.stderr).toContain("--wait-for '(' is not a regular expression");
+  });
+});
+
+describe('/dev/kvm hidden in a private mount namespace', () => {
+  function hiddenKvm(): string[] {
+    const dir = mkdtempSync(path.join(tmpdir(), 'novalet-nokvm-'));
+    const empty = path.join(dir, 'empty');
+    writeFileSync(empty, '');
+    return ['unshare', '-m', 'sh', '-c', `mount --bind ${empty} /dev/kvm && exec "$@"`, 'sh'];
+  }
+
+  it('with fallback_virt_type empty, the build fails with the classic fault and nothing is left', async () => {
+    const { conf, state } = stateWith('[libvirt]\nfallback_virt_type =');
+    const run = await runNovalet(['run', '--config-file', conf, ...kernelArgs('nokvm')], { prefix: hiddenKvm() });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/could not be launched: could not find capabilities for domaintype=kvm: KVM is not usable on this host: .*\/dev\/kvm is not a character device/);
+    expect(run.stderr).toContain('[libvirt] virt_type = qemu');
+    expect(qemuFor(state)).toEqual([]);
+    expect(leftovers(state)).toEqual([]);
+  });
+
+  it('with the fallback, the same build boots under TCG', async () => {
+    const { conf } = stateWith();
+    const run = await runNovalet(['run', '--config-file', conf, ...kernelArgs('fallback'), '--wait-for', 'NOVALET-TEST-GUEST-READY', '--timeout', '90'], { prefix: hiddenKvm() });
+    expect(run.status).toBe(0);
+    expect(run.stderr).toMatch(/runs under TCG software emulation \(qemu\): KVM is not usable on this host/);
+    expect(run.stdout).toContain('name=fallback');
+  });
+
+  it("libvirt's own refusal of KVM (libvirt 9's words) becomes the same fault, with no domain left", () => {
+    const script = path.join(TOP, 'dist/test/support/launch-forcing-kvm.js');
+    const pool = mkdtempSync(path.join(tmpdir(), 'novalet-forced-pool-'));
+    const out = execFileSync(path.join(TOP, 'deploy/with-reserved-fds.sh'), [...hiddenKvm(), process.execPath, script, TEST_GUEST_DIR, pool], { encoding: 'utf8' });
+    const outcomes = JSON.parse(out.trim().split('\n').at(-1) ?? '[]') as { code: string; message: string; leftDomain: boolean }[];
+    expect(outcomes).toHaveLength(2);
+    for (const outcome of outcomes) {
+      expect(outcome.code).toBe('KVM_UNAVAILABLE');
+      expect(outcome.message).toMatch(/^could not find capabilities for domaintype=kvm: KVM is not usable on this host\. libvirt said: /);
+      expect(outcome.leftDomain).toBe(false);
+    }
+    expect(outcomes[0]?.message).toContain('could not get preferred machine for /usr/bin/qemu-system-x86_64 type=kvm');
+    expect(outcomes[1]?.message).toContain("Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'");
+  });
+});

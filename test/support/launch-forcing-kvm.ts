@@ -1,0 +1,52 @@
+/**
+ * Run inside a mount namespace whose /dev/kvm is hidden: launches the test
+ * guest as if novalet's verdict had said KVM is usable, so that libvirt
+ * itself refuses KVM, and prints the error's code and message as JSON.
+ * This is how the mapping of libvirt's own words to the fault is tested
+ * against the real libvirt.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseConfigText } from '../../config/load-config.js';
+import { InstanceLauncher } from '../../hypervisor/instance-launcher.js';
+import { validateInstanceSpec } from '../../hypervisor/instance-spec.js';
+import { openEmbeddedFromPool } from '../../hypervisor/libvirt/embedded-root-pool.js';
+import { testGuestCmdline, testGuestFiles } from '../../hypervisor/test-guest.js';
+
+const [guestDir, poolBase] = process.argv.slice(2) as [string, string];
+const state = mkdtempSync(path.join(tmpdir(), 'novalet-forced-kvm-'));
+const config = parseConfigText(`[DEFAULT]\nstate_path = ${state}\n[libvirt]\nvirt_type = kvm\n`, 'forced.conf').values;
+const connection = await openEmbeddedFromPool(poolBase);
+const files = testGuestFiles(guestDir);
+const launcher = new InstanceLauncher({
+  connection,
+  config,
+  host: { arch: 'x86_64', verdict: { usable: true, reasons: [] }, qemuEmulators: { x86_64: '/usr/bin/qemu-system-x86_64' } },
+  instancesPath: path.join(state, 'instances'),
+});
+// Without a machine type libvirt words it one way, with one another: try both.
+const outcomes: Record<string, unknown>[] = [];
+for (const machine of [undefined, 'pc']) {
+  const spec = validateInstanceSpec({
+    name: 'forced',
+    vcpus: 1,
+    memoryMiB: 128,
+    kernel: files.kernel,
+    ramdisk: files.initramfs,
+    cmdline: testGuestCmdline('forced'),
+    imageProperties: { hw_machine_type: machine },
+  });
+  try {
+    await launcher.spawn(spec);
+    outcomes.push({ launched: true });
+    await launcher.delete(spec.uuid);
+  } catch (err) {
+    const e = err as { code?: string; message: string };
+    const left = await connection.lookupByUuid(spec.uuid);
+    outcomes.push({ code: e.code, message: e.message, leftDomain: left !== null });
+    await left?.free();
+  }
+}
+await connection.close();
+process.stdout.write(`${JSON.stringify(outcomes)}\n`);
