@@ -3,7 +3,9 @@
  * plain `node` process has libuv's pipe at descriptors 4 and 5, where libvirt
  * cannot start QEMU; relaunched with runForkSafe() it can. Vitest's forks have
  * an IPC socket at 3, which moves libuv's pipe out of the way — as the other
- * tests, which start QEMU, show.
+ * tests, which start QEMU, show. (deploy/with-reserved-fds.sh, which the
+ * suite may run under, reserves 3–19 for every process below it; these
+ * children start with those closed, as a plain `node` would.)
  */
 import { describe, expect, it } from 'vitest';
 import { forkHazard } from '../../hypervisor/libvirt/fork-safety.js';
@@ -46,7 +48,7 @@ describe('fork safety', () => {
   });
 
   it('a plain node process has libuv at 4 and 5: starting a domain fails early with LIBVIRT_FORK_HAZARD', async () => {
-    const result = await runNodeProgram(startDomainProgram(false));
+    const result = await runNodeProgram(startDomainProgram(false), 60_000, { onlyStdio: true });
     expect(result.code).toBe(7);
     const answer = JSON.parse(result.stdout.trim()) as Record<string, unknown>;
     expect(answer).toMatchObject({ hazard: [4, 5], relaunched: null, code: 'LIBVIRT_FORK_HAZARD' });
@@ -55,7 +57,7 @@ describe('fork safety', () => {
   }, 60_000);
 
   it('relaunched by runForkSafe, the same program starts QEMU, and its exit code comes back', async () => {
-    const result = await runNodeProgram(startDomainProgram(true));
+    const result = await runNodeProgram(startDomainProgram(true), 60_000, { onlyStdio: true });
     expect(result.code).toBe(7);
     const answer = JSON.parse(result.stdout.trim()) as Record<string, unknown>;
     expect(answer).toMatchObject({ hazard: null, relaunched: '1', state: 'running' });

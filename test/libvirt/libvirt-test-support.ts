@@ -104,14 +104,29 @@ export async function waitFor<T>(what: string, check: () => T | undefined, timeo
   }
 }
 
-/** Runs a Node ES module program (text) against the built dist/ tree; resolves with its output and exit code. */
+/**
+ * Closes every inherited descriptor above stderr, then runs the command: a
+ * process started as a plain `node` from a shell would be (the suite may run
+ * under deploy/with-reserved-fds.sh, whose reserved descriptors children
+ * inherit).
+ */
+const ONLY_STDIO = 'for fd in $(seq 3 255); do eval "exec $fd<&-"; done; exec "$@"';
+
+/**
+ * Runs a Node ES module program (text) against the built dist/ tree; resolves
+ * with its output and exit code. With `onlyStdio`, the program starts with no
+ * descriptor open but stdin, stdout and stderr.
+ */
 export async function runNodeProgram(
   source: string,
   timeoutMs = 60_000,
+  options: { onlyStdio?: boolean } = {},
 ): Promise<{ stdout: string; stderr: string; code: number | null; ms: number }> {
   const started = Date.now();
+  const node = [process.execPath, '--input-type=module', '-e', source];
+  const [file, ...args] = options.onlyStdio ? ['/bin/bash', '-c', ONLY_STDIO, 'bash', ...node] : node;
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--input-type=module', '-e', source], {
+    const { stdout, stderr } = await run(file!, args, {
       cwd: REPO,
       timeout: timeoutMs,
     });
