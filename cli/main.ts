@@ -4,13 +4,12 @@ import { CliUsageError } from './cli-usage-error.js';
 import { runValidate } from './validate.js';
 import { runConfig } from './config.js';
 import { runRun } from './run.js';
-import { lowFdsReserved } from '../hypervisor/libvirt/reserved-low-fds.js';
-import { relaunchWithReservedFds } from './relaunch-with-reserved-fds.js';
+import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 
 /** A command returns its exit status; output is its own business. */
 export type Command = (args: string[]) => Promise<number>;
 
-/** Commands that embed libvirt's QEMU driver need fds 3–19 reserved before Node starts. */
+/** Commands that embed libvirt's QEMU driver (they may need relaunching: see fork-safety.ts). */
 const COMMANDS: Record<string, { run: Command; summary: string; libvirt?: boolean }> = {
   validate: { run: runValidate, summary: 'check what this host can virtualize, and what instances will run with here' },
   config: { run: runConfig, summary: 'config show [--json] [--show-secrets] | config sample' },
@@ -38,7 +37,11 @@ export async function main(argv: string[]): Promise<number> {
   const command = COMMANDS[name];
   try {
     if (!command) throw new CliUsageError(`unknown command '${name}'; the commands are: ${Object.keys(COMMANDS).join(', ')}.`);
-    if (command.libvirt && !lowFdsReserved()) return await relaunchWithReservedFds();
+    if (command.libvirt) {
+      // libvirt cannot fork QEMU from a plainly started node: see hypervisor/libvirt/fork-safety.ts.
+      const relaunched = await runForkSafe();
+      if (relaunched !== null) return relaunched;
+    }
     return await command.run(rest);
   } catch (err) {
     if (err instanceof NovaletError) {

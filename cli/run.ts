@@ -119,9 +119,11 @@ export async function runRun(argv: string[]): Promise<number> {
       ending ??= e;
       stop.abort();
     };
+    // 'on', not 'once': a Ctrl-C can arrive twice (from the terminal and passed on by a
+    // relaunching parent), and the second must not kill us before the guest is removed.
     const onSignal = (signal: NodeJS.Signals) => end({ status: 130, why: `interrupted by ${signal}` });
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     const unsubscribe = connection.onLifecycleEvent((event) => {
       if (event.uuid === valid.uuid && (event.event === 'stopped' || event.event === 'crashed')) {
         end({ status: event.event === 'stopped' ? 0 : 1, why: `the guest ${event.event} (${event.detail})` });

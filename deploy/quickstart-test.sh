@@ -5,5 +5,4 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 bash "$top/deploy/setup.sh" >&2
 cd "$top"
-# Tests embed libvirt in vitest's workers: they need fds 3-19 reserved.
-exec bash deploy/with-reserved-fds.sh npx vitest run "$@"
+exec npx vitest run "$@"

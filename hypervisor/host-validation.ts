@@ -2,6 +2,7 @@ import type { NovaletConfig } from '../config/novalet-config.js';
 import { effectiveCpuMode } from '../config/cpu-compatibility-rules.js';
 import type { HostProbe, KvmReason, KvmVerdict } from './host-facts.js';
 import type { HostTools } from './host-tools.js';
+import { kvmDeviceWorks, type SelfTestResult } from './kvm-self-test.js';
 import { describeOuterHypervisor, isVirtualMachine } from './kvm-verdict.js';
 import { decideVirtType, type EffectiveVirtType } from './virt-type-decision.js';
 
@@ -33,9 +34,12 @@ export interface ValidationReport {
 
 export interface ValidationInput {
   probe: HostProbe;
+  /** The verdict, with the self-test's evidence when there is some. */
   verdict: KvmVerdict;
   tools: HostTools;
   config: NovaletConfig;
+  /** The KVM self-test of this boot, if it has run (validate never boots a guest itself). */
+  selfTest?: SelfTestResult | null;
 }
 
 const pass = (name: string, detail: string): ValidationCheck => ({ name, result: 'PASS', detail, hint: null });
@@ -103,6 +107,18 @@ function kvmModule({ probe, verdict }: ValidationInput): ValidationCheck {
     default:
       return fail(name, 'no KVM vendor module (kvm_intel, kvm_amd) is loaded', remedyOf(verdict, 'KVM_DEVICE_MISSING', 'KVM_NO_VENDOR_MODULE'));
   }
+}
+
+function selfTest({ probe, config, selfTest: result }: ValidationInput): ValidationCheck {
+  const name = 'KVM self-test';
+  if (result) {
+    const when = `in this boot, ${result.at}`;
+    if (result.passed) return pass(name, `${result.detail} (${when})`);
+    return fail(name, `${result.detail} (${when})`, 'KVM does not really run guests here; instances fall back to fallback_virt_type.');
+  }
+  if (config.libvirt.virt_type !== 'kvm') return pass(name, `not needed: virt_type = ${config.libvirt.virt_type}`);
+  if (!kvmDeviceWorks(probe)) return warn(name, 'not run: /dev/kvm does not answer as KVM', null);
+  return warn(name, 'not run yet in this boot', 'It runs when novalet first launches an instance (novalet run, or the compute service); validate never boots a guest itself.');
 }
 
 function nesting({ probe }: ValidationInput): ValidationCheck {
@@ -188,6 +204,7 @@ const CHECKS = [
   kvmDeviceAccessible,
   kvmApi,
   kvmModule,
+  selfTest,
   nesting,
   outerHypervisor,
   qemuEmulators,

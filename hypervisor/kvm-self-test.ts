@@ -31,6 +31,9 @@ export interface SelfTestResult extends SelfTestRecord {
   cached: boolean;
 }
 
+/** The cache file's name under `[DEFAULT] state_path`. */
+export const SELF_TEST_CACHE = 'kvm-self-test.json';
+
 /** Boots the test guest under KVM within `timeoutMs`; provided by the launch path. */
 export type SelfTestBoot = (timeoutMs: number) => Promise<SelfTestOutcome>;
 
@@ -66,6 +69,13 @@ async function writeCache(file: string, record: SelfTestRecord): Promise<void> {
   await rename(tmp, file);
 }
 
+/** The cached self-test result, if one was recorded in this boot for this QEMU version. */
+export async function readCachedSelfTest(cacheFile: string, bootId: string, version: string): Promise<SelfTestResult | null> {
+  const cached = await readCache(cacheFile);
+  if (cached && cached.bootId === bootId && cached.qemuVersion === version) return { ...cached, cached: true };
+  return null;
+}
+
 /**
  * The self-test result for this boot and QEMU version: from the cache file
  * when it matches, else by booting the guest (and caching what it showed).
@@ -77,10 +87,8 @@ export async function kvmSelfTest(options: {
   timeoutMs: number;
   boot: SelfTestBoot;
 }): Promise<SelfTestResult> {
-  const cached = await readCache(options.cacheFile);
-  if (cached && cached.bootId === options.bootId && cached.qemuVersion === options.qemuVersion) {
-    return { ...cached, cached: true };
-  }
+  const cached = await readCachedSelfTest(options.cacheFile, options.bootId, options.qemuVersion);
+  if (cached) return cached;
   const outcome = await options.boot(options.timeoutMs);
   const record: SelfTestRecord = { ...outcome, bootId: options.bootId, qemuVersion: options.qemuVersion, at: new Date().toISOString() };
   await writeCache(options.cacheFile, record);

@@ -6,7 +6,7 @@ import { probeHost } from './host-probe.js';
 import { probeHostTools, type HostTools } from './host-tools.js';
 import type { LaunchHost } from './instance-launcher.js';
 import { bootSelfTestGuest } from './kvm-self-test-boot.js';
-import { kvmDeviceWorks, kvmSelfTest, qemuVersion, readBootId, verdictWithSelfTest, type SelfTestResult } from './kvm-self-test.js';
+import { kvmDeviceWorks, kvmSelfTest, qemuVersion, readBootId, SELF_TEST_CACHE, verdictWithSelfTest, type SelfTestResult } from './kvm-self-test.js';
 import { judgeKvm } from './kvm-verdict.js';
 import type { LibvirtConnection } from './libvirt/libvirt-connection.js';
 import { testGuestFiles } from './test-guest.js';
@@ -27,7 +27,6 @@ export interface PreparedHost extends LaunchHost {
   selfTestSkipped: string | null;
 }
 
-export const SELF_TEST_CACHE = 'kvm-self-test.json';
 
 export async function prepareHost(options: { config: NovaletConfig; connection: LibvirtConnection; workDir: string }): Promise<PreparedHost> {
   const { config, connection } = options;

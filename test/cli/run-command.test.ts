@@ -75,7 +75,7 @@ describe('novalet run', () => {
 
   it('destroys the guest on Ctrl-C (SIGINT) and exits 130', async () => {
     const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
-    const child = spawn(path.join(TOP, 'deploy/with-reserved-fds.sh'), [process.execPath, NOVALET, 'run', '--config-file', conf, ...kernelArgs('interrupted')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [NOVALET, 'run', '--config-file', conf, ...kernelArgs('interrupted')], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -144,7 +144,8 @@ describe('/dev/kvm hidden in a private mount namespace', () => {
   it("libvirt's own refusal of KVM (libvirt 9's words) becomes the same fault, with no domain left", () => {
     const script = path.join(TOP, 'dist/test/support/launch-forcing-kvm.js');
     const pool = mkdtempSync(path.join(tmpdir(), 'novalet-forced-pool-'));
-    const out = execFileSync(path.join(TOP, 'deploy/with-reserved-fds.sh'), [...hiddenKvm(), process.execPath, script, TEST_GUEST_DIR, pool], { encoding: 'utf8' });
+    const [unshare, ...rest] = hiddenKvm();
+    const out = execFileSync(unshare as string, [...rest, process.execPath, script, TEST_GUEST_DIR, pool], { encoding: 'utf8' });
     const outcomes = JSON.parse(out.trim().split('\n').at(-1) ?? '[]') as { code: string; message: string; leftDomain: boolean }[];
     expect(outcomes).toHaveLength(2);
     for (const outcome of outcomes) {

@@ -122,7 +122,7 @@ describe('novalet command line', () => {
   it('refuses an unknown command with exit 2 and one line', async () => {
     const run = await runNovalet(['frobnicate']);
     expect(run.status).toBe(2);
-    expect(run.stderr.trim()).toMatch(/^novalet: unknown command 'frobnicate'; the commands are: validate, config\./);
+    expect(run.stderr.trim()).toMatch(/^novalet: unknown command 'frobnicate'; the commands are: validate, config, run\./);
   });
 
   it('refuses an unknown option with exit 2 and one line', async () => {
@@ -130,5 +130,30 @@ describe('novalet command line', () => {
     expect(run.status).toBe(2);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).toContain("--frob");
+  });
+});
+
+describe('novalet validate with a self-test on record', () => {
+  it('shows the self-test of this boot from state_path, without booting anything', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'novalet-validate-selftest-'));
+    const { readBootId, qemuVersion } = await import('../../hypervisor/kvm-self-test.js');
+    const record = {
+      passed: false,
+      detail: 'the test guest printed no marker on its serial console within 20 s although libvirt reported it running',
+      durationMs: 20000,
+      bootId: await readBootId(),
+      qemuVersion: await qemuVersion('/usr/bin/qemu-system-x86_64'),
+      at: '2026-11-24T23:00:00.000Z',
+    };
+    writeFileSync(path.join(dir, 'kvm-self-test.json'), JSON.stringify(record));
+    const file = configFile(`[DEFAULT]\nstate_path = ${dir}\n`);
+    const run = await runNovalet(['validate', '--json', '--config-file', file]);
+    const report = JSON.parse(run.stdout) as Report;
+    expect(report.checks.find((c) => c.name === 'KVM self-test')).toMatchObject({ result: 'FAIL', detail: `${record.detail} (in this boot, ${record.at})` });
+    expect(report.kvm.reasons.map((r) => r.code)).toContain('KVM_SELFTEST_FAILED');
+    // A record of another boot is not this boot's evidence.
+    writeFileSync(path.join(dir, 'kvm-self-test.json'), JSON.stringify({ ...record, bootId: 'another-boot' }));
+    const stale = JSON.parse((await runNovalet(['validate', '--json', '--config-file', file])).stdout) as Report;
+    expect(stale.checks.find((c) => c.name === 'KVM self-test')).toMatchObject({ result: 'WARN', detail: 'not run yet in this boot' });
   });
 });

@@ -14,6 +14,7 @@ import { probeHost } from '../../hypervisor/host-probe.js';
 import type { HostTools } from '../../hypervisor/host-tools.js';
 import { formatValidationReport, validateHost, type ValidationReport } from '../../hypervisor/host-validation.js';
 import { judgeKvm } from '../../hypervisor/kvm-verdict.js';
+import { verdictWithSelfTest, type SelfTestResult } from '../../hypervisor/kvm-self-test.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
 const ALL_TOOLS: HostTools = {
@@ -29,9 +30,9 @@ function config(text = ''): NovaletConfig {
   return loadConfig({ configFiles: [file] }).values;
 }
 
-async function validateFixture(host: string, configText = '', tools = ALL_TOOLS): Promise<ValidationReport> {
+async function validateFixture(host: string, configText = '', tools = ALL_TOOLS, selfTest: SelfTestResult | null = null): Promise<ValidationReport> {
   const probe = await probeHost({ root: fixtureRoot(host), arch: 'x86_64' });
-  return validateHost({ probe, verdict: judgeKvm(probe), tools, config: config(configText) });
+  return validateHost({ probe, verdict: verdictWithSelfTest(judgeKvm(probe), selfTest), tools, config: config(configText), selfTest });
 }
 
 function results(report: ValidationReport): Record<string, string> {
@@ -49,6 +50,7 @@ describe('validate on captured hosts', () => {
       '/dev/kvm accessible': 'PASS',
       'KVM API': 'PASS',
       'KVM module': 'PASS',
+      'KVM self-test': 'WARN',
       'Nested virtualization': 'PASS',
       'Outer hypervisor': 'PASS',
       ...ESSENTIALS_PASS,
@@ -169,5 +171,20 @@ describe('validate on captured hosts', () => {
     });
     expect(results(noLibvirt)['libvirt library']).toBe('FAIL');
     expect(noLibvirt.can_run_instances).toBe(false);
+  });
+
+  it('shows the self-test of this boot: a failed one makes KVM unusable even where the probe found it fine', async () => {
+    const failed: SelfTestResult = { passed: false, detail: 'the test guest printed no marker on its serial console within 20 s', durationMs: 20000, bootId: 'b', qemuVersion: 'q', at: '2026-11-24T23:00:00.000Z', cached: true };
+    const report = await validateFixture('intel-kvm-nested', '', ALL_TOOLS, failed);
+    const check = report.checks.find((c) => c.name === 'KVM self-test');
+    expect(check?.result).toBe('FAIL');
+    expect(check?.detail).toBe('the test guest printed no marker on its serial console within 20 s (in this boot, 2026-11-24T23:00:00.000Z)');
+    expect(report.kvm.reasons.map((r) => r.code)).toEqual(['KVM_SELFTEST_FAILED']);
+    expect(report.effective_virt_type).toBe('qemu');
+    const passed = await validateFixture('intel-kvm-nested', '', ALL_TOOLS, { ...failed, passed: true, detail: 'the test guest reached user space under KVM in 0.9 s' });
+    expect(passed.checks.find((c) => c.name === 'KVM self-test')?.result).toBe('PASS');
+    expect(passed.effective_virt_type).toBe('kvm');
+    const qemu = await validateFixture('intel-kvm-nested', '[libvirt]\nvirt_type = qemu\n');
+    expect(qemu.checks.find((c) => c.name === 'KVM self-test')?.detail).toBe('not needed: virt_type = qemu');
   });
 });

@@ -14,6 +14,10 @@ import { validateInstanceSpec } from '../../hypervisor/instance-spec.js';
 import { openEmbeddedFromPool } from '../../hypervisor/libvirt/embedded-root-pool.js';
 import { testGuestCmdline, testGuestFiles } from '../../hypervisor/test-guest.js';
 
+import { runForkSafe } from '../../hypervisor/libvirt/fork-safety.js';
+
+const relaunched = await runForkSafe();
+if (relaunched !== null) process.exit(relaunched);
 const [guestDir, poolBase] = process.argv.slice(2) as [string, string];
 const state = mkdtempSync(path.join(tmpdir(), 'novalet-forced-kvm-'));
 const config = parseConfigText(`[DEFAULT]\nstate_path = ${state}\n[libvirt]\nvirt_type = kvm\n`, 'forced.conf').values;
