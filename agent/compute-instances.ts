@@ -111,7 +111,8 @@ export class ComputeInstances {
   /** A lifecycle event said the guest stopped by itself (powered off) or crashed. */
   async guestStopped(uuid: string, crashed: boolean): Promise<InstanceRecord | null> {
     const record = await this.store.read(uuid);
-    if (!record || record.state === 'deleted' || record.task === 'deleting') return null;
+    // An operation under way (destroy, power off, delete, reboot) records its own outcome.
+    if (!record || record.state === 'deleted' || record.task !== null) return null;
     if (crashed) {
       return this.update(record, { state: 'error', task: null, fault: { code: 'GUEST_CRASHED', message: 'The guest crashed.', at: new Date().toISOString() } });
     }

@@ -30,8 +30,11 @@ export interface DomainDefinition {
   metadata: InstanceMetadata;
 }
 
+/** Every domain novalet makes is named so: others on a shared libvirtd are not ours. */
+export const NOVALET_DOMAIN_PREFIX = 'novalet-';
+
 export function domainNameFor(uuid: string): string {
-  return `novalet-${uuid}`;
+  return `${NOVALET_DOMAIN_PREFIX}${uuid}`;
 }
 
 const builder = new XMLBuilder({

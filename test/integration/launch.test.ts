@@ -8,6 +8,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComputeInstances } from '../../agent/compute-instances.js';
 import { InstanceStore } from '../../agent/instance-store.js';
+import { watchLifecycle } from '../../agent/lifecycle-watch.js';
+import { createLogger } from '../../config/logger.js';
 import { waitForConsoleLine } from '../../hypervisor/console-follow.js';
 import { InstanceLauncher } from '../../hypervisor/instance-launcher.js';
 import { validateInstanceSpec, type InstanceSpec } from '../../hypervisor/instance-spec.js';
@@ -28,15 +30,19 @@ let launcher: InstanceLauncher;
 let compute: ComputeInstances;
 const { config, stateDir } = testConfig();
 const spawned: string[] = [];
+let stopWatching: ReturnType<typeof watchLifecycle> | undefined;
 
 beforeAll(async () => {
   connection = (await openTestRoot()).connection;
   host = await prepareHost({ config, connection, workDir: stateDir });
   launcher = new InstanceLauncher({ connection, config, host, instancesPath: config.DEFAULT.instances_path });
   compute = new ComputeInstances(launcher, new InstanceStore(path.join(stateDir, 'instances.d')), 'test-host');
+  stopWatching = watchLifecycle(connection, compute, createLogger());
+  await stopWatching.ready;
 }, 180_000);
 
 afterAll(async () => {
+  stopWatching?.();
   for (const uuid of spawned) await launcher.delete(uuid).catch(() => undefined);
   await connection?.close();
 });
@@ -139,6 +145,24 @@ describe('instances under TCG', () => {
     expect(deleted.state).toBe('deleted');
     expect(existsSync(launcher.instanceDir(record.uuid))).toBe(false);
     expect(await connection.lookupByUuid(record.uuid)).toBeNull();
+  });
+
+  it('notices a guest that powered itself off (lifecycle event) and records it STOPPED', async () => {
+    const record = await compute.spawn(kernelSpec('self-off'));
+    spawned.push(record.uuid);
+    await marker(record.uuid);
+    // The power button pressed behind novalet's back, as a guest shutting down by itself.
+    const domain = await connection.lookupByUuid(record.uuid);
+    await domain!.shutdown();
+    await domain!.free();
+    const deadline = Date.now() + BOOT_MS;
+    let state = (await compute.get(record.uuid))?.state;
+    while (state !== 'stopped' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      state = (await compute.get(record.uuid))?.state;
+    }
+    expect(state).toBe('stopped');
+    expect(readFileSync(path.join(launcher.instanceDir(record.uuid), 'console.log'), 'utf8')).toContain('NOVALET-TEST-GUEST-POWEROFF');
   });
 
   it('runs two guests at once', async () => {
