@@ -52,7 +52,7 @@ function cpuElement(cpu: GuestCpu | null): Record<string, unknown> | undefined {
     return {
       '@_mode': 'custom',
       '@_match': 'exact',
-      '@_check': 'partial',
+      '@_check': cpu.check ?? 'partial',
       model: { '@_fallback': 'forbid', '#text': cpu.model ?? '' },
       feature: features,
     };
@@ -122,7 +122,8 @@ export function buildDomainXml(def: DomainDefinition): string {
   }
   domain.os = osElement(def);
   // ACPI is what lets the guest power off when libvirt presses the power button.
-  domain.features = isX86 ? { acpi: '', apic: '' } : { acpi: '' };
+  // Elsewhere (Arm) libvirt ties ACPI to UEFI firmware, which a kernel boot has not.
+  if (isX86) domain.features = { acpi: '', apic: '' };
   const cpu = cpuElement(def.cpu);
   if (cpu) domain.cpu = cpu;
   domain.on_poweroff = 'destroy';

@@ -18,6 +18,12 @@ export interface GuestCpu {
   /** Only for mode custom. */
   model: string | null;
   features: GuestCpuFeature[];
+  /**
+   * libvirt's check of a custom model against the host: 'partial' (the
+   * default) for guests of the host's architecture; 'none' for emulated
+   * ones, whose CPU has nothing to be compared with.
+   */
+  check?: 'partial' | 'none';
 }
 
 export function parseExtraFlag(flag: string): GuestCpuFeature {

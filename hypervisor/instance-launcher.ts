@@ -55,6 +55,17 @@ export interface LauncherOptions {
 
 export const CONSOLE_LOG = 'console.log';
 
+/**
+ * Defaults for Arm guests, where libvirt's own are unusable for a kernel
+ * boot (its default machine for aarch64 is the obsolete integratorcp, and
+ * QEMU's default CPU there is 32-bit): nova's choices, the virt machine
+ * with a Cortex CPU that TCG emulates.
+ */
+const ARCH_DEFAULTS: Record<string, { machine: string; cpuModel: string }> = {
+  aarch64: { machine: 'virt', cpuModel: 'cortex-a57' },
+  armv7l: { machine: 'virt', cpuModel: 'cortex-a15' },
+};
+
 /** `[libvirt] hw_machine_type` entries are `arch=machine`. */
 function configuredMachine(entries: string[] | null, arch: string): string | null {
   for (const entry of entries ?? []) {
@@ -135,7 +146,7 @@ export class InstanceLauncher {
         domainName: domainNameFor(spec.uuid),
         virtType: decided.virtType,
         arch: guestArch,
-        machine: spec.imageProperties.hw_machine_type ?? configuredMachine(config.libvirt.hw_machine_type, guestArch),
+        machine: spec.imageProperties.hw_machine_type ?? configuredMachine(config.libvirt.hw_machine_type, guestArch) ?? ARCH_DEFAULTS[guestArch]?.machine ?? null,
         emulator,
         vcpus: spec.vcpus,
         memoryMiB: spec.memoryMiB,
@@ -162,9 +173,12 @@ export class InstanceLauncher {
     }
   }
 
-  /** The configured guest CPU for guests of the host's architecture; QEMU's default for others. */
+  /** The configured guest CPU for guests of the host's architecture; an emulated default for others. */
   private cpuFor(guestArch: string, virtType: 'kvm' | 'qemu'): GuestCpu | null {
-    if (guestArch !== this.options.host.arch) return null;
+    if (guestArch !== this.options.host.arch) {
+      const model = ARCH_DEFAULTS[guestArch]?.cpuModel;
+      return model ? { mode: 'custom', model, features: [], check: 'none' } : null;
+    }
     const cpu = guestCpu(this.options.config.libvirt);
     if (cpu?.mode === 'host-passthrough' && virtType === 'qemu') {
       throw new LaunchError(

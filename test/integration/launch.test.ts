@@ -165,6 +165,23 @@ describe('instances under TCG', () => {
     expect(readFileSync(path.join(launcher.instanceDir(record.uuid), 'console.log'), 'utf8')).toContain('NOVALET-TEST-GUEST-POWEROFF');
   });
 
+  it('starts a guest of another architecture (aarch64) under TCG with qemu-system-aarch64', async () => {
+    // No Arm kernel is built here: the guest will not print anything, but its domain must run.
+    const spec = validateInstanceSpec({ ...kernelSpec('arm-1'), ramdisk: undefined, cmdline: undefined, imageProperties: { hw_architecture: 'aarch64' } });
+    const launched = await launcher.spawn(spec);
+    spawned.push(spec.uuid);
+    expect(launched.virtType).toBe('qemu');
+    expect(launched.virtTypeReason).toBe("The guest's architecture aarch64 is not this host's (x86_64), so it runs under TCG software emulation.");
+    expect((await launcher.state(spec.uuid)).state).toBe('running');
+    const domain = await connection.lookupByUuid(spec.uuid);
+    const xml = await domain!.getXmlDesc();
+    await domain!.free();
+    expect(xml).toContain("<domain type='qemu'");
+    expect(xml).toContain('<emulator>/usr/bin/qemu-system-aarch64</emulator>');
+    expect(xml).toMatch(/machine='virt/);
+    await launcher.delete(spec.uuid);
+  });
+
   it('runs two guests at once', async () => {
     const [a, b] = [validateInstanceSpec(kernelSpec('pair-a')), validateInstanceSpec(kernelSpec('pair-b'))];
     spawned.push(a.uuid, b.uuid);
