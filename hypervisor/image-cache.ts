@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { pathExists } from './path-exists.js';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -32,14 +33,6 @@ function expectedDigest(ref: ImageRef): string | null {
   return ref.checksum ? ref.checksum.slice('sha256:'.length) : null;
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Copies or downloads into `tmp`, hashing on the way; returns the hex digest. */
 async function fetchInto(source: string, tmp: string): Promise<string> {
@@ -114,7 +107,7 @@ export class ImageCache {
   /** The image in the cache, fetched and verified first if it is not there yet. */
   async fetch(ref: ImageRef): Promise<CachedImage> {
     const expected = expectedDigest(ref);
-    if (expected !== null && (await exists(this.cachedPath(expected)))) {
+    if (expected !== null && (await pathExists(this.cachedPath(expected)))) {
       const info = (await this.readSidecar(expected)) ?? (await inspect(this.cachedPath(expected), ref.source));
       return { path: this.cachedPath(expected), sha256: expected, ...info };
     }

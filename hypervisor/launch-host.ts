@@ -1,4 +1,3 @@
-import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { NovaletConfig } from '../config/novalet-config.js';
 import type { HostProbe, KvmVerdict } from './host-facts.js';
@@ -10,6 +9,7 @@ import { kvmDeviceWorks, kvmSelfTest, qemuVersion, readBootId, SELF_TEST_CACHE, 
 import { judgeKvm } from './kvm-verdict.js';
 import type { LibvirtConnection } from './libvirt/libvirt-connection.js';
 import { testGuestFiles } from './test-guest.js';
+import { pathExists } from './path-exists.js';
 
 /**
  * What the launch path knows of this host: the probe, the tools, and the
@@ -42,7 +42,7 @@ export async function prepareHost(options: { config: NovaletConfig; connection: 
     selfTestSkipped = '/dev/kvm does not answer as KVM: there is no KVM to test.';
   } else if (!emulator) {
     selfTestSkipped = `No QEMU system emulator for ${probe.arch}.`;
-  } else if (!(await access(testGuestFiles(guestDir).kernel).then(() => true, () => false))) {
+  } else if (!(await pathExists(testGuestFiles(guestDir).kernel))) {
     selfTestSkipped = `The self-test guest is missing from ${guestDir}; KVM is judged by the host probe alone. Build it with deploy/build-test-guest.sh ${guestDir}.`;
   } else {
     const [bootId, version] = await Promise.all([readBootId(), qemuVersion(emulator)]);

@@ -4,7 +4,8 @@
  * container (which shares the host's kernel, so it is no hypervisor, but
  * decides how a missing /dev/kvm is fixed).
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { pathExists } from './path-exists.js';
 import path from 'node:path';
 import type { CpuInfo, OuterHypervisorFacts } from './host-facts.js';
 
@@ -28,24 +29,16 @@ async function readTrimmed(file: string): Promise<string | null> {
   }
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export async function readHypervisorEvidence(root: string): Promise<HypervisorEvidence> {
   const at = (relative: string) => path.join(root, relative);
   const [dmiVendor, dmiProduct, procXen, sysHypervisorType, dockerenv, containerenv, systemdContainer] = await Promise.all([
     readTrimmed(at('sys/class/dmi/id/sys_vendor')),
     readTrimmed(at('sys/class/dmi/id/product_name')),
-    exists(at('proc/xen')),
+    pathExists(at('proc/xen')),
     readTrimmed(at('sys/hypervisor/type')),
-    exists(at('.dockerenv')),
-    exists(at('run/.containerenv')),
+    pathExists(at('.dockerenv')),
+    pathExists(at('run/.containerenv')),
     readTrimmed(at('run/systemd/container')),
   ]);
   return { dmiVendor, dmiProduct, procXen, sysHypervisorType, dockerenv, containerenv, systemdContainer };
