@@ -9,5 +9,7 @@ export default defineConfig({
     pool: 'forks',
     globalSetup: ['./test/global-setup.ts'],
     reporters: ['default', './test/plain-summary-reporter.ts'],
+    // libvirt logs warnings to stderr by default; keep its errors only, as the CLI does.
+    env: { LIBVIRT_LOG_OUTPUTS: '4:stderr' },
   },
 });
