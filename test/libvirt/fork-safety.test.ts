@@ -3,9 +3,8 @@
  * plain `node` process has libuv's pipe at descriptors 4 and 5, where libvirt
  * cannot start QEMU; relaunched with runForkSafe() it can. Vitest's forks have
  * an IPC socket at 3, which moves libuv's pipe out of the way — as the other
- * tests, which start QEMU, show. (deploy/with-reserved-fds.sh, which the
- * suite may run under, reserves 3–19 for every process below it; these
- * children start with those closed, as a plain `node` would.)
+ * tests, which start QEMU, show. (These children start with every
+ * descriptor above stderr closed, as a plain `node` would.)
  */
 import { describe, expect, it } from 'vitest';
 import { forkHazard } from '../../hypervisor/libvirt/fork-safety.js';

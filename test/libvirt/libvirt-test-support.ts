@@ -105,10 +105,9 @@ export async function waitFor<T>(what: string, check: () => T | undefined, timeo
 }
 
 /**
- * Closes every inherited descriptor above stderr, then runs the command: a
- * process started as a plain `node` from a shell would be (the suite may run
- * under deploy/with-reserved-fds.sh, whose reserved descriptors children
- * inherit).
+ * Closes every inherited descriptor above stderr, then runs the command, so
+ * that it starts as a plain `node` from a shell would, whatever descriptors
+ * the test runner itself was started with.
  */
 const ONLY_STDIO = 'for fd in $(seq 3 255); do eval "exec $fd<&-"; done; exec "$@"';
 
