@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { loadConfig } from '../config/load-config.js';
 import { createLogger, type Logger } from '../config/logger.js';
 import type { LoadedConfig } from '../config/novalet-config.js';
@@ -11,6 +13,7 @@ export interface CliConfigArgs {
 /** Loads the configuration named on the command line and makes the logger it asks for. */
 export function loadCliConfig(args: CliConfigArgs): { loaded: LoadedConfig; log: Logger } {
   const loaded = loadConfig({ configFiles: args['config-file'], configDirs: args['config-dir'] });
+  routeLibvirtLog(loaded.values.DEFAULT.state_path);
   const log = createLogger({ debug: Boolean(args.debug) || loaded.values.DEFAULT.debug });
   for (const item of loaded.ignored) {
     log.debug({ file: item.file, line: item.line, section: item.section, option: item.option }, 'ignoring an option novalet does not implement');
@@ -19,4 +22,20 @@ export function loadCliConfig(args: CliConfigArgs): { loaded: LoadedConfig; log:
     log.warn(item, `option [${item.section}] ${item.usedName} is deprecated; use [${item.newSection}] ${item.name}`);
   }
   return { loaded, log };
+}
+
+/**
+ * libvirt's own log (warnings and errors: its internal view of what novalet
+ * already reports as typed errors) goes to <state_path>/libvirt.log rather
+ * than over the command's output, unless the operator set LIBVIRT_LOG_OUTPUTS.
+ * libvirt reads the variable when first used, which is after this.
+ */
+function routeLibvirtLog(statePath: string): void {
+  if (process.env.NOVALET_LIBVIRT_LOG !== 'novalet') return;
+  try {
+    mkdirSync(statePath, { recursive: true });
+    process.env.LIBVIRT_LOG_OUTPUTS = `3:file:${path.join(statePath, 'libvirt.log')}`;
+  } catch {
+    // state_path not writable here: keep libvirt's errors on stderr.
+  }
 }

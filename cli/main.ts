@@ -4,6 +4,8 @@ import { CliUsageError } from './cli-usage-error.js';
 import { runValidate } from './validate.js';
 import { runConfig } from './config.js';
 import { runRun } from './run.js';
+import { runCpuCompare } from './cpu-compare.js';
+import { runCpuBaseline } from './cpu-baseline.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 
 /** A command returns its exit status; output is its own business. */
@@ -13,6 +15,8 @@ export type Command = (args: string[]) => Promise<number>;
 const COMMANDS: Record<string, { run: Command; summary: string; libvirt?: boolean }> = {
   validate: { run: runValidate, summary: 'check what this host can virtualize, and what instances will run with here' },
   config: { run: runConfig, summary: 'config show [--json] [--show-secrets] | config sample' },
+  'cpu-compare': { run: runCpuCompare, summary: 'is the CPU in FILE compatible with this host (as virsh hypervisor-cpu-compare)', libvirt: true },
+  'cpu-baseline': { run: runCpuBaseline, summary: 'the CPU every CPU in the FILEs can provide (as virsh hypervisor-cpu-baseline)', libvirt: true },
   run: { run: runRun, summary: 'run one instance in the foreground, its console on stdout (see novalet run --help)', libvirt: true },
 };
 
@@ -27,8 +31,11 @@ export const USAGE = [
 ].join('\n');
 
 export async function main(argv: string[]): Promise<number> {
-  // libvirt logs to stderr at 'warning' by default; keep only its errors unless the operator chose.
-  process.env.LIBVIRT_LOG_OUTPUTS ??= '4:stderr';
+  // libvirt logs to stderr at 'warning' by default; keep only its errors until the
+  // configuration says where its log goes (load-cli-config.ts), unless the operator chose.
+  // Decided once, in the first process: a relaunched one inherits the decision.
+  process.env.NOVALET_LIBVIRT_LOG ??= process.env.LIBVIRT_LOG_OUTPUTS === undefined ? 'novalet' : 'operator';
+  if (process.env.NOVALET_LIBVIRT_LOG === 'novalet') process.env.LIBVIRT_LOG_OUTPUTS ??= '4:stderr';
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${USAGE}\n`);

@@ -1,0 +1,53 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { NovaletConfig } from '../config/novalet-config.js';
+import { NovaletError } from '../config/novalet-error.js';
+import { readCpuDefinitions, type CpuDefinition } from '../hypervisor/cpu-definitions.js';
+import { knownHost } from '../hypervisor/known-verdict.js';
+import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
+import type { HypervisorCpuTarget, LibvirtConnection } from '../hypervisor/libvirt/libvirt-connection.js';
+import { decideVirtType } from '../hypervisor/virt-type-decision.js';
+
+/** The CPU definitions in the files named, in order. */
+export async function cpuDefinitionsFromFiles(files: string[]): Promise<CpuDefinition[]> {
+  const all: CpuDefinition[] = [];
+  for (const file of files) {
+    let content: string;
+    try {
+      content = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new NovaletError('CPU_FILE_UNREADABLE', `The CPU file ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, 'Give the path of an XML file.');
+    }
+    all.push(...readCpuDefinitions(content, file));
+  }
+  return all;
+}
+
+export interface CpuTarget {
+  target: HypervisorCpuTarget;
+  /** "virt type qemu (TCG)" and the like, for what the commands print. */
+  description: string;
+}
+
+/**
+ * What libvirt compares against: the emulator for the CPU's architecture and
+ * the effective virt type here (or the one asked for), as the agent would
+ * launch with it — KVM only where KVM is usable.
+ */
+export async function cpuTarget(config: NovaletConfig, arch: string, requested: 'kvm' | 'qemu' | undefined): Promise<CpuTarget> {
+  const host = await knownHost(config);
+  const emulator = host.tools.qemuEmulators[arch];
+  if (!emulator) {
+    throw new NovaletError('NO_EMULATOR', `No QEMU system emulator for ${arch} is installed here.`, 'Install it, or compare a CPU of an architecture this host emulates.');
+  }
+  let virttype: 'kvm' | 'qemu';
+  if (requested) virttype = requested;
+  else if (arch !== host.probe.arch) virttype = 'qemu';
+  else virttype = decideVirtType(config.libvirt, host.verdict).effective ?? 'qemu';
+  return { target: { emulator, arch, virttype }, description: `virt type ${virttype}${virttype === 'qemu' ? ' (TCG)' : ' (KVM)'} with ${path.basename(emulator)}` };
+}
+
+/** The command pool shared with `novalet run`: warm capability caches, one root per process. */
+export function openCommandConnection(config: NovaletConfig): Promise<LibvirtConnection> {
+  return openEmbeddedFromPool(path.join(config.DEFAULT.state_path, 'run', 'libvirt'));
+}

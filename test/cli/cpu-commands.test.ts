@@ -1,0 +1,100 @@
+/**
+ * novalet cpu-compare and cpu-baseline against the real libvirt, checked
+ * against virsh hypervisor-cpu-compare / hypervisor-cpu-baseline on the same
+ * files (virsh on an embedded root of its own: one process per root).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { EMBEDDED_QEMU_CONF } from '../../hypervisor/libvirt/embedded-root.js';
+import { runNovalet, TOP } from '../support/run-novalet.js';
+
+const CPUS = path.join(TOP, 'test/fixtures/cpus');
+const VIRSH_ROOT = '/var/tmp/novalet-test-virsh';
+const state = mkdtempSync(path.join(tmpdir(), 'novalet-cpu-'));
+const conf = path.join(state, 'novalet.conf');
+
+function virsh(...args: string[]): string {
+  try {
+    return execFileSync('virsh', ['-c', `qemu:///embed?root=${VIRSH_ROOT}`, ...args], { encoding: 'utf8', env: { ...process.env, LIBVIRT_LOG_OUTPUTS: '1:file:/dev/null' } });
+  } catch (err) {
+    return String((err as { stdout?: string }).stdout ?? '');
+  }
+}
+
+function virshVerdict(file: string): string {
+  const out = virsh('hypervisor-cpu-compare', file, '--virttype', 'qemu', '--arch', 'x86_64');
+  // virsh: "CPU described in F is identical to|incompatible with the CPU provided by hypervisor …",
+  // or "The CPU provided by hypervisor on the host is a superset of CPU described in F".
+  if (/is identical to the CPU provided/.test(out)) return 'identical';
+  if (/is incompatible with the CPU provided/.test(out)) return 'incompatible';
+  if (/is a superset of CPU described/.test(out)) return 'superset';
+  return `virsh said: ${out}`;
+}
+
+const model = (xml: string) => /<model[^>]*>([^<]+)<\/model>/.exec(xml)?.[1];
+
+beforeAll(() => {
+  mkdirSync(path.join(VIRSH_ROOT, 'etc'), { recursive: true });
+  writeFileSync(path.join(VIRSH_ROOT, 'etc/qemu.conf'), EMBEDDED_QEMU_CONF);
+  writeFileSync(conf, `[DEFAULT]\nstate_path = ${state}\n`);
+});
+
+describe('novalet cpu-compare', () => {
+  it.each(['server-westmere-capabilities.xml', 'guest-nehalem-domain.xml', 'tcg-domain-capabilities.xml'])(
+    '%s: the same answer as virsh hypervisor-cpu-compare, with the missing features named',
+    async (name) => {
+      const file = path.join(CPUS, name);
+      const run = await runNovalet(['cpu-compare', '--json', '--config-file', conf, file]);
+      const report = JSON.parse(run.stdout) as { result: string; missing: string | null; target: { virttype: string } };
+      expect(report.target.virttype).toBe('qemu');
+      expect(report.result).toBe(virshVerdict(file));
+      expect(run.status).toBe(report.result === 'incompatible' ? 1 : 0);
+      if (report.result === 'incompatible') expect(report.missing?.length).toBeGreaterThan(0);
+    },
+  );
+
+  it('says which features a CPU lacks here, in words', async () => {
+    const run = await runNovalet(['cpu-compare', '--config-file', conf, path.join(CPUS, 'guest-nehalem-domain.xml')]);
+    expect(run.status).toBe(1);
+    expect(run.stdout).toContain('(Nehalem) is incompatible with the CPU this host provides for virt type qemu (TCG)');
+    expect(run.stdout).toContain('Host CPU does not provide required features: pcid');
+  });
+
+  it('a CPU TCG can give: exit 0, as virsh', async () => {
+    const file = path.join(state, 'qemu64.xml');
+    writeFileSync(file, "<cpu><arch>x86_64</arch><model>qemu64</model></cpu>");
+    const run = await runNovalet(['cpu-compare', '--json', '--config-file', conf, file]);
+    expect(run.status).toBe(0);
+    expect((JSON.parse(run.stdout) as { result: string }).result).toBe(virshVerdict(file));
+    const text = await runNovalet(['cpu-compare', '--config-file', conf, file]);
+    expect(text.stdout).toMatch(/^The CPU this host provides for virt type qemu \(TCG\) with qemu-system-x86_64 is a superset of the CPU described in .*qemu64\.xml \(qemu64\)\.$/m);
+  });
+
+  it('bad input: one line naming it, exit 2', async () => {
+    const file = path.join(state, 'broken.xml');
+    writeFileSync(file, '<cpu><model>Nehalem</model>');
+    const run = await runNovalet(['cpu-compare', '--config-file', conf, file]);
+    expect(run.status).toBe(2);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toContain(`${file} is not valid XML`);
+  });
+});
+
+describe('novalet cpu-baseline', () => {
+  it('gives the model virsh hypervisor-cpu-baseline gives for the same CPUs, and expands features on request', async () => {
+    const files = ['server-westmere-capabilities.xml', 'guest-nehalem-domain.xml'].map((n) => path.join(CPUS, n));
+    const run = await runNovalet(['cpu-baseline', '--config-file', conf, ...files]);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^<cpu mode='custom' match='exact'>/);
+    const both = path.join(state, 'both.xml');
+    writeFileSync(both, files.map((f) => execFileSync('cat', [f], { encoding: 'utf8' })).join('\n'));
+    const theirs = virsh('hypervisor-cpu-baseline', both, '--virttype', 'qemu', '--arch', 'x86_64');
+    expect(model(run.stdout)).toBe(model(theirs));
+    const expanded = await runNovalet(['cpu-baseline', '--features', '--migratable', '--config-file', conf, ...files]);
+    expect(expanded.status).toBe(0);
+    expect((expanded.stdout.match(/<feature /g) ?? []).length).toBeGreaterThan((run.stdout.match(/<feature /g) ?? []).length);
+  });
+});
