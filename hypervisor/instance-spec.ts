@@ -70,7 +70,7 @@ export class InstanceSpecError extends NovaletError {
   }
 }
 
-function isUrl(source: string): boolean {
+export function isImageUrl(source: string): boolean {
   return /^https?:\/\//i.test(source);
 }
 
@@ -109,7 +109,7 @@ export function validateInstanceSpec(spec: InstanceSpec): ValidInstanceSpec {
     if (checksum !== undefined && !SHA256.test(checksum.toLowerCase())) {
       throw new InstanceSpecError('checksum', `The image checksum '${checksum}' is not of the form sha256:<64 hex digits>.`, 'Give the image\'s SHA-256, e.g. from `sha256sum`.');
     }
-    if (isUrl(source) && checksum === undefined) {
+    if (isImageUrl(source) && checksum === undefined) {
       throw new InstanceSpecError('checksum', `The image URL ${source} has no checksum: a download cannot be trusted without one.`, 'Give --checksum sha256:<hex>.');
     }
   }
@@ -126,4 +126,3 @@ export function validateInstanceSpec(spec: InstanceSpec): ValidInstanceSpec {
   return { ...spec, uuid, imageProperties: props, image: spec.image ? { ...spec.image, checksum: spec.image.checksum?.toLowerCase() } : undefined };
 }
 
-export { isUrl as isImageUrl };

@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { READY_MARKER } from '../../hypervisor/test-guest.js';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -46,7 +47,6 @@ export function readManifest(outdir: string = TEST_GUEST_DIR): TestGuestManifest
 export const READY_PREFIX = 'NOVALET-TEST-GUEST-READY';
 export const DISK_PREFIX = 'NOVALET-TEST-GUEST-DISK';
 export const POWEROFF_LINE = 'NOVALET-TEST-GUEST-POWEROFF';
-const READY_RE = /NOVALET-TEST-GUEST-READY name=(\S+) cpu_model=(.*?) flags=(.*)$/;
 
 export interface ReadyMarker {
   name: string;
@@ -56,7 +56,7 @@ export interface ReadyMarker {
 
 /** Parses `NOVALET-TEST-GUEST-READY name=<name> cpu_model=<model> flags=<f1 f2 ...>`. */
 export function parseReadyMarker(line: string): ReadyMarker | undefined {
-  const m = READY_RE.exec(line.replace(/\r/g, ''));
+  const m = READY_MARKER.exec(line.replace(/\r/g, ''));
   if (!m) return undefined;
   return { name: m[1] as string, cpuModel: (m[2] as string).trim(), flags: (m[3] as string).trim().split(/\s+/).filter(Boolean) };
 }
