@@ -1,6 +1,6 @@
 import { readdir, access, constants } from 'node:fs/promises';
 import path from 'node:path';
-import { checkLibvirtLibrary, type LibvirtAvailability } from './libvirt-library.js';
+import { checkLibvirtLibrary, type LibvirtAvailability } from './libvirt/libvirt-library.js';
 
 /** The programs and libraries novalet runs instances with, as found on this host. */
 export interface HostTools {

@@ -18,7 +18,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { NovaletError } from '../../config/novalet-error.js';
-import { LIBVIRT_SONAME } from '../libvirt-library.js';
+import { LIBVIRT_SONAME } from './libvirt-library.js';
 import { CALL_WORKER_SOURCE } from './call-worker-source.js';
 import { LibvirtError, type LibvirtErrorRecord } from './libvirt-error.js';
 

@@ -1,5 +1,5 @@
 import { NovaletError } from '../../config/novalet-error.js';
-import { formatLibvirtVersion } from '../libvirt-library.js';
+import { formatLibvirtVersion } from './libvirt-library.js';
 import { addCallbackReceiver, closeCallbackAddress, lifecycleCallbackAddress, removeCallbackReceiver } from './connection-callbacks.js';
 import type { LifecycleEvent } from './domain-lifecycle.js';
 import { noteEmbeddedOpened, noteEmbeddedStartFailed } from './embedded-driver-state.js';

@@ -6,7 +6,7 @@
  * goes through libvirt-call-pool.ts instead.
  */
 import koffi from 'koffi';
-import { loadLibvirt } from '../libvirt-library.js';
+import { loadLibvirt } from './libvirt-library.js';
 import type { NativeAddress } from './libvirt-call-pool.js';
 
 /** VIR_UUID_STRING_BUFLEN: 36 characters and the terminating NUL. */

@@ -4,7 +4,7 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkLibvirtLibrary } from '../../hypervisor/libvirt-library.js';
+import { checkLibvirtLibrary } from '../../hypervisor/libvirt/libvirt-library.js';
 import { embeddedUri, prepareEmbeddedRoot } from '../../hypervisor/libvirt/embedded-root.js';
 import { eventLoopStatus } from '../../hypervisor/libvirt/event-loop.js';
 import { LibvirtConnection } from '../../hypervisor/libvirt/libvirt-connection.js';
