@@ -28,14 +28,16 @@ export function loadCliConfig(args: CliConfigArgs): { loaded: LoadedConfig; log:
  * libvirt's own log (warnings and errors: its internal view of what novalet
  * already reports as typed errors) goes to <state_path>/libvirt.log rather
  * than over the command's output, unless the operator set LIBVIRT_LOG_OUTPUTS.
- * libvirt reads the variable when first used, which is after this.
+ * libvirt reads the variable when it is first used; every command reads its
+ * configuration before that (and a relaunching parent never uses libvirt).
  */
 function routeLibvirtLog(statePath: string): void {
-  if (process.env.NOVALET_LIBVIRT_LOG !== 'novalet') return;
+  if (process.env.LIBVIRT_LOG_OUTPUTS !== undefined) return;
   try {
     mkdirSync(statePath, { recursive: true });
     process.env.LIBVIRT_LOG_OUTPUTS = `3:file:${path.join(statePath, 'libvirt.log')}`;
   } catch {
-    // state_path not writable here: keep libvirt's errors on stderr.
+    // state_path not writable here: libvirt's errors only, on stderr.
+    process.env.LIBVIRT_LOG_OUTPUTS = '4:stderr';
   }
 }

@@ -31,11 +31,6 @@ export const USAGE = [
 ].join('\n');
 
 export async function main(argv: string[]): Promise<number> {
-  // libvirt logs to stderr at 'warning' by default; keep only its errors until the
-  // configuration says where its log goes (load-cli-config.ts), unless the operator chose.
-  // Decided once, in the first process: a relaunched one inherits the decision.
-  process.env.NOVALET_LIBVIRT_LOG ??= process.env.LIBVIRT_LOG_OUTPUTS === undefined ? 'novalet' : 'operator';
-  if (process.env.NOVALET_LIBVIRT_LOG === 'novalet') process.env.LIBVIRT_LOG_OUTPUTS ??= '4:stderr';
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${USAGE}\n`);
