@@ -29,9 +29,7 @@ export async function runCpuBaseline(argv: string[]): Promise<number> {
   if (requested !== undefined && requested !== 'kvm' && requested !== 'qemu') throw new CliUsageError(`cpu-baseline: --virt-type must be kvm or qemu, not '${requested}'.`);
   const { loaded } = loadCliConfig(values);
   const cpus = await cpuDefinitionsFromFiles(positionals);
-  const arches = [...new Set(cpus.map((c) => c.arch))];
-  if (arches.length > 1) throw new CliUsageError(`cpu-baseline: the CPUs are of different architectures (${arches.join(', ')}); a baseline needs one.`);
-  const { target } = await cpuTarget(loaded.values, arches[0] as string, requested);
+  const { target } = await cpuTarget(loaded.values, cpus.map((c) => c.arch), requested);
   const flags = (values.features ? BaselineCpu.EXPAND_FEATURES : 0) | (values.migratable ? BaselineCpu.MIGRATABLE : 0);
   const connection = await openCommandConnection(loaded.values);
   try {

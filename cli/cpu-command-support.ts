@@ -34,8 +34,9 @@ export interface CpuTarget {
  * the effective virt type here (or the one asked for), as the agent would
  * launch with it — KVM only where KVM is usable.
  */
-export async function cpuTarget(config: NovaletConfig, arch: string, requested: 'kvm' | 'qemu' | undefined): Promise<CpuTarget> {
+export async function cpuTarget(config: NovaletConfig, cpuArches: string[], requested: 'kvm' | 'qemu' | undefined): Promise<CpuTarget> {
   const host = await knownHost(config);
+  const arch = targetArch(cpuArches, host.probe.arch);
   const emulator = host.tools.qemuEmulators[arch];
   if (!emulator) {
     throw new NovaletError('NO_EMULATOR', `No QEMU system emulator for ${arch} is installed here.`, 'Install it, or compare a CPU of an architecture this host emulates.');
@@ -45,6 +46,23 @@ export async function cpuTarget(config: NovaletConfig, arch: string, requested: 
   else if (arch !== host.probe.arch) virttype = 'qemu';
   else virttype = decideVirtType(config.libvirt, host.verdict).effective ?? 'qemu';
   return { target: { emulator, arch, virttype }, description: `virt type ${virttype}${virttype === 'qemu' ? ' (TCG)' : ' (KVM)'} with ${path.basename(emulator)}` };
+}
+
+const X86 = new Set(['i386', 'i686', 'x86_64']);
+
+/**
+ * The one architecture the CPUs are compared or baselined for. 32- and
+ * 64-bit x86 CPUs are one family to libvirt (a 32-bit workstation's CPU can
+ * be baselined with a 64-bit server's), checked against this host's x86
+ * emulator; other architectures must all be the same.
+ */
+export function targetArch(cpuArches: string[], hostArch: string): string {
+  const arches = [...new Set(cpuArches)];
+  if (arches.length > 0 && arches.every((a) => X86.has(a))) return X86.has(hostArch) ? hostArch : 'x86_64';
+  if (arches.length !== 1) {
+    throw new NovaletError('CPU_ARCH_MIXED', `The CPUs are of different architectures (${arches.join(', ')}); libvirt compares and baselines CPUs of one architecture (32- and 64-bit x86 count as one).`, 'Give CPUs of one architecture.');
+  }
+  return arches[0] as string;
 }
 
 /** The command pool shared with `novalet run`: warm capability caches, one root per process. */

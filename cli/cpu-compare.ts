@@ -35,7 +35,7 @@ export async function runCpuCompare(argv: string[]): Promise<number> {
   // As virsh: the first CPU definition in the file is the one compared.
   const [cpu] = await cpuDefinitionsFromFiles([file]);
   if (!cpu) throw new NovaletError('CPU_XML_NO_CPU', `${file} holds no CPU definition.`);
-  const { target, description } = await cpuTarget(loaded.values, cpu.arch, requested);
+  const { target, description } = await cpuTarget(loaded.values, [cpu.arch], requested);
   const connection = await openCommandConnection(loaded.values);
   try {
     const result = await connection.compareHypervisorCpu(cpu.xml, target);

@@ -43,7 +43,13 @@ beforeAll(() => {
 });
 
 describe('novalet cpu-compare', () => {
-  it.each(['server-westmere-capabilities.xml', 'guest-nehalem-domain.xml', 'tcg-domain-capabilities.xml'])(
+  it.each([
+    'server-westmere-capabilities.xml',
+    'guest-nehalem-domain.xml',
+    'tcg-domain-capabilities.xml',
+    'laptop-pentium3-vmx-capabilities.xml',
+    'server-amd-phenom-capabilities.xml',
+  ])(
     '%s: the same answer as virsh hypervisor-cpu-compare, with the missing features named',
     async (name) => {
       const file = path.join(CPUS, name);
@@ -80,6 +86,52 @@ describe('novalet cpu-compare', () => {
     expect(run.status).toBe(2);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).toContain(`${file} is not valid XML`);
+  });
+});
+
+describe("the libvirt article's pool: a laptop with vmx and an AMD server", () => {
+  const laptop = path.join(CPUS, 'laptop-pentium3-vmx-capabilities.xml');
+  const server = path.join(CPUS, 'server-amd-phenom-capabilities.xml');
+  const features = (xml: string) => [...xml.matchAll(/<feature policy='require' name='([^']+)'\/>/g)].map((m) => m[1]).sort();
+
+  it('compare: the laptop is incompatible here, for want of vmx among others, as virsh says', async () => {
+    const run = await runNovalet(['cpu-compare', '--json', '--config-file', conf, laptop]);
+    expect(run.status).toBe(1);
+    const report = JSON.parse(run.stdout) as { result: string; missing: string; arch: string; target: { arch: string } };
+    expect(report.result).toBe('incompatible');
+    expect(report.result).toBe(virshVerdict(laptop));
+    expect(report.arch).toBe('i686');
+    expect(report.target.arch).toBe('x86_64');
+    expect(report.missing.split(/,\s*/)).toContain('vmx');
+  });
+
+  it("baseline: one CPU both can provide, without the laptop's vmx or the server's AMD-only features; virsh's answer", async () => {
+    const run = await runNovalet(['cpu-baseline', '--config-file', conf, laptop, server]);
+    expect(run.status).toBe(0);
+    const both = path.join(state, 'article-both.xml');
+    writeFileSync(both, [laptop, server].map((f) => execFileSync('cat', [f], { encoding: 'utf8' })).join('\n'));
+    const theirs = virsh('hypervisor-cpu-baseline', both, '--virttype', 'qemu');
+    expect(model(run.stdout)).toBe(model(theirs));
+    expect(features(run.stdout)).toEqual(features(theirs));
+    const ours = features(run.stdout);
+    // What both have stays; what only one has is masked.
+    for (const common of ['lahf_lm', 'cx16', 'ht']) expect(ours).toContain(common);
+    for (const onlyOne of ['vmx', 'ssse3', 'est', 'tm2', 'sse4a', 'abm', '3dnowprefetch', 'misalignsse', 'rdtscp', 'pdpe1gb', 'popcnt']) expect(ours).not.toContain(onlyOne);
+
+    const expanded = await runNovalet(['cpu-baseline', '--features', '--config-file', conf, laptop, server]);
+    const all = features(expanded.stdout);
+    for (const common of ['lahf_lm', 'cx16', 'sse2', 'apic', 'clflush']) expect(all).toContain(common);
+    expect(all).not.toContain('vmx');
+    expect(all).not.toContain('sse4a');
+  });
+
+  it('CPUs of unrelated architectures: one line naming them, exit 2', async () => {
+    const arm = path.join(state, 'arm.xml');
+    writeFileSync(arm, '<cpu><arch>aarch64</arch><model>cortex-a57</model></cpu>');
+    const run = await runNovalet(['cpu-baseline', '--config-file', conf, laptop, arm]);
+    expect(run.status).toBe(2);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toContain('different architectures (i686, aarch64)');
   });
 });
 
