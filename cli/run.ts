@@ -140,7 +140,9 @@ export async function runRun(argv: string[]): Promise<number> {
         return 1;
       }
       say(`${valid.name} (${valid.uuid}) runs under ${launched.virtType === 'kvm' ? 'KVM' : 'TCG software emulation (qemu)'}: ${launched.virtTypeReason}`);
-      log.debug({ uuid: valid.uuid, virt_type: launched.virtType, reason: launched.virtTypeReason }, 'instance launched');
+      say(`guest CPU: ${launched.guestCpu.setting}.`);
+      if (launched.guestCpu.substitution) say(launched.guestCpu.substitution);
+      log.debug({ uuid: valid.uuid, virt_type: launched.virtType, reason: launched.virtTypeReason, guest_cpu: launched.guestCpu }, 'instance launched');
       if (!stop.signal.aborted) {
         for await (const line of followConsole(launched.consoleLog, { signal: stop.signal })) {
           process.stdout.write(`${line}\n`);

@@ -58,6 +58,28 @@ function offered(models: CpuModelCapability[]): string[] {
   return plain.length > 0 ? plain : names;
 }
 
+/** Edit distance, for "did you mean": model names are short. */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length] as number;
+}
+
+/** Names the operator probably meant: a misspelling (two edits), or the family named without its variant (Skylake → Skylake-Client). */
+function closeNames(name: string, names: string[]): string[] {
+  const lower = name.toLowerCase();
+  return names.filter((n) => {
+    const candidate = n.toLowerCase();
+    return distance(lower, candidate) <= 2 || candidate.startsWith(`${lower}-`);
+  });
+}
+
 function listed(names: string[]): string {
   return names.length > 0 ? names.join(', ') : '(none)';
 }
@@ -116,8 +138,7 @@ function chooseCustom(input: GuestCpuChoiceInput): GuestCpuChoice {
   for (const name of wanted) {
     const model = byName.get(name.toLowerCase());
     if (!model) {
-      const lower = name.toLowerCase();
-      const close = offered(models).filter((n) => n.toLowerCase().startsWith(lower.split('-')[0] as string));
+      const close = closeNames(name, offered(models));
       throw new GuestCpuError(
         'CPU_MODEL_UNKNOWN',
         `${configured}: '${name}' is not a CPU model libvirt knows for ${caps.arch} with ${caps.path}. The models are: ${listed(offered(models))}.`,
@@ -145,11 +166,14 @@ function chooseCustom(input: GuestCpuChoiceInput): GuestCpuChoice {
   };
 }
 
+/** cpu_mode = none: libvirt and QEMU choose; nothing to check against domain capabilities. */
+export const DEFAULT_CPU_CHOICE: GuestCpuChoice = { cpu: null, setting: 'cpu_mode = none (the hypervisor default CPU)', substitution: null };
+
 export function chooseGuestCpu(input: GuestCpuChoiceInput): GuestCpuChoice {
   const mode = effectiveCpuMode(input.libvirt);
   const caps = input.domainCapabilities;
   checkFlagNames(input);
-  if (mode === 'none') return { cpu: null, setting: 'cpu_mode = none (the hypervisor default CPU)', substitution: null };
+  if (mode === 'none') return DEFAULT_CPU_CHOICE;
 
   if (mode === 'host-passthrough') {
     if (input.virtType === 'qemu') {

@@ -180,19 +180,33 @@ function configuredVirtType(input: ValidationInput): ValidationCheck {
   return pass(name, `${configured}: ${decision.reason}`);
 }
 
+/**
+ * The CPU setting against the virt type, as far as it can be judged without
+ * libvirt: host-passthrough needs KVM. Models and flags are checked against
+ * libvirt's domain capabilities when instances launch (and by `novalet
+ * capabilities`), the same rules as hypervisor/guest-cpu-choice.ts.
+ */
 function cpuOptions(input: ValidationInput): ValidationCheck {
   const name = 'CPU options';
   const { libvirt } = input.config;
   const mode = effectiveCpuMode(libvirt);
-  const effective = decideVirtType(libvirt, input.verdict).effective;
+  const decision = decideVirtType(libvirt, input.verdict);
+  const effective = decision.effective;
   const models = libvirt.cpu_models.length ? `, cpu_models = ${libvirt.cpu_models.join(', ')}` : '';
   const flags = libvirt.cpu_model_extra_flags.length ? `, cpu_model_extra_flags = ${libvirt.cpu_model_extra_flags.join(', ')}` : '';
   const setting = `cpu_mode = ${mode}${libvirt.cpu_mode === null ? ' (default)' : ''}${models}${flags}`;
   if (mode === 'host-passthrough' && effective === 'qemu') {
+    if (decision.fellBack) {
+      return warn(
+        name,
+        `${setting}: host-passthrough needs KVM, and instances fall back to TCG because KVM is not usable; they get cpu_mode = host-model instead until KVM works`,
+        'Make KVM usable here, or set [libvirt] cpu_mode = host-model to say what instances get.',
+      );
+    }
     return fail(
       name,
-      `${setting}: host-passthrough needs KVM, but instances here run under TCG`,
-      'Set [libvirt] cpu_mode = host-model, or cpu_mode = custom with a model QEMU can emulate (for example cpu_models = qemu64).',
+      `${setting}: host-passthrough needs KVM, but [libvirt] virt_type = qemu runs instances under TCG`,
+      'Set [libvirt] cpu_mode = host-model, or cpu_mode = custom with a model QEMU can emulate (for example cpu_models = Westmere).',
     );
   }
   return pass(name, `${setting} for virt type ${effective ?? 'none'}`);

@@ -6,7 +6,8 @@ import { NovaletError } from '../config/novalet-error.js';
 import { lastLines } from './console-log.js';
 import { buildDomainXml, domainNameFor, type DomainDefinition } from './domain-xml.js';
 import type { KvmVerdict } from './host-facts.js';
-import { guestCpu, type GuestCpu } from './guest-cpu.js';
+import type { GuestCpu } from './guest-cpu.js';
+import { checkGuestCpu, type CheckedGuestCpu } from './guest-cpu-check.js';
 import { ImageCache, type CachedImage } from './image-cache.js';
 import type { ValidInstanceSpec } from './instance-spec.js';
 import { isLibvirtKvmMissing, KvmUnavailableError, kvmFaultFromLibvirt } from './kvm-fault.js';
@@ -14,7 +15,7 @@ import { LibvirtError } from './libvirt/libvirt-error.js';
 import type { LibvirtConnection } from './libvirt/libvirt-connection.js';
 import type { LibvirtDomain } from './libvirt/libvirt-domain.js';
 import { createOverlay } from './qemu-img.js';
-import { decideInstanceVirtType } from './virt-type-decision.js';
+import { decideInstanceVirtType, type EffectiveVirtType, type InstanceVirtType } from './virt-type-decision.js';
 
 /**
  * The one launch path, used by the compute agent and by `novalet run`:
@@ -41,6 +42,8 @@ export interface LaunchedInstance {
   instanceDir: string;
   consoleLog: string;
   image: CachedImage | null;
+  /** The guest CPU setting used, and what stood in for the configured one, if anything did. */
+  guestCpu: { setting: string; substitution: string | null };
 }
 
 export interface LauncherOptions {
@@ -85,6 +88,8 @@ async function requireReadable(file: string, what: string): Promise<void> {
 
 export class InstanceLauncher {
   readonly imageCache: ImageCache;
+  /** The checked guest CPU per virt type (and whether TCG is the fallback): one libvirt query each. */
+  readonly #guestCpus = new Map<string, Promise<CheckedGuestCpu>>();
 
   constructor(private readonly options: LauncherOptions) {
     this.imageCache = options.imageCache ?? new ImageCache(path.join(options.instancesPath, '_base'));
@@ -95,7 +100,7 @@ export class InstanceLauncher {
   }
 
   /** Everything up to the domain's definition; throws before touching libvirt when the spec cannot run. */
-  private async prepare(spec: ValidInstanceSpec): Promise<{ def: DomainDefinition; image: CachedImage | null }> {
+  private async prepare(spec: ValidInstanceSpec): Promise<{ def: DomainDefinition; image: CachedImage | null; guestCpu: LaunchedInstance['guestCpu'] }> {
     const { config, host } = this.options;
     const guestArch = spec.imageProperties.hw_architecture ?? host.arch;
     const decided = decideInstanceVirtType({
@@ -111,7 +116,7 @@ export class InstanceLauncher {
     if (!emulator) {
       throw new LaunchError('NO_EMULATOR', `No QEMU system emulator for ${guestArch} guests is installed here.`, `Install it (for Arm: qemu-system-arm), or use an image for ${host.arch}.`);
     }
-    const cpu = this.cpuFor(guestArch, decided.virtType);
+    const { cpu, ...guestCpu } = await this.cpuFor(guestArch, decided);
     if (spec.kernel) await requireReadable(spec.kernel, 'kernel');
     if (spec.ramdisk) await requireReadable(spec.ramdisk, 'ramdisk');
 
@@ -166,32 +171,55 @@ export class InstanceLauncher {
           virtTypeReason: decided.reason,
         },
       };
-      return { def, image };
+      return { def, image, guestCpu };
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
   }
 
+  /**
+   * The guest CPU for instances of the host's architecture under a virt
+   * type, checked against libvirt's domain capabilities: the start-up check
+   * the compute service runs, and what every launch uses. A bad CPU setting
+   * throws a GuestCpuError that says what is usable.
+   */
+  guestCpu(virtType: EffectiveVirtType, fellBack: boolean): Promise<CheckedGuestCpu> {
+    const key = `${virtType}:${fellBack}`;
+    let checked = this.#guestCpus.get(key);
+    if (!checked) {
+      const { host, config, connection } = this.options;
+      const emulator = host.qemuEmulators[host.arch];
+      if (!emulator) throw new LaunchError('NO_EMULATOR', `No QEMU system emulator for ${host.arch} guests is installed here.`, 'Install qemu-system-x86 (or the one for this architecture).');
+      checked = checkGuestCpu({ connection, libvirt: config.libvirt, virtType, fellBack, emulator, arch: host.arch });
+      // A failed check is not kept: the next launch asks libvirt again.
+      checked.catch(() => this.#guestCpus.delete(key));
+      this.#guestCpus.set(key, checked);
+    }
+    return checked;
+  }
+
   /** The configured guest CPU for guests of the host's architecture; an emulated default for others. */
-  private cpuFor(guestArch: string, virtType: 'kvm' | 'qemu'): GuestCpu | null {
+  private async cpuFor(guestArch: string, decided: InstanceVirtType): Promise<{ cpu: GuestCpu | null } & LaunchedInstance['guestCpu']> {
     if (guestArch !== this.options.host.arch) {
       const model = ARCH_DEFAULTS[guestArch]?.cpuModel;
-      return model ? { mode: 'custom', model, features: [], check: 'none' } : null;
+      const cpu: GuestCpu | null = model ? { mode: 'custom', model, features: [], check: 'none' } : null;
+      return { cpu, setting: model ? `cpu_mode = custom, model ${model} (the default for ${guestArch} guests)` : 'cpu_mode = none', substitution: null };
     }
-    const cpu = guestCpu(this.options.config.libvirt);
-    if (cpu?.mode === 'host-passthrough' && virtType === 'qemu') {
-      throw new LaunchError(
-        'CPU_MODE_UNUSABLE',
-        '[libvirt] cpu_mode = host-passthrough needs KVM, but this instance runs under TCG.',
-        'Set [libvirt] cpu_mode = host-model, or custom with a model QEMU can emulate.',
-      );
+    try {
+      const { cpu, setting, substitution } = await this.guestCpu(decided.virtType, decided.fellBack);
+      return { cpu, setting, substitution };
+    } catch (err) {
+      // The first place libvirt can refuse KVM is its domain capabilities for it.
+      if (err instanceof LibvirtError && decided.virtType === 'kvm' && isLibvirtKvmMissing(err.message)) {
+        throw kvmFaultFromLibvirt(err.libvirtMessage, this.options.host.verdict);
+      }
+      throw err;
     }
-    return cpu;
   }
 
   async spawn(spec: ValidInstanceSpec): Promise<LaunchedInstance> {
-    const { def, image } = await this.prepare(spec);
+    const { def, image, guestCpu } = await this.prepare(spec);
     let domain: LibvirtDomain | null = null;
     try {
       domain = await this.options.connection.defineDomain(buildDomainXml(def));
@@ -214,6 +242,7 @@ export class InstanceLauncher {
       instanceDir: this.instanceDir(def.uuid),
       consoleLog: def.consoleLog,
       image,
+      guestCpu,
     };
   }
 

@@ -22,7 +22,9 @@ export class KvmUnavailableError extends NovaletError {
  * libvirt and the field report, and libvirt 9's
  * "Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'"
  * (or, with no machine type given, "could not get preferred machine for
- * /usr/bin/qemu-system-x86_64 type=kvm").
+ * /usr/bin/qemu-system-x86_64 type=kvm"; or, asked for domain capabilities,
+ * "the accel 'kvm' is not supported by '/usr/bin/qemu-system-x86_64' on
+ * this host").
  */
 const LIBVIRT_KVM_MISSING = [
   new RegExp(KVM_MISSING_WORDS.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
@@ -30,6 +32,8 @@ const LIBVIRT_KVM_MISSING = [
   // libvirt 9 when no machine type is given: it cannot pick one for kvm.
   /could not get preferred machine for \S+ type=kvm/,
   /domain type 'kvm' is not supported/i,
+  // libvirt 9's domain capabilities for virttype=kvm, asked for the guest CPU check.
+  /the accel 'kvm' is not supported by/,
 ];
 
 export function isLibvirtKvmMissing(message: string): boolean {

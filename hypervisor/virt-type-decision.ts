@@ -80,6 +80,8 @@ export interface InstanceVirtTypeInput {
 export interface InstanceVirtType {
   virtType: EffectiveVirtType;
   reason: string;
+  /** True when TCG stands in for a KVM that is not usable (`fallback_virt_type`). */
+  fellBack: boolean;
 }
 
 /**
@@ -94,17 +96,17 @@ export function decideInstanceVirtType(input: InstanceVirtTypeInput): InstanceVi
     if (input.imageHvType === 'kvm') {
       return { fault: `${KVM_MISSING_WORDS}: a ${guestArch} guest cannot run under KVM on this ${hostArch} host. Remove img_hv_type = kvm from the image, or run it on a ${guestArch} host.` };
     }
-    return { virtType: 'qemu', reason: `The guest's architecture ${guestArch} is not this host's (${hostArch}), so it runs under TCG software emulation.` };
+    return { virtType: 'qemu', fellBack: false, reason: `The guest's architecture ${guestArch} is not this host's (${hostArch}), so it runs under TCG software emulation.` };
   }
   if (input.imageHvType === 'qemu') {
-    return { virtType: 'qemu', reason: 'The image asks for img_hv_type = qemu: TCG software emulation.' };
+    return { virtType: 'qemu', fellBack: false, reason: 'The image asks for img_hv_type = qemu: TCG software emulation.' };
   }
   if (input.imageHvType === 'kvm') {
-    if (verdict.usable) return { virtType: 'kvm', reason: 'The image asks for img_hv_type = kvm, and KVM is usable on this host.' };
+    if (verdict.usable) return { virtType: 'kvm', fellBack: false, reason: 'The image asks for img_hv_type = kvm, and KVM is usable on this host.' };
     return { fault: kvmUnavailableFault(verdict) };
   }
   const libvirt = input.requested ? { ...input.libvirt, virt_type: input.requested } : input.libvirt;
   const decision = decideVirtType(libvirt, verdict);
   if (decision.effective === null) return { fault: decision.reason };
-  return { virtType: decision.effective, reason: decision.reason };
+  return { virtType: decision.effective, reason: decision.reason, fellBack: decision.fellBack };
 }

@@ -50,6 +50,7 @@ describe('novalet run', () => {
     expect(run.stdout).toMatch(/^NOVALET-TEST-GUEST-READY name=hello cpu_model=/m);
     expect(run.stderr).toMatch(/KVM self-test failed/);
     expect(run.stderr).toMatch(/hello \([0-9a-f-]{36}\) runs under TCG software emulation \(qemu\): KVM is not usable on this host \(.*kvm_pvm/);
+    expect(run.stderr).toContain('novalet run: guest CPU: cpu_mode = host-model (EPYC).');
     expect(run.stderr).toContain('a console line matched --wait-for; the instance is removed.');
     expect(qemuFor(state)).toEqual([]);
     expect(leftovers(state)).toEqual([]);
@@ -147,7 +148,7 @@ describe('/dev/kvm hidden in a private mount namespace', () => {
     const [unshare, ...rest] = hiddenKvm();
     const out = execFileSync(unshare as string, [...rest, process.execPath, script, TEST_GUEST_DIR, pool], { encoding: 'utf8' });
     const outcomes = JSON.parse(out.trim().split('\n').at(-1) ?? '[]') as { code: string; message: string; leftDomain: boolean }[];
-    expect(outcomes).toHaveLength(2);
+    expect(outcomes).toHaveLength(3);
     for (const outcome of outcomes) {
       expect(outcome.code).toBe('KVM_UNAVAILABLE');
       expect(outcome.message).toMatch(/^could not find capabilities for domaintype=kvm: KVM is not usable on this host\. libvirt said: /);
@@ -155,5 +156,6 @@ describe('/dev/kvm hidden in a private mount namespace', () => {
     }
     expect(outcomes[0]?.message).toContain('could not get preferred machine for /usr/bin/qemu-system-x86_64 type=kvm');
     expect(outcomes[1]?.message).toContain("Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'");
+    expect(outcomes[2]?.message).toContain("the accel 'kvm' is not supported by '/usr/bin/qemu-system-x86_64' on this host");
   });
 });

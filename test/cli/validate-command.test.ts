@@ -78,8 +78,8 @@ describe('novalet validate on this machine', () => {
     expect(run.stdout).toMatch(/PASS\s+Configured virt_type\s+: virt_type = qemu/);
   });
 
-  it('refuses host-passthrough when instances will run under TCG', async () => {
-    const file = configFile('[libvirt]\ncpu_mode = host-passthrough\n');
+  it('refuses host-passthrough when virt_type = qemu runs instances under TCG', async () => {
+    const file = configFile('[libvirt]\nvirt_type = qemu\ncpu_mode = host-passthrough\n');
     const run = await runNovalet(['validate', '--config-file', file]);
     expect(run.status).toBe(1);
     expect(run.stdout).toMatch(/FAIL\s+CPU options\s+: cpu_mode = host-passthrough: host-passthrough needs KVM/);

@@ -149,10 +149,14 @@ describe('validate on captured hosts', () => {
     expect(access?.hint).toContain('kvm');
   });
 
-  it('refuses host-passthrough under TCG but allows it under KVM', async () => {
-    const tcg = await validateFixture('pvm-host', '[libvirt]\ncpu_mode = host-passthrough\n');
+  it('refuses host-passthrough under TCG chosen outright, warns of host-model under the fallback, allows it under KVM', async () => {
+    const tcg = await validateFixture('pvm-host', '[libvirt]\nvirt_type = qemu\ncpu_mode = host-passthrough\n');
     expect(results(tcg)['CPU options']).toBe('FAIL');
     expect(tcg.can_run_instances).toBe(false);
+    const fallback = await validateFixture('pvm-host', '[libvirt]\ncpu_mode = host-passthrough\n');
+    expect(results(fallback)['CPU options']).toBe('WARN');
+    expect(fallback.checks.find((c) => c.name === 'CPU options')?.detail).toContain('they get cpu_mode = host-model instead until KVM works');
+    expect(fallback.can_run_instances).toBe(true);
     const kvm = await validateFixture('intel-kvm-nested', '[libvirt]\ncpu_mode = host-passthrough\n');
     expect(results(kvm)['CPU options']).toBe('PASS');
     expect(kvm.can_run_instances).toBe(true);

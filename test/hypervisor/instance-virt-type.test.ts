@@ -19,6 +19,7 @@ describe('virt type per instance', () => {
     const verdict = await verdictOf('intel-kvm-nested');
     expect(decideInstanceVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'x86_64' })).toEqual({
       virtType: 'kvm',
+      fellBack: false,
       reason: 'KVM is usable on this host.',
     });
   });
@@ -26,13 +27,13 @@ describe('virt type per instance', () => {
   it('runs a guest of another architecture under TCG even where KVM is usable', async () => {
     const verdict = await verdictOf('intel-kvm-nested');
     const got = decideInstanceVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'aarch64' });
-    expect(got).toEqual({ virtType: 'qemu', reason: "The guest's architecture aarch64 is not this host's (x86_64), so it runs under TCG software emulation." });
+    expect(got).toEqual({ virtType: 'qemu', fellBack: false, reason: "The guest's architecture aarch64 is not this host's (x86_64), so it runs under TCG software emulation." });
   });
 
   it('falls back to TCG with the reason when KVM is unusable', async () => {
     const verdict = await verdictOf('pvm-host');
     const got = decideInstanceVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'x86_64' });
-    expect(got).toMatchObject({ virtType: 'qemu' });
+    expect(got).toMatchObject({ virtType: 'qemu', fellBack: true });
     expect((got as { reason: string }).reason).toContain('kvm_pvm');
     expect((got as { reason: string }).reason).toContain('fallback_virt_type = qemu');
   });
@@ -55,7 +56,7 @@ describe('virt type per instance', () => {
 
   it('lets a requested virt type stand in for [libvirt] virt_type', async () => {
     const intel = await verdictOf('intel-kvm-nested');
-    expect(decideInstanceVirtType({ libvirt: LIBVIRT, verdict: intel, hostArch: 'x86_64', guestArch: 'x86_64', requested: 'qemu' })).toMatchObject({ virtType: 'qemu' });
+    expect(decideInstanceVirtType({ libvirt: LIBVIRT, verdict: intel, hostArch: 'x86_64', guestArch: 'x86_64', requested: 'qemu' })).toMatchObject({ virtType: 'qemu', fellBack: false });
   });
 });
 
@@ -64,6 +65,8 @@ describe("libvirt's words for missing KVM", () => {
     expect(isLibvirtKvmMissing('invalid argument: could not find capabilities for domaintype=kvm ')).toBe(true);
     expect(isLibvirtKvmMissing("unsupported configuration: Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'kvm'")).toBe(true);
     expect(isLibvirtKvmMissing('invalid argument: could not get preferred machine for /usr/bin/qemu-system-x86_64 type=kvm')).toBe(true);
+    expect(isLibvirtKvmMissing("invalid argument: the accel 'kvm' is not supported by '/usr/bin/qemu-system-x86_64' on this host")).toBe(true);
+    expect(isLibvirtKvmMissing("invalid argument: the accel 'tcg' is not supported by '/usr/bin/qemu-system-x86_64' on this host")).toBe(false);
     expect(isLibvirtKvmMissing("unsupported configuration: Emulator '/usr/bin/qemu-system-x86_64' does not support virt type 'qemu'")).toBe(false);
     expect(isLibvirtKvmMissing('Domain not found')).toBe(false);
   });

@@ -20,18 +20,20 @@ const relaunched = await runForkSafe();
 if (relaunched !== null) process.exit(relaunched);
 const [guestDir, poolBase] = process.argv.slice(2) as [string, string];
 const state = mkdtempSync(path.join(tmpdir(), 'novalet-forced-kvm-'));
-const config = parseConfigText(`[DEFAULT]\nstate_path = ${state}\n[libvirt]\nvirt_type = kvm\n`, 'forced.conf').values;
 const connection = await openEmbeddedFromPool(poolBase);
 const files = testGuestFiles(guestDir);
-const launcher = new InstanceLauncher({
-  connection,
-  config,
-  host: { arch: 'x86_64', verdict: { usable: true, reasons: [] }, qemuEmulators: { x86_64: '/usr/bin/qemu-system-x86_64' } },
-  instancesPath: path.join(state, 'instances'),
-});
-// Without a machine type libvirt words it one way, with one another: try both.
+const launcherWith = (cpuMode: string) =>
+  new InstanceLauncher({
+    connection,
+    config: parseConfigText(`[DEFAULT]\nstate_path = ${state}\n[libvirt]\nvirt_type = kvm\ncpu_mode = ${cpuMode}\n`, 'forced.conf').values,
+    host: { arch: 'x86_64', verdict: { usable: true, reasons: [] }, qemuEmulators: { x86_64: '/usr/bin/qemu-system-x86_64' } },
+    instancesPath: path.join(state, 'instances'),
+  });
+// With cpu_mode = none libvirt first refuses at define or start — worded one way without a
+// machine type and another with one; with host-model, at the guest CPU's domain capabilities.
 const outcomes: Record<string, unknown>[] = [];
-for (const machine of [undefined, 'pc']) {
+for (const [cpuMode, machine] of [['none', undefined], ['none', 'pc'], ['host-model', undefined]] as const) {
+  const launcher = launcherWith(cpuMode);
   const spec = validateInstanceSpec({
     name: 'forced',
     vcpus: 1,

@@ -1,0 +1,98 @@
+import type { LibvirtSection } from '../config/novalet-config.js';
+import { effectiveCpuMode } from '../config/cpu-compatibility-rules.js';
+import { chooseGuestCpu, DEFAULT_CPU_CHOICE, GuestCpuError, virtTypeWords, type GuestCpuChoice } from './guest-cpu-choice.js';
+import type { GuestCpu } from './guest-cpu.js';
+import { parseDomainCapabilities, type DomainCapabilities } from './libvirt/domain-capabilities.js';
+import type { LibvirtConnection } from './libvirt/libvirt-connection.js';
+import { CompareCpu } from './libvirt/libvirt-constants.js';
+import { isLibvirtError } from './libvirt/libvirt-error.js';
+import type { EffectiveVirtType } from './virt-type-decision.js';
+
+/**
+ * The guest CPU for instances of the host's architecture, checked with
+ * libvirt itself: its domain capabilities for the effective virt type (which
+ * models and modes are usable), then its CPU comparison for the flags
+ * `cpu_model_extra_flags` requires — a model can be usable while a flag added
+ * to it is not (avx512f under TCG), which libvirt would otherwise only
+ * report when the first instance fails to start.
+ */
+
+export interface GuestCpuCheckInput {
+  connection: LibvirtConnection;
+  libvirt: LibvirtSection;
+  virtType: EffectiveVirtType;
+  fellBack: boolean;
+  emulator: string;
+  arch: string;
+}
+
+export interface CheckedGuestCpu extends GuestCpuChoice {
+  /** null for cpu_mode = none, which is not checked against them. */
+  domainCapabilities: DomainCapabilities | null;
+}
+
+/** libvirt's "Host CPU does not provide required features: a, b" as names. */
+function missingFeatures(message: string): string[] {
+  const list = /required features:\s*(.+)$/i.exec(message)?.[1] ?? '';
+  return list.split(',').map((f) => f.trim()).filter(Boolean);
+}
+
+function comparedCpuXml(cpu: GuestCpu, caps: DomainCapabilities, required: string[]): string | null {
+  const base =
+    cpu.mode === 'custom'
+      ? { model: cpu.model, features: [] as string[] }
+      : cpu.mode === 'host-model' && caps.cpu.hostModel.model
+        ? { model: caps.cpu.hostModel.model, features: caps.cpu.hostModel.features.filter((f) => f.policy === 'require').map((f) => f.name) }
+        : null;
+  if (!base?.model) return null;
+  const features = [...new Set([...base.features, ...required])].map((name) => `<feature policy='require' name='${name}'/>`);
+  return `<cpu mode='custom' match='exact'><model fallback='forbid'>${base.model}</model>${features.join('')}</cpu>`;
+}
+
+async function unavailableFlags(input: GuestCpuCheckInput, cpu: GuestCpu, caps: DomainCapabilities): Promise<string[]> {
+  const required = cpu.features.filter((f) => f.policy === 'require').map((f) => f.name);
+  // host-passthrough gives the host's own CPU: QEMU itself says what it lacks.
+  const xml = required.length > 0 ? comparedCpuXml(cpu, caps, required) : null;
+  if (!xml) return [];
+  const target = { emulator: input.emulator, arch: input.arch, virttype: input.virtType };
+  try {
+    await input.connection.compareHypervisorCpu(xml, target, CompareCpu.FAIL_INCOMPATIBLE);
+    return [];
+  } catch (err) {
+    if (!isLibvirtError(err)) throw err;
+    const missing = new Set(missingFeatures(err.libvirtMessage));
+    if (missing.size === 0) throw err;
+    return required.filter((name) => missing.has(name));
+  }
+}
+
+export async function checkGuestCpu(input: GuestCpuCheckInput): Promise<CheckedGuestCpu> {
+  if (effectiveCpuMode(input.libvirt) === 'none') return { ...DEFAULT_CPU_CHOICE, domainCapabilities: null };
+  const caps = parseDomainCapabilities(
+    await input.connection.getDomainCapabilities({ emulatorbin: input.emulator, arch: input.arch, virttype: input.virtType }),
+  );
+  const choice = chooseGuestCpu({ libvirt: input.libvirt, virtType: input.virtType, fellBack: input.fellBack, domainCapabilities: caps });
+  const cpu = choice.cpu;
+  if (!cpu) return { ...choice, domainCapabilities: caps };
+  const unavailable = await unavailableFlags(input, cpu, caps);
+  if (unavailable.length === 0) return { ...choice, domainCapabilities: caps };
+
+  const flags = unavailable.map((f) => `+${f}`).join(', ');
+  const what = cpu.mode === 'custom' ? `${cpu.model} guests` : 'guests';
+  const under = `under ${virtTypeWords(input.virtType)} here`;
+  if (!input.fellBack) {
+    throw new GuestCpuError(
+      'CPU_FLAG_UNAVAILABLE',
+      `[libvirt] cpu_model_extra_flags asks for ${flags}, which ${what} cannot have ${under}.`,
+      input.virtType === 'qemu' ? 'Remove it from cpu_model_extra_flags: TCG does not emulate it.' : 'Remove it from cpu_model_extra_flags, or run these instances on hosts whose CPUs have it.',
+    );
+  }
+  const dropped = new Set(unavailable);
+  const note = `[libvirt] cpu_model_extra_flags: ${flags} cannot be given ${under}, to which instances fall back because KVM is not usable; instances run without ${unavailable.length === 1 ? 'it' : 'them'}.`;
+  return {
+    ...choice,
+    cpu: { ...cpu, features: cpu.features.filter((f) => !(f.policy === 'require' && dropped.has(f.name))) },
+    substitution: choice.substitution ? `${choice.substitution} ${note}` : note,
+    domainCapabilities: caps,
+  };
+}
