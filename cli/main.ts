@@ -6,6 +6,7 @@ import { runConfig } from './config.js';
 import { runRun } from './run.js';
 import { runCpuCompare } from './cpu-compare.js';
 import { runCpuBaseline } from './cpu-baseline.js';
+import { runCapabilities } from './capabilities.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 
 /** A command returns its exit status; output is its own business. */
@@ -15,6 +16,7 @@ export type Command = (args: string[]) => Promise<number>;
 const COMMANDS: Record<string, { run: Command; summary: string; libvirt?: boolean }> = {
   validate: { run: runValidate, summary: 'check what this host can virtualize, and what instances will run with here' },
   config: { run: runConfig, summary: 'config show [--json] [--show-secrets] | config sample' },
+  capabilities: { run: runCapabilities, summary: "what this host advertises about CPUs: nova's cpu_info, guest CPU models, CPU traits", libvirt: true },
   'cpu-compare': { run: runCpuCompare, summary: 'is the CPU in FILE compatible with this host (as virsh hypervisor-cpu-compare)', libvirt: true },
   'cpu-baseline': { run: runCpuBaseline, summary: 'the CPU every CPU in the FILEs can provide (as virsh hypervisor-cpu-baseline)', libvirt: true },
   run: { run: runRun, summary: 'run one instance in the foreground, its console on stdout (see novalet run --help)', libvirt: true },
@@ -24,7 +26,7 @@ export const USAGE = [
   'usage: novalet <command> [options]',
   '',
   'commands:',
-  ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`),
+  ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(Math.max(...Object.keys(COMMANDS).map((n) => n.length)))}  ${c.summary}`),
   '',
   'common options: --config-file FILE (repeatable; later files win), --config-dir DIR, --debug',
   'default configuration: /etc/novalet/novalet.conf',

@@ -24,6 +24,8 @@ export interface GuestCpuCheckInput {
   fellBack: boolean;
   emulator: string;
   arch: string;
+  /** The domain capabilities for this emulator, arch and virt type, when the caller has them already. */
+  domainCapabilities?: DomainCapabilities;
 }
 
 export interface CheckedGuestCpu extends GuestCpuChoice {
@@ -40,12 +42,14 @@ function missingFeatures(message: string): string[] {
 function comparedCpuXml(cpu: GuestCpu, caps: DomainCapabilities, required: string[]): string | null {
   const base =
     cpu.mode === 'custom'
-      ? { model: cpu.model, features: [] as string[] }
+      ? { model: cpu.model, features: [] as Array<{ name: string; policy: string | null }> }
       : cpu.mode === 'host-model' && caps.cpu.hostModel.model
-        ? { model: caps.cpu.hostModel.model, features: caps.cpu.hostModel.features.filter((f) => f.policy === 'require').map((f) => f.name) }
+        ? { model: caps.cpu.hostModel.model, features: caps.cpu.hostModel.features }
         : null;
   if (!base?.model) return null;
-  const features = [...new Set([...base.features, ...required])].map((name) => `<feature policy='require' name='${name}'/>`);
+  // host-model's own features with their policies (a disabled one must stay out), then the flags.
+  const own = base.features.filter((f) => !required.includes(f.name) && (f.policy === 'require' || f.policy === 'disable'));
+  const features = [...own.map((f) => `<feature policy='${f.policy}' name='${f.name}'/>`), ...required.map((name) => `<feature policy='require' name='${name}'/>`)];
   return `<cpu mode='custom' match='exact'><model fallback='forbid'>${base.model}</model>${features.join('')}</cpu>`;
 }
 
@@ -68,9 +72,9 @@ async function unavailableFlags(input: GuestCpuCheckInput, cpu: GuestCpu, caps: 
 
 export async function checkGuestCpu(input: GuestCpuCheckInput): Promise<CheckedGuestCpu> {
   if (effectiveCpuMode(input.libvirt) === 'none') return { ...DEFAULT_CPU_CHOICE, domainCapabilities: null };
-  const caps = parseDomainCapabilities(
-    await input.connection.getDomainCapabilities({ emulatorbin: input.emulator, arch: input.arch, virttype: input.virtType }),
-  );
+  const caps =
+    input.domainCapabilities ??
+    parseDomainCapabilities(await input.connection.getDomainCapabilities({ emulatorbin: input.emulator, arch: input.arch, virttype: input.virtType }));
   const choice = chooseGuestCpu({ libvirt: input.libvirt, virtType: input.virtType, fellBack: input.fellBack, domainCapabilities: caps });
   const cpu = choice.cpu;
   if (!cpu) return { ...choice, domainCapabilities: caps };

@@ -56,7 +56,13 @@ export interface GuestCapabilities {
 }
 
 export interface HostCapabilities {
-  host: { uuid: string | null; arch: string; cpu: HostCpu };
+  host: {
+    uuid: string | null;
+    arch: string;
+    cpu: HostCpu;
+    /** NUMA cells in <host><topology><cells>: the <cell>s listed (else its num); null when libvirt gives no topology. */
+    numaCells: number | null;
+  };
   guests: GuestCapabilities[];
 }
 
@@ -96,6 +102,13 @@ function guest(node: XmlNode, index: number): GuestCapabilities {
   };
 }
 
+function numaCells(topologyNode: XmlNode | undefined): number | null {
+  if (topologyNode === undefined) return null;
+  const cells = child(topologyNode, 'cells');
+  const listed = children(cells, 'cell').length;
+  return listed > 0 ? listed : (intAttr(cells, 'num') ?? 0);
+}
+
 /** Parses virConnectGetCapabilities' XML; a CapabilitiesXmlError if it is malformed or lacks the host CPU's arch. */
 export function parseCapabilities(xml: string): HostCapabilities {
   const root = parseDocument(DOCUMENT, xml, 'capabilities');
@@ -115,6 +128,7 @@ export function parseCapabilities(xml: string): HostCapabilities {
           .map((feature) => attr(feature, 'name'))
           .filter((name): name is string => name !== null),
       },
+      numaCells: numaCells(child(host, 'topology')),
     },
     guests: children(root, 'guest').map(guest),
   };

@@ -5,7 +5,7 @@
  * (so libvirt offers kvm), TCG able to emulate only the older CPU models.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -56,6 +56,12 @@ describe('host capabilities', () => {
     expect(host.host.cpu.features).toContain('hypervisor');
     expect(host.host.cpu.features).not.toContain('vmx');
     expect(host.host.cpu.features).not.toContain('svm');
+  });
+
+  it("count the host's NUMA cells as libvirt lists them from sysfs", () => {
+    const nodes = readdirSync('/sys/devices/system/node').filter((name) => /^node\d+$/.test(name));
+    expect(nodes.length).toBeGreaterThanOrEqual(1);
+    expect(host.host.numaCells).toBe(nodes.length);
   });
 
   it('offer an x86_64 hvm guest on /usr/bin/qemu-system-x86_64 with domain types qemu and (as /dev/kvm exists) kvm', () => {
@@ -153,6 +159,25 @@ describe('CPU comparison and baseline against the hypervisor', () => {
     const hostCpu = /<cpu>[\s\S]*?<\/cpu>/.exec(capabilities)![0];
     const baseline = await connection.baselineHypervisorCpu([hostCpu], X86_TCG);
     expect(baseline).toMatch(/^<cpu mode='custom' match='exact'>\n {2}<model fallback='forbid'>[^<]+<\/model>/);
+  });
+});
+
+describe('host NUMA topology as other hosts show it', () => {
+  const withTopology = (topology: string) =>
+    parseCapabilities(`<capabilities><host><cpu><arch>x86_64</arch><topology sockets='2' cores='8' threads='2'/></cpu>${topology}</host></capabilities>`);
+
+  it('a two-socket host: the <cell>s listed; the CPU topology stays the CPU\'s', () => {
+    const caps = withTopology(`<topology><cells num='2'>
+      <cell id='0'><memory unit='KiB'>1024</memory><cpus num='1'><cpu id='0' socket_id='0' core_id='0' siblings='0'/></cpus></cell>
+      <cell id='1'><memory unit='KiB'>1024</memory><cpus num='1'><cpu id='1' socket_id='1' core_id='0' siblings='1'/></cpus></cell>
+    </cells></topology>`);
+    expect(caps.host.numaCells).toBe(2);
+    expect(caps.host.cpu.topology).toEqual({ sockets: 2, cores: 8, threads: 2 });
+  });
+
+  it("cells counted by num when libvirt lists none; null when there is no <topology>", () => {
+    expect(withTopology("<topology><cells num='4'/></topology>").host.numaCells).toBe(4);
+    expect(withTopology('').host.numaCells).toBeNull();
   });
 });
 
