@@ -1,6 +1,6 @@
 import type { LibvirtSection } from '../config/novalet-config.js';
 import { effectiveCpuMode } from '../config/cpu-compatibility-rules.js';
-import { chooseGuestCpu, DEFAULT_CPU_CHOICE, GuestCpuError, virtTypeWords, type GuestCpuChoice } from './guest-cpu-choice.js';
+import { chooseGuestCpu, GuestCpuError, hypervisorDefaultCpu, virtTypeWords, type GuestCpuChoice } from './guest-cpu-choice.js';
 import type { GuestCpu } from './guest-cpu.js';
 import { parseDomainCapabilities, type DomainCapabilities } from './libvirt/domain-capabilities.js';
 import type { LibvirtConnection } from './libvirt/libvirt-connection.js';
@@ -71,7 +71,7 @@ async function unavailableFlags(input: GuestCpuCheckInput, cpu: GuestCpu, caps: 
 }
 
 export async function checkGuestCpu(input: GuestCpuCheckInput): Promise<CheckedGuestCpu> {
-  if (effectiveCpuMode(input.libvirt) === 'none') return { ...DEFAULT_CPU_CHOICE, domainCapabilities: null };
+  if (effectiveCpuMode(input.libvirt) === 'none') return { ...hypervisorDefaultCpu(input.libvirt), domainCapabilities: null };
   const caps =
     input.domainCapabilities ??
     parseDomainCapabilities(await input.connection.getDomainCapabilities({ emulatorbin: input.emulator, arch: input.arch, virttype: input.virtType }));

@@ -167,13 +167,21 @@ function chooseCustom(input: GuestCpuChoiceInput): GuestCpuChoice {
 }
 
 /** cpu_mode = none: libvirt and QEMU choose; nothing to check against domain capabilities. */
-export const DEFAULT_CPU_CHOICE: GuestCpuChoice = { cpu: null, setting: 'cpu_mode = none (the hypervisor default CPU)', substitution: null };
+export function hypervisorDefaultCpu(libvirt: LibvirtSection): GuestCpuChoice {
+  const flags = libvirt.cpu_model_extra_flags;
+  return {
+    cpu: null,
+    setting: 'cpu_mode = none (the hypervisor default CPU)',
+    // nova ignores the flags silently; say so.
+    substitution: flags.length === 0 ? null : `[libvirt] cpu_model_extra_flags = ${flags.join(', ')} is ignored with cpu_mode = none, which leaves the CPU to the hypervisor (as nova does); set cpu_mode = host-model or custom to use them.`,
+  };
+}
 
 export function chooseGuestCpu(input: GuestCpuChoiceInput): GuestCpuChoice {
   const mode = effectiveCpuMode(input.libvirt);
   const caps = input.domainCapabilities;
+  if (mode === 'none') return hypervisorDefaultCpu(input.libvirt);
   checkFlagNames(input);
-  if (mode === 'none') return DEFAULT_CPU_CHOICE;
 
   if (mode === 'host-passthrough') {
     if (input.virtType === 'qemu') {

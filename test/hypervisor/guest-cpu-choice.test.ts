@@ -159,6 +159,12 @@ describe('cpu_mode = none', () => {
       expect(choice.substitution).toBeNull();
     }
   });
+
+  it('says that extra flags are ignored with it, which nova does silently', () => {
+    const choice = chooseGuestCpu(onTcg('cpu_mode = none\ncpu_model_extra_flags = +aes'));
+    expect(choice.cpu).toBeNull();
+    expect(choice.substitution).toBe('[libvirt] cpu_model_extra_flags = +aes is ignored with cpu_mode = none, which leaves the CPU to the hypervisor (as nova does); set cpu_mode = host-model or custom to use them.');
+  });
 });
 
 describe('cpu_model_extra_flags names', () => {
