@@ -1,4 +1,7 @@
+import { NovaletError } from '../config/novalet-error.js';
+import type { CpuDefinition } from '../hypervisor/cpu-definitions.js';
 import { BaselineCpu } from '../hypervisor/libvirt/libvirt-constants.js';
+import { isLibvirtError } from '../hypervisor/libvirt/libvirt-error.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { cpuDefinitionsFromFiles, cpuTarget, openCommandConnection } from './cpu-command-support.js';
@@ -10,8 +13,22 @@ The CPU model and features that every CPU in the files can provide, as <cpu>
 XML for a guest (libvirt's virConnectBaselineHypervisorCPU, as virsh
 hypervisor-cpu-baseline): a pool's migration-safe CPU. Each file may hold a
 <cpu>, a host's capabilities, a domain or domain capabilities, several of them
-pasted together. --features lists every feature of the model; --migratable
+pasted together; or JSON: nova's cpu_info (openstack hypervisor show -c
+cpu_info), a host's capability report (novalet capabilities --json), or a
+list of them. --features lists every feature of the model; --migratable
 drops the features that prevent migration.`;
+
+/** libvirt refuses to baseline CPUs of different vendors; say which CPU is whose. */
+function vendorsDiffer(cpus: CpuDefinition[]): NovaletError {
+  const byVendor = new Map<string, string[]>();
+  for (const cpu of cpus) if (cpu.vendor) byVendor.set(cpu.vendor, [...(byVendor.get(cpu.vendor) ?? []), cpu.source]);
+  const listing = [...byVendor].map(([vendor, sources]) => `${vendor}: ${sources.join(', ')}`).join('; ');
+  return new NovaletError(
+    'CPU_VENDORS_DIFFER',
+    `The CPUs come from different vendors (${listing}), and libvirt does not baseline CPUs of different vendors: a guest cannot move between them.`,
+    "Baseline each vendor's hosts apart, and keep them in separate pools (host aggregates).",
+  );
+}
 
 export async function runCpuBaseline(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('cpu-baseline', argv, {
@@ -33,7 +50,12 @@ export async function runCpuBaseline(argv: string[]): Promise<number> {
   const flags = (values.features ? BaselineCpu.EXPAND_FEATURES : 0) | (values.migratable ? BaselineCpu.MIGRATABLE : 0);
   const connection = await openCommandConnection(loaded.values);
   try {
-    process.stdout.write(await connection.baselineHypervisorCpu(cpus.map((c) => c.xml), target, flags));
+    try {
+      process.stdout.write(await connection.baselineHypervisorCpu(cpus.map((c) => c.xml), target, flags));
+    } catch (err) {
+      if (isLibvirtError(err) && /CPU vendors do not match/i.test(err.libvirtMessage)) throw vendorsDiffer(cpus);
+      throw err;
+    }
     return 0;
   } finally {
     await connection.close();

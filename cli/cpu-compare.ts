@@ -9,7 +9,8 @@ import { loadCliConfig } from './load-cli-config.js';
 const HELP = `usage: novalet cpu-compare FILE [--virt-type kvm|qemu] [--json]
 
 Is the CPU described in FILE (a <cpu>, a host's capabilities, a domain, or
-domain capabilities) compatible with what this host provides for the virt
+domain capabilities; or, as JSON, nova's cpu_info or a host's capability
+report from novalet capabilities --json) compatible with what this host provides for the virt
 type instances run with here (KVM where usable, else TCG)? Answers identical,
 superset or incompatible and names the features missing, as libvirt's
 virConnectCompareHypervisorCPU (virsh hypervisor-cpu-compare) does.

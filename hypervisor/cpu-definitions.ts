@@ -87,8 +87,58 @@ function definition(source: string, cpu: Node, arch: string | null, asCustom: bo
   return { source, arch: cpuArch, model, vendor, features, xml: builder.build({ cpu: element }) as string };
 }
 
-/** Every `<cpu>` definition in `content`; `source` names it in errors (usually the file). */
+/**
+ * A host CPU as nova keeps it (compute_nodes.cpu_info, `openstack hypervisor
+ * show -c cpu_info`: arch, model, vendor, features) and as `novalet
+ * capabilities --json` reports it under `cpu_info` — the capability reports
+ * the agent will publish. cpu_info may itself be a JSON string, as nova
+ * stores it.
+ */
+function cpuInfoDefinition(source: string, value: unknown): CpuDefinition {
+  let info = value;
+  if (info && typeof info === 'object' && 'cpu_info' in info) info = (info as Node).cpu_info;
+  if (typeof info === 'string') {
+    try {
+      info = JSON.parse(info) as unknown;
+    } catch {
+      throw new CpuDefinitionError('CPU_JSON_INVALID', `${source}: cpu_info is a string but not JSON.`, "Give nova's cpu_info object (arch, model, vendor, features).");
+    }
+  }
+  if (!info || typeof info !== 'object' || Array.isArray(info)) {
+    throw new CpuDefinitionError('CPU_JSON_NO_CPU', `${source} is JSON but not a CPU: expected nova's cpu_info (arch, model, vendor, features) or a capability report holding one.`, 'Give the output of `novalet capabilities --json` or of `openstack hypervisor show -c cpu_info`.');
+  }
+  const cpuInfo = info as Node;
+  const features = cpuInfo.features ?? [];
+  if (!Array.isArray(features) || !features.every((f) => typeof f === 'string')) {
+    throw new CpuDefinitionError('CPU_JSON_BAD_FEATURES', `${source}: cpu_info.features must be a list of feature names.`, 'Give the features as libvirt names them, e.g. ["vmx", "sse4.2"].');
+  }
+  const asText = (v: unknown) => (typeof v === 'string' && v.trim() !== '' ? v : undefined);
+  for (const key of ['arch', 'model'] as const) {
+    if (!asText(cpuInfo[key])) throw new CpuDefinitionError(key === 'arch' ? 'CPU_XML_NO_ARCH' : 'CPU_XML_NO_MODEL', `${source}: cpu_info has no ${key}.`, `Give it, e.g. "${key}": "${key === 'arch' ? 'x86_64' : 'Westmere'}".`);
+  }
+  return definition(source, { arch: asText(cpuInfo.arch), model: asText(cpuInfo.model), vendor: asText(cpuInfo.vendor), feature: features.map((name) => ({ '@_name': name })) }, null, false);
+}
+
+function readCpuInfoJson(content: string, source: string): CpuDefinition[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(content) as unknown;
+  } catch (err) {
+    throw new CpuDefinitionError('CPU_JSON_INVALID', `${source} is not valid JSON: ${(err as Error).message}.`, "Give nova's cpu_info, a `novalet capabilities --json` report, or a list of them.");
+  }
+  const items = Array.isArray(parsed) ? parsed : [parsed];
+  if (items.length === 0) throw new CpuDefinitionError('CPU_XML_NO_CPU', `${source} holds no CPU definition.`, 'Give at least one cpu_info.');
+  return items.map((item, i) => cpuInfoDefinition(`${source} (CPU ${i + 1})`, item));
+}
+
+/**
+ * Every CPU definition in `content`; `source` names it in errors (usually the
+ * file). XML (a `<cpu>`, capabilities, domains, domain capabilities) or JSON
+ * (nova's cpu_info, capability reports, or a list of them).
+ */
 export function readCpuDefinitions(content: string, source: string): CpuDefinition[] {
+  const start = content.trimStart()[0];
+  if (start === '{' || start === '[') return readCpuInfoJson(content, source);
   // Several documents pasted together are not one XML document: wrap them, as virsh does.
   const body = content.replace(/<\?xml[^>]*\?>/g, '');
   const wrapped = `<novalet-cpus>${body}</novalet-cpus>`;

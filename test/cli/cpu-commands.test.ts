@@ -135,6 +135,52 @@ describe("the libvirt article's pool: a laptop with vmx and an AMD server", () =
   });
 });
 
+describe("CPUs from capability reports and nova's cpu_info (JSON)", () => {
+  const laptop = path.join(CPUS, 'laptop-pentium3-vmx-capabilities.xml');
+  const features = (xml: string) => [...xml.matchAll(/name='([^']+)'/g)].map((m) => m[1]).sort();
+
+  it("baseline of this host's own `novalet capabilities --json` report and the article's laptop: virsh's answer for the same CPUs as XML", async () => {
+    const report = await runNovalet(['capabilities', '--json', '--config-file', conf]);
+    const reportFile = path.join(state, 'this-host.json');
+    writeFileSync(reportFile, report.stdout);
+    const run = await runNovalet(['cpu-baseline', '--config-file', conf, reportFile, laptop]);
+    expect(run.status).toBe(0);
+    // The same two CPUs as virsh reads them: this host's capabilities and the laptop's.
+    const both = path.join(state, 'host-and-laptop.xml');
+    writeFileSync(both, `${virsh('capabilities')}\n${execFileSync('cat', [laptop], { encoding: 'utf8' })}`);
+    const theirs = virsh('hypervisor-cpu-baseline', both, '--virttype', 'qemu');
+    expect(model(theirs)).toBeTruthy();
+    expect(model(run.stdout)).toBe(model(theirs));
+    expect(features(run.stdout)).toEqual(features(theirs));
+  });
+
+  it("nova's cpu_info of an Intel and an AMD host: libvirt will not baseline them; one line saying whose CPU is whose, exit 2", async () => {
+    const intel = path.join(CPUS, 'nova-cpu-info-skylake.json');
+    const amd = path.join(CPUS, 'nova-cpu-info-epyc.json');
+    const run = await runNovalet(['cpu-baseline', '--config-file', conf, intel, amd]);
+    expect(run.status).toBe(2);
+    // libvirt's own log (LIBVIRT_LOG_OUTPUTS=4:stderr in tests) aside, one line.
+    expect(run.stderr.split('\n').filter((l) => l.startsWith('novalet:'))).toHaveLength(1);
+    expect(run.stderr).toContain(`different vendors (Intel: ${intel} (CPU 1); AMD: ${amd} (CPU 1))`);
+    // The AMD one alone with the laptop (no vendor) is fine.
+    const ok = await runNovalet(['cpu-baseline', '--config-file', conf, amd, laptop]);
+    expect(ok.status).toBe(0);
+    expect(model(ok.stdout)).toBeTruthy();
+  });
+
+  it('compare takes a nova cpu_info: as virsh says for the same CPU as XML', async () => {
+    const novaFile = path.join(CPUS, 'nova-cpu-info-skylake.json');
+    const run = await runNovalet(['cpu-compare', '--json', '--config-file', conf, novaFile]);
+    const report = JSON.parse(run.stdout) as { result: string; model: string };
+    expect(report.model).toBe('Skylake-Client-IBRS');
+    const info = JSON.parse(execFileSync('cat', [novaFile], { encoding: 'utf8' })) as { arch: string; model: string; vendor: string; features: string[] };
+    const xmlFile = path.join(state, 'skylake.xml');
+    writeFileSync(xmlFile, `<cpu><arch>${info.arch}</arch><model>${info.model}</model><vendor>${info.vendor}</vendor>${info.features.map((f) => `<feature name='${f}'/>`).join('')}</cpu>`);
+    expect(report.result).toBe(virshVerdict(xmlFile));
+    expect(report.result).toBe('incompatible');
+  });
+});
+
 describe('novalet cpu-baseline', () => {
   it('gives the model virsh hypervisor-cpu-baseline gives for the same CPUs, and expands features on request', async () => {
     const files = ['server-westmere-capabilities.xml', 'guest-nehalem-domain.xml'].map((n) => path.join(CPUS, n));

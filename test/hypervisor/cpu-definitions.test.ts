@@ -71,3 +71,42 @@ describe('reading <cpu> definitions', () => {
     expect(err.message).not.toContain('\n');
   });
 });
+
+describe("CPUs from nova's cpu_info and novalet's capability reports (JSON)", () => {
+  const skylake = fixture('nova-cpu-info-skylake.json');
+
+  it("takes nova's cpu_info as a host CPU", () => {
+    const [cpu, ...rest] = readCpuDefinitions(skylake, 'hv.json');
+    expect(rest).toEqual([]);
+    expect(cpu).toMatchObject({ source: 'hv.json (CPU 1)', arch: 'x86_64', model: 'Skylake-Client-IBRS', vendor: 'Intel' });
+    expect(cpu?.features).toContainEqual({ name: 'vmx', policy: null });
+    expect(cpu?.xml).toContain('<arch>x86_64</arch>');
+    expect(cpu?.xml).toContain('<feature name="md-clear"/>');
+  });
+
+  it('takes the cpu_info of a capability report, also as the JSON string nova stores, and lists of them', () => {
+    const info = JSON.parse(skylake) as Record<string, unknown>;
+    const reports = JSON.stringify([{ cpu_info: info, virt_types: {} }, { cpu_info: JSON.stringify({ ...info, model: 'Westmere' }) }]);
+    expect(readCpuDefinitions(reports, 'pool.json').map((c) => [c.source, c.model])).toEqual([
+      ['pool.json (CPU 1)', 'Skylake-Client-IBRS'],
+      ['pool.json (CPU 2)', 'Westmere'],
+    ]);
+  });
+
+  it('bad JSON: one line naming the file and what is allowed', () => {
+    const cases: Array<[string, string, RegExp]> = [
+      ['{"arch": ', 'CPU_JSON_INVALID', /^cpu\.xml is not valid JSON: .*Give nova's cpu_info/],
+      ['{"hosts": 3}', 'CPU_XML_NO_ARCH', /^cpu\.xml \(CPU 1\): cpu_info has no arch\./],
+      ['[1]', 'CPU_JSON_NO_CPU', /^cpu\.xml \(CPU 1\) is JSON but not a CPU/],
+      ['{"arch": "x86_64", "model": "Westmere", "features": "vmx"}', 'CPU_JSON_BAD_FEATURES', /features must be a list of feature names/],
+      ['{"arch": "x86_64", "model": "Westmere", "features": ["warp"]}', 'CPU_XML_UNKNOWN_FEATURE', /'warp' is not a CPU feature libvirt knows for x86_64/],
+      ['[]', 'CPU_XML_NO_CPU', /holds no CPU definition/],
+    ];
+    for (const [content, code, message] of cases) {
+      const err = refusal(content);
+      expect(err.code, content).toBe(code);
+      expect(err.message, content).toMatch(message);
+      expect(err.message.split('\n')).toHaveLength(1);
+    }
+  });
+});
