@@ -159,10 +159,12 @@ function chooseCustom(input: GuestCpuChoiceInput): GuestCpuChoice {
   const setting = `cpu_mode = custom, model ${chosen.name}`;
   if (chosen === resolved[0]) return { cpu, setting, substitution: null };
   const because = input.fellBack ? ', to which instances fall back because KVM is not usable' : '';
+  // Only the models listed before the chosen one were passed over.
+  const skipped = resolved.slice(0, resolved.indexOf(chosen));
   return {
     cpu,
     setting,
-    substitution: `${configured}: ${whyNot} ${unusable.length === 1 ? 'is' : 'are'} not usable ${under}${because}; instances get ${chosen.name}, the first usable one.`,
+    substitution: `${configured}: ${skipped.map((m) => `${m.name}${blockedBy(m)}`).join('; ')} ${skipped.length === 1 ? 'is' : 'are'} not usable ${under}${because}; instances get ${chosen.name}, the first usable one.`,
   };
 }
 

@@ -103,6 +103,12 @@ describe('cpu_mode = custom: the first of cpu_models usable here', () => {
     );
   });
 
+  it('names only the models passed over, not unusable ones listed after the chosen one', () => {
+    const choice = chooseGuestCpu(onKvm('cpu_mode = custom\ncpu_models = Haswell, Broadwell, Westmere, Skylake-Client'));
+    expect(choice.cpu?.model).toBe('Westmere');
+    expect(choice.substitution).toMatch(/^\[libvirt\] cpu_models = Haswell, Broadwell, Westmere, Skylake-Client: Haswell \(it lacks [^)]*\); Broadwell \(it lacks [^)]*\) are not usable under KVM here; instances get Westmere, the first usable one\.$/);
+  });
+
   it('skipping an unusable model under KVM names what it lacks (libvirt’s blockers)', () => {
     const choice = chooseGuestCpu(onKvm('cpu_mode = custom\ncpu_models = Haswell, Westmere'));
     expect(choice.cpu?.model).toBe('Westmere');
