@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { NovaletConfig } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { readCpuDefinitions, type CpuDefinition } from '../hypervisor/cpu-definitions.js';
+import { isX86 } from '../hypervisor/cpuinfo.js';
 import { knownHost } from '../hypervisor/known-verdict.js';
 import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
 import type { HypervisorCpuTarget, LibvirtConnection } from '../hypervisor/libvirt/libvirt-connection.js';
@@ -48,8 +49,6 @@ export async function cpuTarget(config: NovaletConfig, cpuArches: string[], requ
   return { target: { emulator, arch, virttype }, description: `virt type ${virttype}${virttype === 'qemu' ? ' (TCG)' : ' (KVM)'} with ${path.basename(emulator)}` };
 }
 
-const X86 = new Set(['i386', 'i686', 'x86_64']);
-
 /**
  * The one architecture the CPUs are compared or baselined for. 32- and
  * 64-bit x86 CPUs are one family to libvirt (a 32-bit workstation's CPU can
@@ -58,7 +57,7 @@ const X86 = new Set(['i386', 'i686', 'x86_64']);
  */
 export function targetArch(cpuArches: string[], hostArch: string): string {
   const arches = [...new Set(cpuArches)];
-  if (arches.length > 0 && arches.every((a) => X86.has(a))) return X86.has(hostArch) ? hostArch : 'x86_64';
+  if (arches.length > 0 && arches.every(isX86)) return isX86(hostArch) ? hostArch : 'x86_64';
   if (arches.length !== 1) {
     throw new NovaletError('CPU_ARCH_MIXED', `The CPUs are of different architectures (${arches.join(', ')}); libvirt compares and baselines CPUs of one architecture (32- and 64-bit x86 count as one).`, 'Give CPUs of one architecture.');
   }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
 import { NovaletError } from '../config/novalet-error.js';
+import { isX86 } from './cpuinfo.js';
 
 /**
  * `<cpu>` definitions read from what operators have at hand, as virsh's
@@ -55,8 +56,6 @@ export function knownX86Features(file = '/usr/share/libvirt/cpu_map/x86_features
   x86Features ??= new Set([...readFileSync(file, 'utf8').matchAll(/<feature name='([^']+)'/g)].map((m) => m[1] as string));
   return x86Features;
 }
-
-const isX86 = (arch: string) => arch === 'x86_64' || arch === 'i686' || arch === 'i386';
 
 function definition(source: string, cpu: Node, arch: string | null, asCustom: boolean): CpuDefinition {
   const model = text(cpu.model);

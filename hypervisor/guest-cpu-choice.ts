@@ -2,6 +2,7 @@ import type { LibvirtSection } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { effectiveCpuMode } from '../config/cpu-compatibility-rules.js';
 import { knownX86Features } from './cpu-definitions.js';
+import { isX86 } from './cpuinfo.js';
 import { guestCpu, parseExtraFlag, type GuestCpu } from './guest-cpu.js';
 import type { CpuModelCapability, DomainCapabilities } from './libvirt/domain-capabilities.js';
 import type { EffectiveVirtType } from './virt-type-decision.js';
@@ -44,8 +45,6 @@ export interface GuestCpuChoice {
   /** When the setting differs from what the configuration says, which is used instead and why; else null. */
   substitution: string | null;
 }
-
-const X86 = new Set(['i386', 'i686', 'x86_64']);
 
 export function virtTypeWords(virtType: EffectiveVirtType): string {
   return virtType === 'kvm' ? 'KVM' : 'TCG software emulation';
@@ -90,7 +89,7 @@ function blockedBy(model: CpuModelCapability): string {
 
 function checkFlagNames(input: GuestCpuChoiceInput): void {
   const arch = input.domainCapabilities.arch;
-  if (!X86.has(arch)) return;
+  if (!isX86(arch)) return;
   const known = input.knownFeatures ?? knownX86Features();
   for (const flag of input.libvirt.cpu_model_extra_flags) {
     const { name } = parseExtraFlag(flag);

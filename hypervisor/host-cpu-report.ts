@@ -1,6 +1,7 @@
 import type { LibvirtSection } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { cpuFeaturesToTraits } from './cpu-traits.js';
+import { isX86 } from './cpuinfo.js';
 import { GuestCpuError, usableModels, type GuestCpuChoice } from './guest-cpu-choice.js';
 import { checkGuestCpu } from './guest-cpu-check.js';
 import type { KvmVerdict } from './host-facts.js';
@@ -92,8 +93,6 @@ export interface HostCpuReportInput {
   /** QEMU system emulators by architecture (host-tools.ts's qemuEmulators). */
   emulators: Readonly<Record<string, string>>;
 }
-
-const X86 = new Set(['i386', 'i686', 'x86_64']);
 
 /** nova's cpu_info from host capabilities: cells is the number of NUMA cells, 1 when libvirt lists no topology. */
 export function novaCpuInfo(caps: HostCapabilities): NovaCpuInfo {
@@ -286,7 +285,7 @@ export async function gatherHostCpuReport(input: HostCpuReportInput): Promise<Ho
     if (choice !== null) {
       guest.setting = choice.setting;
       guest.substitution = choice.substitution;
-      if (X86.has(arch)) {
+      if (isX86(arch)) {
         const target: HypervisorCpuTarget = { emulator, arch, virttype: decision.effective, ...(machine ? { machine } : {}) };
         const { model, features } = await guestFeatures(connection, choice, caps, effectiveCaps, target);
         guest.model = model;
