@@ -46,3 +46,15 @@ export function effectiveAllocationRatios(values: NovaletConfig): AllocationRati
     disk: pick(d.disk_allocation_ratio, d.initial_disk_allocation_ratio),
   };
 }
+
+/**
+ * The machine type `[libvirt] hw_machine_type` gives guests of `arch`: its
+ * entries are `arch=machine`, as nova reads them; null when none is set.
+ */
+export function configuredMachineType(entries: readonly string[] | null, arch: string): string | null {
+  for (const entry of entries ?? []) {
+    const at = entry.indexOf('=');
+    if (at > 0 && entry.slice(0, at).trim() === arch && entry.slice(at + 1).trim() !== '') return entry.slice(at + 1).trim();
+  }
+  return null;
+}

@@ -1,3 +1,4 @@
+import { configuredMachineType } from '../config/effective-values.js';
 import type { LibvirtSection } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { cpuFeaturesToTraits } from './cpu-traits.js';
@@ -123,15 +124,6 @@ function hostModelReport(caps: DomainCapabilities): HostModelReport {
   };
 }
 
-/** `[libvirt] hw_machine_type` entries are `arch=machine`, as nova reads them. */
-function configuredMachine(entries: string[] | null, arch: string): string | undefined {
-  for (const entry of entries ?? []) {
-    const at = entry.indexOf('=');
-    if (at > 0 && entry.slice(0, at).trim() === arch && entry.slice(at + 1).trim() !== '') return entry.slice(at + 1).trim();
-  }
-  return undefined;
-}
-
 /** nova's default CPU model where cpu_mode = none (libvirt/utils.py get_cpu_model_from_arch): QEMU's default CPU. */
 function defaultModel(arch: string): string {
   return arch === 'i686' || arch === 'i386' ? 'qemu32' : 'qemu64';
@@ -242,7 +234,7 @@ export async function gatherHostCpuReport(input: HostCpuReportInput): Promise<Ho
   if (emulator === null) {
     throw new NovaletError('NO_EMULATOR', `No QEMU system emulator for this host's architecture (${arch}) is installed, so no instance can run here.`, `Install QEMU's system emulator for ${arch} (on Debian, the qemu-system-x86 package for x86 hosts, qemu-system-arm for Arm ones).`);
   }
-  const machine = configuredMachine(libvirt.hw_machine_type, arch);
+  const machine = configuredMachineType(libvirt.hw_machine_type, arch);
 
   const domainCaps = new Map<EffectiveVirtType, DomainCapabilities>();
   const virtTypes: Partial<Record<EffectiveVirtType, VirtTypeCpuReport>> = {};

@@ -1,6 +1,7 @@
 import { access, constants, copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { configuredMachineType } from '../config/effective-values.js';
 import type { NovaletConfig } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { lastLines } from './console-log.js';
@@ -68,15 +69,6 @@ const ARCH_DEFAULTS: Record<string, { machine: string; cpuModel: string }> = {
   aarch64: { machine: 'virt', cpuModel: 'cortex-a57' },
   armv7l: { machine: 'virt', cpuModel: 'cortex-a15' },
 };
-
-/** `[libvirt] hw_machine_type` entries are `arch=machine`. */
-function configuredMachine(entries: string[] | null, arch: string): string | null {
-  for (const entry of entries ?? []) {
-    const [entryArch, machine] = entry.split('=').map((s) => s.trim());
-    if (entryArch === arch && machine) return machine;
-  }
-  return null;
-}
 
 async function requireReadable(file: string, what: string): Promise<void> {
   try {
@@ -151,7 +143,7 @@ export class InstanceLauncher {
         domainName: domainNameFor(spec.uuid),
         virtType: decided.virtType,
         arch: guestArch,
-        machine: spec.imageProperties.hw_machine_type ?? configuredMachine(config.libvirt.hw_machine_type, guestArch) ?? ARCH_DEFAULTS[guestArch]?.machine ?? null,
+        machine: spec.imageProperties.hw_machine_type ?? configuredMachineType(config.libvirt.hw_machine_type, guestArch) ?? ARCH_DEFAULTS[guestArch]?.machine ?? null,
         emulator,
         vcpus: spec.vcpus,
         memoryMiB: spec.memoryMiB,

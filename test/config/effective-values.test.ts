@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { effectiveCpuMode } from '../../config/cpu-compatibility-rules.js';
 import {
+  configuredMachineType,
   DEFAULT_TRANSPORT_URL,
   effectiveAllocationRatios,
   effectiveConnectionUri,
@@ -40,5 +41,16 @@ describe('what unset options mean', () => {
     expect(effectiveCpuMode(values('[libvirt]\nvirt_type = qemu\n').libvirt)).toBe('host-model');
     expect(effectiveCpuMode({ virt_type: 'lxc', cpu_mode: null })).toBe('none');
     expect(effectiveCpuMode(values('[libvirt]\ncpu_mode = host-passthrough\n'))).toBe('host-passthrough');
+  });
+});
+
+describe('[libvirt] hw_machine_type', () => {
+  it('gives the machine type of the architecture asked for, as nova reads arch=machine entries', () => {
+    const entries = values('[libvirt]\nhw_machine_type = x86_64 = pc-q35-7.2, aarch64=virt\n').libvirt.hw_machine_type;
+    expect(configuredMachineType(entries, 'x86_64')).toBe('pc-q35-7.2');
+    expect(configuredMachineType(entries, 'aarch64')).toBe('virt');
+    expect(configuredMachineType(entries, 'armv7l')).toBeNull();
+    expect(configuredMachineType(null, 'x86_64')).toBeNull();
+    expect(configuredMachineType(['x86_64=', '=pc'], 'x86_64')).toBeNull();
   });
 });
