@@ -1,5 +1,6 @@
 import type { LibvirtSection } from '../config/novalet-config.js';
 import { effectiveCpuMode } from '../config/cpu-compatibility-rules.js';
+import { customCpuXml, hostModelCpuXml } from './cpu-api-xml.js';
 import { chooseGuestCpu, GuestCpuError, hypervisorDefaultCpu, virtTypeWords, type GuestCpuChoice } from './guest-cpu-choice.js';
 import type { GuestCpu } from './guest-cpu.js';
 import { parseDomainCapabilities, type DomainCapabilities } from './libvirt/domain-capabilities.js';
@@ -39,23 +40,16 @@ function missingFeatures(message: string): string[] {
   return list.split(',').map((f) => f.trim()).filter(Boolean);
 }
 
+/** The chosen CPU with the required flags, for libvirt's comparison; null for host-passthrough (QEMU itself says what the host lacks). */
 function comparedCpuXml(cpu: GuestCpu, caps: DomainCapabilities, required: string[]): string | null {
-  const base =
-    cpu.mode === 'custom'
-      ? { model: cpu.model, features: [] as Array<{ name: string; policy: string | null }> }
-      : cpu.mode === 'host-model' && caps.cpu.hostModel.model
-        ? { model: caps.cpu.hostModel.model, features: caps.cpu.hostModel.features }
-        : null;
-  if (!base?.model) return null;
-  // host-model's own features with their policies (a disabled one must stay out), then the flags.
-  const own = base.features.filter((f) => !required.includes(f.name) && (f.policy === 'require' || f.policy === 'disable'));
-  const features = [...own.map((f) => `<feature policy='${f.policy}' name='${f.name}'/>`), ...required.map((name) => `<feature policy='require' name='${name}'/>`)];
-  return `<cpu mode='custom' match='exact'><model fallback='forbid'>${base.model}</model>${features.join('')}</cpu>`;
+  const flags = required.map((name) => ({ name, policy: 'require' }));
+  if (cpu.mode === 'custom') return cpu.model ? customCpuXml(cpu.model, null, flags) : null;
+  if (cpu.mode === 'host-model') return hostModelCpuXml(caps, flags);
+  return null;
 }
 
 async function unavailableFlags(input: GuestCpuCheckInput, cpu: GuestCpu, caps: DomainCapabilities): Promise<string[]> {
   const required = cpu.features.filter((f) => f.policy === 'require').map((f) => f.name);
-  // host-passthrough gives the host's own CPU: QEMU itself says what it lacks.
   const xml = required.length > 0 ? comparedCpuXml(cpu, caps, required) : null;
   if (!xml) return [];
   const target = { emulator: input.emulator, arch: input.arch, virttype: input.virtType };

@@ -2,6 +2,7 @@ import { configuredMachineType } from '../config/effective-values.js';
 import type { LibvirtSection } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { cpuFeaturesToTraits } from './cpu-traits.js';
+import { customCpuXml, escapeXml, hostModelCpuXml } from './cpu-api-xml.js';
 import { isX86 } from './cpuinfo.js';
 import { GuestCpuError, usableModels, type GuestCpuChoice } from './guest-cpu-choice.js';
 import { checkGuestCpu } from './guest-cpu-check.js';
@@ -129,24 +130,6 @@ function defaultModel(arch: string): string {
   return arch === 'i686' || arch === 'i386' ? 'qemu32' : 'qemu64';
 }
 
-const escapeXml = (value: string) => value.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
-
-interface CpuFeaturePolicy {
-  name: string;
-  policy: string | null;
-}
-
-/** A guest `<cpu>` for libvirt's CPU APIs: exactly this model, with these features. */
-function guestCpuXml(model: string, vendor: string | null, features: CpuFeaturePolicy[]): string {
-  return [
-    "<cpu mode='custom' match='exact'>",
-    `<model fallback='forbid'>${escapeXml(model)}</model>`,
-    vendor ? `<vendor>${escapeXml(vendor)}</vendor>` : '',
-    ...features.map((f) => `<feature policy='${escapeXml(f.policy ?? 'require')}' name='${escapeXml(f.name)}'/>`),
-    '</cpu>',
-  ].join('');
-}
-
 /** The host CPU as libvirt's capabilities describe it, as a host `<cpu>` (arch, model, vendor, features). */
 function hostCpuXml(caps: HostCapabilities, model: string): string {
   const cpu = caps.host.cpu;
@@ -162,21 +145,15 @@ function hostCpuXml(caps: HostCapabilities, model: string): string {
 
 /**
  * The `<cpu>` that stands for the chosen guest CPU before its extra flags:
- * host-model is the domain capabilities' host-model CPU with its required and
- * disabled features (libvirt gives host-model guests exactly that, and the
- * disabled ones must stay out: the named model may include them); custom is
+ * host-model is the domain capabilities' host-model CPU; custom is
  * the chosen model; host-passthrough is the host CPU; none is QEMU's default
  * CPU. null when there is nothing to expand.
  */
 function unexpandedCpu(choice: GuestCpuChoice, caps: HostCapabilities, domainCaps: DomainCapabilities): string | null {
   const cpu = choice.cpu;
-  if (cpu === null) return guestCpuXml(defaultModel(caps.host.arch), null, []);
-  if (cpu.mode === 'host-model') {
-    const hostModel = domainCaps.cpu.hostModel;
-    if (hostModel.model === null) return null;
-    return guestCpuXml(hostModel.model, hostModel.vendor, hostModel.features.filter((f) => f.policy === 'require' || f.policy === 'disable'));
-  }
-  if (cpu.mode === 'custom') return cpu.model === null ? null : guestCpuXml(cpu.model, null, []);
+  if (cpu === null) return customCpuXml(defaultModel(caps.host.arch), null, []);
+  if (cpu.mode === 'host-model') return hostModelCpuXml(domainCaps);
+  if (cpu.mode === 'custom') return cpu.model === null ? null : customCpuXml(cpu.model, null, []);
   const model = caps.host.cpu.model;
   return model === null ? null : hostCpuXml(caps, model);
 }

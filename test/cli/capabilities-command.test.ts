@@ -155,6 +155,12 @@ describe('novalet capabilities --json: what this host advertises', () => {
     expect(guest.features).toContain('aes');
     expect(guest.features).not.toContain('avx512f');
     expect(guest.traits).not.toContain('HW_CPU_X86_AVX512F');
+    // The same on host-model: compared with the host-model CPU, the flag TCG lacks is found and dropped.
+    const onHostModel = (await capabilities(conf('avx512-host-model', 'cpu_model_extra_flags = +avx512f, +aes'))).report!.guest_cpu;
+    expect(onHostModel.setting).toBe('cpu_mode = host-model (EPYC)');
+    expect(onHostModel.substitution).toBe('[libvirt] cpu_model_extra_flags: +avx512f cannot be given under TCG software emulation here, to which instances fall back because KVM is not usable; instances run without it.');
+    expect(onHostModel.features).toContain('aes');
+    expect(onHostModel.features).not.toContain('avx512f');
   });
 
   it('cpu_mode = none: QEMU\'s default qemu64 as libvirt expands it', async () => {
