@@ -11,8 +11,7 @@ import type { GuestCpu } from './guest-cpu.js';
 import { checkGuestCpu, type CheckedGuestCpu } from './guest-cpu-check.js';
 import { ImageCache, type CachedImage } from './image-cache.js';
 import type { ValidInstanceSpec } from './instance-spec.js';
-import { isLibvirtKvmMissing, KvmUnavailableError, kvmFaultFromLibvirt } from './kvm-fault.js';
-import { LibvirtError } from './libvirt/libvirt-error.js';
+import { asKvmFault, KvmUnavailableError } from './kvm-fault.js';
 import type { LibvirtConnection } from './libvirt/libvirt-connection.js';
 import type { LibvirtDomain } from './libvirt/libvirt-domain.js';
 import { createOverlay } from './qemu-img.js';
@@ -203,10 +202,7 @@ export class InstanceLauncher {
       return { cpu, setting, substitution };
     } catch (err) {
       // The first place libvirt can refuse KVM is its domain capabilities for it.
-      if (err instanceof LibvirtError && decided.virtType === 'kvm' && isLibvirtKvmMissing(err.message)) {
-        throw kvmFaultFromLibvirt(err.libvirtMessage, this.options.host.verdict);
-      }
-      throw err;
+      throw asKvmFault(err, decided.virtType, this.options.host.verdict);
     }
   }
 
@@ -219,10 +215,7 @@ export class InstanceLauncher {
     } catch (err) {
       await this.removeDomain(domain);
       await rm(this.instanceDir(spec.uuid), { recursive: true, force: true });
-      if (err instanceof LibvirtError && def.virtType === 'kvm' && isLibvirtKvmMissing(err.message)) {
-        throw kvmFaultFromLibvirt(err.libvirtMessage, this.options.host.verdict);
-      }
-      throw err;
+      throw asKvmFault(err, def.virtType, this.options.host.verdict);
     } finally {
       domain?.free();
     }

@@ -1,5 +1,6 @@
 import { NovaletError } from '../config/novalet-error.js';
 import type { KvmVerdict } from './host-facts.js';
+import { LibvirtError } from './libvirt/libvirt-error.js';
 import { kvmUnavailableFault, KVM_MISSING_WORDS } from './virt-type-decision.js';
 
 /**
@@ -49,4 +50,14 @@ export function kvmFaultFromLibvirt(libvirtMessage: string, verdict: KvmVerdict)
   return new KvmUnavailableError(
     `${known} libvirt said: ${libvirtMessage}. Check /dev/kvm and the KVM module (novalet validate), or set [libvirt] virt_type = qemu.`,
   );
+}
+
+/**
+ * An error met while launching an instance: when the instance was to run
+ * under KVM and libvirt's words say KVM is missing, the KVM fault; any other
+ * error as it is.
+ */
+export function asKvmFault(err: unknown, virtType: 'kvm' | 'qemu', verdict: KvmVerdict): unknown {
+  if (virtType === 'kvm' && err instanceof LibvirtError && isLibvirtKvmMissing(err.message)) return kvmFaultFromLibvirt(err.libvirtMessage, verdict);
+  return err;
 }
