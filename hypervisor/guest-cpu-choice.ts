@@ -167,6 +167,17 @@ function chooseCustom(input: GuestCpuChoiceInput): GuestCpuChoice {
   };
 }
 
+/**
+ * What becomes of cpu_mode = host-passthrough: kept under KVM; refused when
+ * TCG is chosen outright (virt_type = qemu); host-model instead when TCG is
+ * only the fallback from an unusable KVM. The one rule for launches and for
+ * `novalet validate`.
+ */
+export function hostPassthroughOutcome(virtType: EffectiveVirtType, fellBack: boolean): 'kept' | 'refused' | 'host-model' {
+  if (virtType === 'kvm') return 'kept';
+  return fellBack ? 'host-model' : 'refused';
+}
+
 /** cpu_mode = none: libvirt and QEMU choose; nothing to check against domain capabilities. */
 export function hypervisorDefaultCpu(libvirt: LibvirtSection): GuestCpuChoice {
   const flags = libvirt.cpu_model_extra_flags;
@@ -185,9 +196,10 @@ export function chooseGuestCpu(input: GuestCpuChoiceInput): GuestCpuChoice {
   checkFlagNames(input);
 
   if (mode === 'host-passthrough') {
-    if (input.virtType === 'qemu') {
+    const outcome = hostPassthroughOutcome(input.virtType, input.fellBack);
+    if (outcome !== 'kept') {
       const why = '[libvirt] cpu_mode = host-passthrough needs KVM: TCG software emulation cannot pass the host CPU through';
-      if (input.fellBack) return hostModelInstead(input, `${why}, and instances fall back to TCG because KVM is not usable`);
+      if (outcome === 'host-model') return hostModelInstead(input, `${why}, and instances fall back to TCG because KVM is not usable`);
       const usable = offered(caps.cpu.custom.models.filter((m) => m.usable === 'yes'));
       throw new GuestCpuError(
         'CPU_MODE_NEEDS_KVM',

@@ -1,6 +1,7 @@
 import type { NovaletConfig } from '../config/novalet-config.js';
 import { effectiveCpuMode } from '../config/cpu-compatibility-rules.js';
 import type { HostProbe, KvmReason, KvmVerdict } from './host-facts.js';
+import { hostPassthroughOutcome } from './guest-cpu-choice.js';
 import type { HostTools } from './host-tools.js';
 import { kvmDeviceWorks, type SelfTestResult } from './kvm-self-test.js';
 import { describeOuterHypervisor, isVirtualMachine } from './kvm-verdict.js';
@@ -195,8 +196,9 @@ function cpuOptions(input: ValidationInput): ValidationCheck {
   const models = libvirt.cpu_models.length ? `, cpu_models = ${libvirt.cpu_models.join(', ')}` : '';
   const flags = libvirt.cpu_model_extra_flags.length ? `, cpu_model_extra_flags = ${libvirt.cpu_model_extra_flags.join(', ')}` : '';
   const setting = `cpu_mode = ${mode}${libvirt.cpu_mode === null ? ' (default)' : ''}${models}${flags}`;
-  if (mode === 'host-passthrough' && effective === 'qemu') {
-    if (decision.fellBack) {
+  const outcome = mode === 'host-passthrough' && effective !== null ? hostPassthroughOutcome(effective, decision.fellBack) : 'kept';
+  if (outcome !== 'kept') {
+    if (outcome === 'host-model') {
       return warn(
         name,
         `${setting}: host-passthrough needs KVM, and instances fall back to TCG because KVM is not usable; they get cpu_mode = host-model instead until KVM works`,
