@@ -213,7 +213,7 @@ export class InstanceLauncher {
       domain = await this.options.connection.defineDomain(buildDomainXml(def));
       await domain.create();
     } catch (err) {
-      await this.removeDomain(domain);
+      await domain?.remove();
       await rm(this.instanceDir(spec.uuid), { recursive: true, force: true });
       throw asKvmFault(err, def.virtType, this.options.host.verdict);
     } finally {
@@ -229,20 +229,6 @@ export class InstanceLauncher {
       image,
       guestCpu,
     };
-  }
-
-  private async removeDomain(domain: LibvirtDomain | null): Promise<void> {
-    if (!domain) return;
-    try {
-      if (await domain.isActive()) await domain.destroy();
-    } catch {
-      // Already gone: nothing to stop.
-    }
-    try {
-      await domain.undefine();
-    } catch {
-      // Never defined or already undefined.
-    }
   }
 
   private async domain(uuid: string): Promise<LibvirtDomain> {
@@ -303,7 +289,7 @@ export class InstanceLauncher {
   async delete(uuid: string): Promise<void> {
     const domain = await this.options.connection.lookupByUuid(uuid);
     try {
-      await this.removeDomain(domain);
+      await domain?.remove();
     } finally {
       domain?.free();
     }

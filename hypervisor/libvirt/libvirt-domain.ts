@@ -102,6 +102,24 @@ export class LibvirtDomain {
     await native.domainFlagsCall(this.address, 'virDomainUndefineFlags', flags, this.#what('undefine'));
   }
 
+  /**
+   * Stops the domain if it runs and removes its definition, whatever state
+   * it is in: for cleaning up after a failed launch, a delete, or a test.
+   * A domain already stopped, transient or undefined is not an error.
+   */
+  async remove(): Promise<void> {
+    try {
+      if (await this.isActive()) await this.destroy();
+    } catch {
+      // Gone already: nothing to stop.
+    }
+    try {
+      await this.undefine();
+    } catch {
+      // Transient, or undefined already.
+    }
+  }
+
   async getState(): Promise<DomainState> {
     const { state, reason } = await native.domainGetState(this.address, this.#what('read the state of'));
     return { state: domainStateName(state), reason };

@@ -146,6 +146,17 @@ describe('a domain through its life', () => {
     expect(await connection.lookupByName(name)).toBeNull();
   });
 
+  it('remove(): stops a running domain and forgets it; again on a removed one is no error', async () => {
+    const name = testDomainName('remove');
+    const uuid = randomUUID();
+    const domain = await define(name, { uuid });
+    await domain.create();
+    expect(await domain.isActive()).toBe(true);
+    await domain.remove();
+    expect(await connection.lookupByUuid(uuid)).toBeNull();
+    await domain.remove();
+  });
+
   it('frees its handle once; using it afterwards is a clear error', async () => {
     const domain = await define(testDomainName('free'));
     const again = await connection.lookupByUuid(domain.uuid);

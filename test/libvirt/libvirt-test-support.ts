@@ -69,16 +69,7 @@ export function minimalDomainXml(options: MinimalDomainOptions): string {
 /** Stops and forgets a domain whatever its state; for finally blocks. */
 export async function removeDomain(domain: LibvirtDomain | null): Promise<void> {
   if (domain === null || domain.freed) return;
-  try {
-    if (await domain.isActive()) await domain.destroy();
-  } catch {
-    // Gone already.
-  }
-  try {
-    await domain.undefine();
-  } catch {
-    // Transient, or undefined already.
-  }
+  await domain.remove();
   await domain.free();
 }
 
