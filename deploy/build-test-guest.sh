@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds novalet's small test guest from Debian packages only:
 #
-#   OUTDIR/vmlinuz             Debian's cloud kernel (linux-image-cloud-amd64's target)
+#   OUTDIR/vmlinuz             Debian's cloud kernel (linux-image-cloud-amd64's target;
+#                              Debian 12's and 13's alike)
 #   OUTDIR/initramfs.cpio.gz   busybox + the few modules it needs + deploy/test-guest/init
 #   OUTDIR/disk.qcow2          a disk BIOS boots by itself (MBR, FAT partition, syslinux)
 #   OUTDIR/manifest.json       kernel package and version, files and their sha256, builderHash
@@ -118,14 +119,22 @@ dpkg-deb -x "$deb" "$work/kernel"
 vmlinuz=$(find "$work/kernel/boot" -maxdepth 1 -name 'vmlinuz-*' | head -n 1)
 [ -n "$vmlinuz" ] || die "$kpkg has no /boot/vmlinuz-*"
 krel=${vmlinuz##*/vmlinuz-}
-kmods="$work/kernel/lib/modules/$krel"
-[ -d "$kmods" ] || die "$kpkg has no /lib/modules/$krel"
+# The module tree: /lib/modules in Debian 12's kernel packages, /usr/lib/modules
+# in Debian 13's (merged /usr). kbase is what depmod -b takes: KBASE/lib/modules.
+kmods=
+for kbase in "$work/kernel/usr" "$work/kernel"; do
+  if [ -d "$kbase/lib/modules/$krel" ]; then
+    kmods="$kbase/lib/modules/$krel"
+    break
+  fi
+done
+[ -n "$kmods" ] || die "$kpkg has neither /usr/lib/modules/$krel nor /lib/modules/$krel"
 cp "$vmlinuz" "$stage/vmlinuz"
 
 # --- modules and their dependencies, in load order --------------------------
 if [ ! -f "$kmods/modules.dep" ]; then
   say "generating modules.dep for $krel (busybox depmod)"
-  busybox depmod -b "$work/kernel" "$krel"
+  busybox depmod -b "$kbase" "$krel"
 fi
 declare -A dep_of=() path_of=() loaded=()
 while IFS= read -r line; do
@@ -163,9 +172,12 @@ for ko in "${order[@]}"; do
   dest=${dest%.zst}
   dest=${dest%.gz}
   mkdir -p "$root/lib/modules/$krel/$(dirname "$dest")"
+  # Debian 13's modules are xz-compressed; busybox decompresses them when
+  # xz-utils (not in a minimal Debian) is missing.
   case "$ko" in
-    *.ko.xz) xz -dc "$kmods/$ko" >"$root/lib/modules/$krel/$dest" ;;
-    *.ko.zst) zstd -qdc "$kmods/$ko" >"$root/lib/modules/$krel/$dest" ;;
+    *.ko.xz) if command -v xz >/dev/null 2>&1; then xz -dc "$kmods/$ko"; else busybox xzcat "$kmods/$ko"; fi >"$root/lib/modules/$krel/$dest" ;;
+    *.ko.zst) command -v zstd >/dev/null 2>&1 || die "$ko is zstd-compressed and zstd is missing; install zstd"
+      zstd -qdc "$kmods/$ko" >"$root/lib/modules/$krel/$dest" ;;
     *.ko.gz) gzip -dc "$kmods/$ko" >"$root/lib/modules/$krel/$dest" ;;
     *) cp "$kmods/$ko" "$root/lib/modules/$krel/$dest" ;;
   esac

@@ -111,8 +111,10 @@ describe('the capability report where KVM is usable', () => {
   it("host-passthrough under KVM: the host CPU's features, and nova's traits for them", () => {
     const guest = report.guest_cpu;
     expect(guest).toMatchObject({ virt_type: 'kvm', fell_back: false, setting: 'cpu_mode = host-passthrough', error: null });
-    // The host CPU's own features are all there, but osxsave: the guest's OS sets that bit, no hypervisor can give it.
-    for (const feature of report.cpu_info.features.filter((f) => f !== 'osxsave')) expect(guest.features).toContain(feature);
+    // The host CPU's own features are all there, but osxsave and ospke: the guest's OS sets those bits
+    // (CR4.OSXSAVE, CR4.PKE), no hypervisor can give them.
+    const setByTheOs = new Set(['osxsave', 'ospke']);
+    for (const feature of report.cpu_info.features.filter((f) => !setByTheOs.has(f))) expect(guest.features).toContain(feature);
     expect(guest.traits).toContain('HW_CPU_X86_SSE2');
     // Traits follow the features: vmx/svm traits exactly when the host CPU has them.
     const hasVmx = report.cpu_info.features.includes('vmx');
