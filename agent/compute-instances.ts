@@ -1,5 +1,5 @@
-import type { InstanceLauncher } from '../hypervisor/instance-launcher.js';
-import { validateInstanceSpec, type InstanceSpec } from '../hypervisor/instance-spec.js';
+import type { InstanceLauncher } from '../hypervisor/instance/libvirt-driver.js';
+import { validateInstanceSpec, type InstanceSpec } from '../hypervisor/instance/spec.js';
 import { NovaletError } from '../config/novalet-error.js';
 import type { InstanceFault, InstanceRecord, TaskState, VmState } from './instance-record.js';
 import type { InstanceStore } from './instance-store.js';

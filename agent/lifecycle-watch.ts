@@ -1,6 +1,6 @@
 import type { Logger } from '../config/logger.js';
-import type { LibvirtConnection } from '../hypervisor/libvirt/libvirt-connection.js';
-import { NOVALET_DOMAIN_PREFIX } from '../hypervisor/domain-xml.js';
+import type { LibvirtConnection } from '../hypervisor/libvirt/connection.js';
+import { NOVALET_DOMAIN_PREFIX } from '../hypervisor/instance/domain-xml.js';
 import type { ComputeInstances } from './compute-instances.js';
 
 /**

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { readCpuDefinitions } from '../hypervisor/cpu-definitions.js';
+import { readCpuDefinitions } from '../hypervisor/cpu/definitions.js';
 import { EMBEDDED_QEMU_CONF } from '../hypervisor/libvirt/embedded-root.js';
 import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';

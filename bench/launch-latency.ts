@@ -15,13 +15,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseConfigText } from '../config/load-config.js';
-import { waitForConsoleLine } from '../hypervisor/console-follow.js';
-import { InstanceLauncher } from '../hypervisor/instance-launcher.js';
-import { validateInstanceSpec } from '../hypervisor/instance-spec.js';
-import { prepareHost } from '../hypervisor/launch-host.js';
+import { waitForConsoleLine } from '../hypervisor/instance/console-follow.js';
+import { InstanceLauncher } from '../hypervisor/instance/libvirt-driver.js';
+import { validateInstanceSpec } from '../hypervisor/instance/spec.js';
+import { prepareHost } from '../hypervisor/compute-host.js';
 import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
-import { READY_MARKER, testGuestCmdline, testGuestFiles } from '../hypervisor/test-guest.js';
+import { READY_MARKER, testGuestCmdline, testGuestFiles } from '../hypervisor/virt-type/test-guest.js';
 
 // libvirt cannot fork QEMU from a plainly started node: see hypervisor/libvirt/fork-safety.ts.
 const relaunched = await runForkSafe();

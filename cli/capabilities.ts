@@ -1,4 +1,4 @@
-import { gatherHostCpuReport, type HostCpuReport, type VirtTypeCpuReport } from '../hypervisor/host-cpu-report.js';
+import { gatherHostCpuReport, type HostCpuReport, type VirtTypeCpuReport } from '../hypervisor/cpu/host-report.js';
 import { knownHost } from '../hypervisor/known-verdict.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';

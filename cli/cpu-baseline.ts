@@ -1,7 +1,7 @@
 import { NovaletError } from '../config/novalet-error.js';
-import type { CpuDefinition } from '../hypervisor/cpu-definitions.js';
-import { BaselineCpu } from '../hypervisor/libvirt/libvirt-constants.js';
-import { isLibvirtError } from '../hypervisor/libvirt/libvirt-error.js';
+import type { CpuDefinition } from '../hypervisor/cpu/definitions.js';
+import { BaselineCpu } from '../hypervisor/libvirt/constants.js';
+import { isLibvirtError } from '../hypervisor/libvirt/error.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { cpuDefinitionsFromFiles, cpuTarget, openCommandConnection } from './cpu-command-support.js';

@@ -2,12 +2,12 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { NovaletConfig } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
-import { readCpuDefinitions, type CpuDefinition } from '../hypervisor/cpu-definitions.js';
-import { isX86 } from '../hypervisor/cpuinfo.js';
+import { readCpuDefinitions, type CpuDefinition } from '../hypervisor/cpu/definitions.js';
+import { isX86 } from '../hypervisor/host/cpuinfo.js';
 import { knownHost } from '../hypervisor/known-verdict.js';
 import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
-import type { HypervisorCpuTarget, LibvirtConnection } from '../hypervisor/libvirt/libvirt-connection.js';
-import { decideVirtType } from '../hypervisor/virt-type-decision.js';
+import type { HypervisorCpuTarget, LibvirtConnection } from '../hypervisor/libvirt/connection.js';
+import { decideVirtType } from '../hypervisor/virt-type/decision.js';
 
 /** The CPU definitions in the files named, in order. */
 export async function cpuDefinitionsFromFiles(files: string[]): Promise<CpuDefinition[]> {

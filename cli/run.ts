@@ -1,11 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { followConsole } from '../hypervisor/console-follow.js';
-import { validateInstanceSpec, type InstanceSpec } from '../hypervisor/instance-spec.js';
-import { InstanceLauncher } from '../hypervisor/instance-launcher.js';
-import { ImageCache } from '../hypervisor/image-cache.js';
-import { prepareHost } from '../hypervisor/launch-host.js';
+import { followConsole } from '../hypervisor/instance/console-follow.js';
+import { validateInstanceSpec, type InstanceSpec } from '../hypervisor/instance/spec.js';
+import { InstanceLauncher } from '../hypervisor/instance/libvirt-driver.js';
+import { ImageCache } from '../hypervisor/instance/image-cache.js';
+import { prepareHost } from '../hypervisor/compute-host.js';
 import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { CliUsageError } from './cli-usage-error.js';

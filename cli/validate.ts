@@ -1,4 +1,4 @@
-import { validateHost, formatValidationReport } from '../hypervisor/host-validation.js';
+import { validateHost, formatValidationReport } from '../hypervisor/validation/host-checks.js';
 import { knownHost } from '../hypervisor/known-verdict.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { loadCliConfig } from './load-cli-config.js';

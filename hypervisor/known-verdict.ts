@@ -1,11 +1,11 @@
 import path from 'node:path';
 import type { NovaletConfig } from '../config/novalet-config.js';
-import type { HostProbe, KvmVerdict } from './host-facts.js';
-import { probeHost } from './host-probe.js';
-import { probeHostTools, type HostTools } from './host-tools.js';
-import { qemuVersion, readBootId, readCachedSelfTest, SELF_TEST_CACHE, verdictWithSelfTest, type SelfTestResult } from './kvm-self-test.js';
-import { pathExists } from './path-exists.js';
-import { judgeKvm } from './kvm-verdict.js';
+import type { HostProbe, KvmVerdict } from './host/facts.js';
+import { probeHost } from './host/probe.js';
+import { probeHostTools, type HostTools } from './host/tools.js';
+import { qemuVersion, readBootId, readCachedSelfTest, SELF_TEST_CACHE, verdictWithSelfTest, type SelfTestResult } from './virt-type/self-test.js';
+import { pathExists } from './host/path-exists.js';
+import { judgeKvm } from './virt-type/kvm-reasons.js';
 
 /**
  * What is known of KVM here without booting anything: the host probe, and

@@ -15,8 +15,8 @@
  * throwing listener never holds libvirt's loop.
  */
 import koffi from 'koffi';
-import type { NativeAddress } from './libvirt-call-pool.js';
-import { CLOSE_REASONS, type CloseReason } from './libvirt-constants.js';
+import type { NativeAddress } from './call-pool.js';
+import { CLOSE_REASONS, type CloseReason } from './constants.js';
 import { lifecycleEventNames, type LifecycleEvent } from './domain-lifecycle.js';
 import { mainThreadNatives } from './main-thread-natives.js';
 

@@ -6,7 +6,7 @@
  * is busy, say), the driver stays down for the rest of the process and every
  * later embedded open answers "qemu state driver is not active".
  */
-import type { LibvirtError } from './libvirt-error.js';
+import type { LibvirtError } from './error.js';
 
 export interface EmbeddedDriverState {
   /** The root this process embeds, once an open succeeded. */

@@ -20,7 +20,7 @@ import { NovaletError } from '../../config/novalet-error.js';
 import { embeddedDriverState } from './embedded-driver-state.js';
 import { claimForProcess, embeddedRootHolder, releaseClaim } from './embedded-root-lock.js';
 import { prepareEmbeddedRoot } from './embedded-root.js';
-import { LibvirtConnection } from './libvirt-connection.js';
+import { LibvirtConnection } from './connection.js';
 
 export const DEFAULT_EMBEDDED_POOL_SIZE = 4;
 

@@ -24,7 +24,7 @@
  * Thread budget: the iteration occupies one of libuv's pool threads for as long
  * as the loop runs (UV_THREADPOOL_SIZE, 4 by default, leaving 3 for fs, dns and
  * crypto). libvirt's blocking calls do not use the libuv pool — they run on
- * novalet's own call threads (libvirt-call-pool.ts) — so novalet leaves
+ * novalet's own call threads (call-pool.ts) — so novalet leaves
  * UV_THREADPOOL_SIZE at its default; an operator may raise it in the service's
  * environment, never lower it below 2.
  */

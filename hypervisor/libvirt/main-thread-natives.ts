@@ -3,11 +3,11 @@
  * cannot block: the event loop's registration and wake-up, the process-wide
  * error handler, and the accessors that read a virDomain's own fields (name,
  * UUID) without asking the driver. Everything that can wait on the hypervisor
- * goes through libvirt-call-pool.ts instead.
+ * goes through call-pool.ts instead.
  */
 import koffi from 'koffi';
-import { loadLibvirt } from './libvirt-library.js';
-import type { NativeAddress } from './libvirt-call-pool.js';
+import { loadLibvirt } from './library.js';
+import type { NativeAddress } from './call-pool.js';
 
 /** VIR_UUID_STRING_BUFLEN: 36 characters and the terminating NUL. */
 const UUID_STRING_BUFLEN = 37;

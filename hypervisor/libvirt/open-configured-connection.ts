@@ -1,7 +1,7 @@
 import { effectiveConnectionUri } from '../../config/effective-values.js';
 import type { NovaletConfig } from '../../config/novalet-config.js';
 import { embeddedRootOf, prepareEmbeddedRoot } from './embedded-root.js';
-import { LibvirtConnection } from './libvirt-connection.js';
+import { LibvirtConnection } from './connection.js';
 
 /**
  * The process's connection as `[libvirt] connection_uri` says: empty (the

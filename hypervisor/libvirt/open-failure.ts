@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { embeddedDriverState } from './embedded-driver-state.js';
 import { embeddedRootOf } from './embedded-root.js';
-import { LibvirtError } from './libvirt-error.js';
+import { LibvirtError } from './error.js';
 
 function holderPid(dir: string): number | null {
   try {

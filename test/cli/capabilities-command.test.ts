@@ -10,7 +10,7 @@ import { machine, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMBEDDED_QEMU_CONF } from '../../hypervisor/libvirt/embedded-root.js';
-import type { HostCpuReport } from '../../hypervisor/host-cpu-report.js';
+import type { HostCpuReport } from '../../hypervisor/cpu/host-report.js';
 import { processesMentioning } from '../libvirt/libvirt-test-support.js';
 import { runNovalet, type RunResult } from '../support/run-novalet.js';
 

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { testGuestFiles } from '../../hypervisor/test-guest.js';
+import { testGuestFiles } from '../../hypervisor/virt-type/test-guest.js';
 import { buildTestGuest, TEST_GUEST_DIR } from '../guest/test-guest.js';
 import { NOVALET, runNovalet, TOP } from '../support/run-novalet.js';
 

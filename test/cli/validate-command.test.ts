@@ -136,7 +136,7 @@ describe('novalet command line', () => {
 describe('novalet validate with a self-test on record', () => {
   it('shows the self-test of this boot from state_path, without booting anything', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'novalet-validate-selftest-'));
-    const { readBootId, qemuVersion } = await import('../../hypervisor/kvm-self-test.js');
+    const { readBootId, qemuVersion } = await import('../../hypervisor/virt-type/self-test.js');
     const record = {
       passed: false,
       detail: 'the test guest printed no marker on its serial console within 20 s although libvirt reported it running',

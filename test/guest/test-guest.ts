@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { READY_MARKER } from '../../hypervisor/test-guest.js';
+import { READY_MARKER } from '../../hypervisor/virt-type/test-guest.js';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { lastLines } from '../../hypervisor/console-log.js';
+import { lastLines } from '../../hypervisor/instance/console-log.js';
 
 describe('console log', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'novalet-console-'));

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CpuDefinitionError, knownX86Features, readCpuDefinitions } from '../../hypervisor/cpu-definitions.js';
+import { CpuDefinitionError, knownX86Features, readCpuDefinitions } from '../../hypervisor/cpu/definitions.js';
 
 const FIXTURES = path.resolve(import.meta.dirname, '../fixtures/cpus');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');

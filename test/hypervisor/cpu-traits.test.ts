@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CPU_TRAITS_MAPPING, cpuFeaturesToTraits, traitsForFeature } from '../../hypervisor/cpu-traits.js';
-import { knownX86Features } from '../../hypervisor/cpu-definitions.js';
+import { CPU_TRAITS_MAPPING, cpuFeaturesToTraits, traitsForFeature } from '../../hypervisor/cpu/traits.js';
+import { knownX86Features } from '../../hypervisor/cpu/definitions.js';
 
 describe("nova's CPU traits (CPU_TRAITS_MAPPING)", () => {
   it('svm and vmx give the generic trait and the vendor-specific one', () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { hardwareVirtualizationFlag, isX86, parseCpuInfo } from '../../hypervisor/cpuinfo.js';
+import { hardwareVirtualizationFlag, isX86, parseCpuInfo } from '../../hypervisor/host/cpuinfo.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
 function fixtureCpuinfo(host: string): string {

@@ -1,8 +1,8 @@
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
-import { buildDomainXml, domainNameFor, type DomainDefinition } from '../../hypervisor/domain-xml.js';
-import { guestCpu } from '../../hypervisor/guest-cpu.js';
-import { NOVALET_METADATA_URI } from '../../hypervisor/instance-metadata.js';
+import { buildDomainXml, domainNameFor, type DomainDefinition } from '../../hypervisor/instance/domain-xml.js';
+import { guestCpu } from '../../hypervisor/cpu/guest.js';
+import { NOVALET_METADATA_URI } from '../../hypervisor/instance/metadata.js';
 import type { LibvirtSection } from '../../config/novalet-config.js';
 import { parseConfigText } from '../../config/load-config.js';
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../config/load-config.js';
-import { chooseGuestCpu, GuestCpuError, usableModels, type GuestCpuChoiceInput } from '../../hypervisor/guest-cpu-choice.js';
+import { chooseGuestCpu, GuestCpuError, usableModels, type GuestCpuChoiceInput } from '../../hypervisor/cpu/guest-choice.js';
 import { parseDomainCapabilities } from '../../hypervisor/libvirt/domain-capabilities.js';
 
 const fixture = (name: string) => parseDomainCapabilities(readFileSync(path.join(import.meta.dirname, '../fixtures/cpus', name), 'utf8'));

@@ -3,9 +3,9 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseCpuInfo } from '../../hypervisor/cpuinfo.js';
-import { parseNestedParameter, probeKvmModule } from '../../hypervisor/kvm-module.js';
-import { hypervisorFromDmi, probeOuterHypervisor } from '../../hypervisor/outer-hypervisor.js';
+import { parseCpuInfo } from '../../hypervisor/host/cpuinfo.js';
+import { parseNestedParameter, probeKvmModule } from '../../hypervisor/host/kvm-module.js';
+import { hypervisorFromDmi, probeOuterHypervisor } from '../../hypervisor/host/outer-hypervisor.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'novalet-host-evidence-'));

@@ -4,10 +4,10 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { HostProbe, KvmVerdict } from '../../hypervisor/host-facts.js';
-import { probeHost } from '../../hypervisor/host-probe.js';
-import { describeOuterHypervisor, judgeKvm, TCG_FALLBACK_SENTENCE } from '../../hypervisor/kvm-verdict.js';
-import { loadRecordedKvmIoctls } from '../../hypervisor/recorded-kvm-ioctls.js';
+import type { HostProbe, KvmVerdict } from '../../hypervisor/host/facts.js';
+import { probeHost } from '../../hypervisor/host/probe.js';
+import { describeOuterHypervisor, judgeKvm, TCG_FALLBACK_SENTENCE } from '../../hypervisor/virt-type/kvm-reasons.js';
+import { loadRecordedKvmIoctls } from '../../hypervisor/host/recorded-kvm-ioctls.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
 async function probeFixture(name: string): Promise<{ probe: HostProbe; verdict: KvmVerdict }> {

@@ -2,8 +2,8 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { findQemuEmulators, probeHostTools } from '../../hypervisor/host-tools.js';
-import { formatLibvirtVersion } from '../../hypervisor/libvirt/libvirt-library.js';
+import { findQemuEmulators, probeHostTools } from '../../hypervisor/host/tools.js';
+import { formatLibvirtVersion } from '../../hypervisor/libvirt/library.js';
 
 describe('host tools', () => {
   it('finds this machine\'s QEMU emulators, qemu-img and libvirt library for real', async () => {

@@ -10,11 +10,11 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load-config.js';
 import type { NovaletConfig } from '../../config/novalet-config.js';
-import { probeHost } from '../../hypervisor/host-probe.js';
-import type { HostTools } from '../../hypervisor/host-tools.js';
-import { formatValidationReport, validateHost, type ValidationReport } from '../../hypervisor/host-validation.js';
-import { judgeKvm } from '../../hypervisor/kvm-verdict.js';
-import { verdictWithSelfTest, type SelfTestResult } from '../../hypervisor/kvm-self-test.js';
+import { probeHost } from '../../hypervisor/host/probe.js';
+import type { HostTools } from '../../hypervisor/host/tools.js';
+import { formatValidationReport, validateHost, type ValidationReport } from '../../hypervisor/validation/host-checks.js';
+import { judgeKvm } from '../../hypervisor/virt-type/kvm-reasons.js';
+import { verdictWithSelfTest, type SelfTestResult } from '../../hypervisor/virt-type/self-test.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
 const ALL_TOOLS: HostTools = {

@@ -6,8 +6,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ImageCache, ImageError } from '../../hypervisor/image-cache.js';
-import { createOverlay, imageInfo } from '../../hypervisor/qemu-img.js';
+import { ImageCache, ImageError } from '../../hypervisor/instance/image-cache.js';
+import { createOverlay, imageInfo } from '../../hypervisor/instance/qemu-img.js';
 
 /** Real qemu-img, a real HTTP server on 127.0.0.1. */
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InstanceSpecError, validateInstanceSpec, type InstanceSpec } from '../../hypervisor/instance-spec.js';
+import { InstanceSpecError, validateInstanceSpec, type InstanceSpec } from '../../hypervisor/instance/spec.js';
 
 const OK: InstanceSpec = { name: 'web-1', vcpus: 1, memoryMiB: 256, kernel: '/boot/vmlinuz' };
 

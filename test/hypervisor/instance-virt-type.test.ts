@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { LibvirtSection } from '../../config/novalet-config.js';
 import { parseConfigText } from '../../config/load-config.js';
-import type { KvmVerdict } from '../../hypervisor/host-facts.js';
-import { isLibvirtKvmMissing, kvmFaultFromLibvirt } from '../../hypervisor/kvm-fault.js';
-import { probeHost } from '../../hypervisor/host-probe.js';
-import { judgeKvm } from '../../hypervisor/kvm-verdict.js';
-import { decideInstanceVirtType } from '../../hypervisor/virt-type-decision.js';
+import type { KvmVerdict } from '../../hypervisor/host/facts.js';
+import { isLibvirtKvmMissing, kvmFaultFromLibvirt } from '../../hypervisor/virt-type/kvm-fault.js';
+import { probeHost } from '../../hypervisor/host/probe.js';
+import { judgeKvm } from '../../hypervisor/virt-type/kvm-reasons.js';
+import { decideInstanceVirtType } from '../../hypervisor/virt-type/decision.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
 const LIBVIRT: LibvirtSection = { ...parseConfigText('', 'defaults.conf').values.libvirt, virt_type: 'kvm' };

@@ -1,9 +1,9 @@
 /** The /dev/kvm interrogation through KvmIoctls, with recorded answers and with failures. */
 import { describe, expect, it } from 'vitest';
 import { NovaletError } from '../../config/novalet-error.js';
-import { interrogateKvmDevice, probeKvmDevice } from '../../hypervisor/kvm-device.js';
-import { KVM_CREATE_VM, KVM_GET_API_VERSION, type IoctlOutcome, type KvmIoctls } from '../../hypervisor/kvm-ioctls.js';
-import { parseKvmIoctlRecording, RecordedKvmIoctls } from '../../hypervisor/recorded-kvm-ioctls.js';
+import { interrogateKvmDevice, probeKvmDevice } from '../../hypervisor/host/kvm-device.js';
+import { KVM_CREATE_VM, KVM_GET_API_VERSION, type IoctlOutcome, type KvmIoctls } from '../../hypervisor/host/kvm-ioctls.js';
+import { parseKvmIoctlRecording, RecordedKvmIoctls } from '../../hypervisor/host/recorded-kvm-ioctls.js';
 
 function recorded(json: object): RecordedKvmIoctls {
   return new RecordedKvmIoctls(parseKvmIoctlRecording(JSON.stringify(json)));

@@ -11,11 +11,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../config/load-config.js';
 import type { LibvirtSection } from '../../config/novalet-config.js';
-import { checkGuestCpu } from '../../hypervisor/guest-cpu-check.js';
-import { usableModels } from '../../hypervisor/guest-cpu-choice.js';
-import { gatherHostCpuReport, type HostCpuReport } from '../../hypervisor/host-cpu-report.js';
+import { checkGuestCpu } from '../../hypervisor/cpu/guest-check.js';
+import { usableModels } from '../../hypervisor/cpu/guest-choice.js';
+import { gatherHostCpuReport, type HostCpuReport } from '../../hypervisor/cpu/host-report.js';
 import { parseDomainCapabilities, type DomainCapabilities } from '../../hypervisor/libvirt/domain-capabilities.js';
-import type { LibvirtConnection } from '../../hypervisor/libvirt/libvirt-connection.js';
+import type { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
 import { openTestRoot } from '../libvirt/libvirt-test-support.js';
 
 const EMULATOR = '/usr/bin/qemu-system-x86_64';

@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { kvmSelfTest, qemuVersion, readBootId, verdictWithSelfTest, type SelfTestOutcome } from '../../hypervisor/kvm-self-test.js';
-import { TCG_FALLBACK_SENTENCE } from '../../hypervisor/kvm-verdict.js';
+import { kvmSelfTest, qemuVersion, readBootId, verdictWithSelfTest, type SelfTestOutcome } from '../../hypervisor/virt-type/self-test.js';
+import { TCG_FALLBACK_SENTENCE } from '../../hypervisor/virt-type/kvm-reasons.js';
 
 /**
  * The self-test's bookkeeping: once per boot id and QEMU version. The boot

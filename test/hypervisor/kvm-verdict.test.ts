@@ -3,8 +3,8 @@
  * rules every reason follows.
  */
 import { describe, expect, it } from 'vitest';
-import type { HostProbe } from '../../hypervisor/host-facts.js';
-import { describeOuterHypervisor, judgeKvm, KVM_REASON_CODES, TCG_FALLBACK_SENTENCE } from '../../hypervisor/kvm-verdict.js';
+import type { HostProbe } from '../../hypervisor/host/facts.js';
+import { describeOuterHypervisor, judgeKvm, KVM_REASON_CODES, TCG_FALLBACK_SENTENCE } from '../../hypervisor/virt-type/kvm-reasons.js';
 
 /** A healthy bare-metal Intel KVM host; each test spoils one thing. */
 function healthy(): HostProbe {

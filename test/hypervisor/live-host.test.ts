@@ -6,11 +6,11 @@
  */
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { probeHost } from '../../hypervisor/host-probe.js';
-import { koffiKvmIoctls } from '../../hypervisor/koffi-kvm-ioctls.js';
-import { probeKvmDevice } from '../../hypervisor/kvm-device.js';
-import { KVM_GET_API_VERSION } from '../../hypervisor/kvm-ioctls.js';
-import { judgeKvm } from '../../hypervisor/kvm-verdict.js';
+import { probeHost } from '../../hypervisor/host/probe.js';
+import { koffiKvmIoctls } from '../../hypervisor/host/koffi-kvm-ioctls.js';
+import { probeKvmDevice } from '../../hypervisor/host/kvm-device.js';
+import { KVM_GET_API_VERSION } from '../../hypervisor/host/kvm-ioctls.js';
+import { judgeKvm } from '../../hypervisor/virt-type/kvm-reasons.js';
 
 function openFds(): string[] {
   return readdirSync('/proc/self/fd').sort();

@@ -16,9 +16,9 @@ import {
   type HostCapabilities,
 } from '../../hypervisor/libvirt/capabilities.js';
 import { prepareEmbeddedRoot } from '../../hypervisor/libvirt/embedded-root.js';
-import { CompareCpu } from '../../hypervisor/libvirt/libvirt-constants.js';
-import type { LibvirtConnection } from '../../hypervisor/libvirt/libvirt-connection.js';
-import { LibvirtError } from '../../hypervisor/libvirt/libvirt-error.js';
+import { CompareCpu } from '../../hypervisor/libvirt/constants.js';
+import type { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
+import { LibvirtError } from '../../hypervisor/libvirt/error.js';
 import { openTestRoot, TEST_POOL_BASE } from './libvirt-test-support.js';
 
 const run = promisify(execFile);

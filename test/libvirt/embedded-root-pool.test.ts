@@ -68,7 +68,7 @@ describe('openEmbeddedRootFromPool', () => {
         '--input-type=module',
         '-e',
         `
-        import { LibvirtConnection } from './dist/hypervisor/libvirt/libvirt-connection.js';
+        import { LibvirtConnection } from './dist/hypervisor/libvirt/connection.js';
         import { prepareEmbeddedRoot } from './dist/hypervisor/libvirt/embedded-root.js';
         const connection = await LibvirtConnection.open(await prepareEmbeddedRoot(${JSON.stringify(`${base}/slot-1`)}));
         console.log('ready');

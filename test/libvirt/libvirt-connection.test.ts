@@ -4,11 +4,11 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkLibvirtLibrary } from '../../hypervisor/libvirt/libvirt-library.js';
+import { checkLibvirtLibrary } from '../../hypervisor/libvirt/library.js';
 import { embeddedUri, prepareEmbeddedRoot } from '../../hypervisor/libvirt/embedded-root.js';
 import { eventLoopStatus } from '../../hypervisor/libvirt/event-loop.js';
-import { LibvirtConnection } from '../../hypervisor/libvirt/libvirt-connection.js';
-import { LibvirtError } from '../../hypervisor/libvirt/libvirt-error.js';
+import { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
+import { LibvirtError } from '../../hypervisor/libvirt/error.js';
 import { openTestRoot, runNodeProgram, waitFor } from './libvirt-test-support.js';
 
 let connection: LibvirtConnection;
@@ -78,7 +78,7 @@ describe('LibvirtConnection', () => {
     const fresh = await mkdtemp('/var/tmp/novalet-test-fresh-root-');
     try {
       const result = await runNodeProgram(`
-        import { LibvirtConnection } from './dist/hypervisor/libvirt/libvirt-connection.js';
+        import { LibvirtConnection } from './dist/hypervisor/libvirt/connection.js';
         import { prepareEmbeddedRoot } from './dist/hypervisor/libvirt/embedded-root.js';
         const answers = [];
         for (const uri of [${JSON.stringify(connection.uri)}, await prepareEmbeddedRoot(${JSON.stringify(fresh)})]) {
@@ -113,7 +113,7 @@ describe('LibvirtConnection', () => {
     try {
       const result = await runNodeProgram(
         `
-        import { LibvirtConnection } from './dist/hypervisor/libvirt/libvirt-connection.js';
+        import { LibvirtConnection } from './dist/hypervisor/libvirt/connection.js';
         import { prepareEmbeddedRoot } from './dist/hypervisor/libvirt/embedded-root.js';
         import { eventLoopStatus } from './dist/hypervisor/libvirt/event-loop.js';
         const connection = await LibvirtConnection.open(await prepareEmbeddedRoot(${JSON.stringify(own)}));
@@ -140,7 +140,7 @@ describe('LibvirtConnection', () => {
       for (const ending of ['process.exit(5)', "throw new Error('boom')"]) {
         const result = await runNodeProgram(
           `
-          import { LibvirtConnection } from './dist/hypervisor/libvirt/libvirt-connection.js';
+          import { LibvirtConnection } from './dist/hypervisor/libvirt/connection.js';
           import { prepareEmbeddedRoot } from './dist/hypervisor/libvirt/embedded-root.js';
           const connection = await LibvirtConnection.open(await prepareEmbeddedRoot(${JSON.stringify(own)}));
           ${ending};
@@ -173,7 +173,7 @@ describe('LibvirtConnection', () => {
 
   it('qemu:///system without a libvirt daemon: LIBVIRTD_UNREACHABLE with libvirt\'s socket error', async () => {
     const result = await runNodeProgram(`
-      import { LibvirtConnection } from './dist/hypervisor/libvirt/libvirt-connection.js';
+      import { LibvirtConnection } from './dist/hypervisor/libvirt/connection.js';
       try {
         await LibvirtConnection.open('qemu:///system');
         console.log(JSON.stringify({ opened: true }));

@@ -6,10 +6,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LifecycleEvent } from '../../hypervisor/libvirt/domain-lifecycle.js';
-import { DomainXml } from '../../hypervisor/libvirt/libvirt-constants.js';
-import type { LibvirtConnection } from '../../hypervisor/libvirt/libvirt-connection.js';
-import type { LibvirtDomain } from '../../hypervisor/libvirt/libvirt-domain.js';
-import { LibvirtError } from '../../hypervisor/libvirt/libvirt-error.js';
+import { DomainXml } from '../../hypervisor/libvirt/constants.js';
+import type { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
+import type { LibvirtDomain } from '../../hypervisor/libvirt/domain.js';
+import { LibvirtError } from '../../hypervisor/libvirt/error.js';
 import {
   minimalDomainXml,
   openTestRoot,

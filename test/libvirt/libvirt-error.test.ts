@@ -1,7 +1,7 @@
 /** LibvirtError's words and numbers, and the open failures novalet names itself; no libvirt needed. */
 import { describe, expect, it } from 'vitest';
-import { libvirtErrorCode, libvirtErrorDomainName, libvirtErrorName } from '../../hypervisor/libvirt/libvirt-error-names.js';
-import { LibvirtError, type LibvirtErrorRecord } from '../../hypervisor/libvirt/libvirt-error.js';
+import { libvirtErrorCode, libvirtErrorDomainName, libvirtErrorName } from '../../hypervisor/libvirt/error-names.js';
+import { LibvirtError, type LibvirtErrorRecord } from '../../hypervisor/libvirt/error.js';
 import { explainOpenFailure } from '../../hypervisor/libvirt/open-failure.js';
 
 function record(code: number, domain: number, message: string): LibvirtErrorRecord {

@@ -16,8 +16,8 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { openEmbeddedRootFromPool } from '../../hypervisor/libvirt/embedded-root-pool.js';
-import type { LibvirtConnection } from '../../hypervisor/libvirt/libvirt-connection.js';
-import type { LibvirtDomain } from '../../hypervisor/libvirt/libvirt-domain.js';
+import type { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
+import type { LibvirtDomain } from '../../hypervisor/libvirt/domain.js';
 
 export const TEST_POOL_BASE = '/var/tmp/novalet-test-libvirt';
 export const REPO = path.resolve(import.meta.dirname, '../..');

@@ -9,10 +9,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseConfigText } from '../../config/load-config.js';
-import { InstanceLauncher } from '../../hypervisor/instance-launcher.js';
-import { validateInstanceSpec } from '../../hypervisor/instance-spec.js';
+import { InstanceLauncher } from '../../hypervisor/instance/libvirt-driver.js';
+import { validateInstanceSpec } from '../../hypervisor/instance/spec.js';
 import { openEmbeddedFromPool } from '../../hypervisor/libvirt/embedded-root-pool.js';
-import { testGuestCmdline, testGuestFiles } from '../../hypervisor/test-guest.js';
+import { testGuestCmdline, testGuestFiles } from '../../hypervisor/virt-type/test-guest.js';
 
 import { runForkSafe } from '../../hypervisor/libvirt/fork-safety.js';
 

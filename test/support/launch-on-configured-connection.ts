@@ -6,12 +6,12 @@
  */
 import path from 'node:path';
 import { loadConfig } from '../../config/load-config.js';
-import { waitForConsoleLine } from '../../hypervisor/console-follow.js';
-import { InstanceLauncher } from '../../hypervisor/instance-launcher.js';
-import { validateInstanceSpec } from '../../hypervisor/instance-spec.js';
+import { waitForConsoleLine } from '../../hypervisor/instance/console-follow.js';
+import { InstanceLauncher } from '../../hypervisor/instance/libvirt-driver.js';
+import { validateInstanceSpec } from '../../hypervisor/instance/spec.js';
 import { runForkSafe } from '../../hypervisor/libvirt/fork-safety.js';
 import { openConfiguredConnection } from '../../hypervisor/libvirt/open-configured-connection.js';
-import { READY_MARKER, testGuestCmdline, testGuestFiles } from '../../hypervisor/test-guest.js';
+import { READY_MARKER, testGuestCmdline, testGuestFiles } from '../../hypervisor/virt-type/test-guest.js';
 
 const relaunched = await runForkSafe();
 if (relaunched !== null) process.exit(relaunched);
