@@ -1,18 +1,20 @@
-import type { InstanceLauncher } from '../hypervisor/instance/libvirt-driver.js';
-import { validateInstanceSpec, type InstanceSpec } from '../hypervisor/instance/spec.js';
 import { NovaletError } from '../config/novalet-error.js';
+import { validateInstanceSpec, type ComputeDriver, type InstanceSpec, type RebootType } from '../hypervisor/compute-driver.js';
 import type { InstanceFault, InstanceRecord, TaskState, VmState } from './instance-record.js';
 import type { InstanceStore } from './instance-store.js';
 
 /**
- * The compute host's instances: each operation goes through the launch path
- * and moves the instance's record through nova's states. A failed build
- * ends in ERROR with its fault (cause, diagnosis, remedy) and nothing left
- * in libvirt or on disk; the record stays to say why.
+ * The compute host's instances: each operation goes through the compute
+ * driver and moves the instance's record through nova's states. A failed
+ * build ends in ERROR with its fault (cause, diagnosis, remedy) and nothing
+ * left in the hypervisor or on disk; the record stays to say why.
  */
+/** nova's [DEFAULT] shutdown_timeout: how long a guest has to power itself off. */
+export const DEFAULT_CLEAN_SHUTDOWN_MS = 60_000;
+
 export class ComputeInstances {
   constructor(
-    private readonly launcher: InstanceLauncher,
+    private readonly driver: ComputeDriver,
     private readonly store: InstanceStore,
     private readonly host: string,
   ) {}
@@ -26,7 +28,7 @@ export class ComputeInstances {
   private async record(uuid: string): Promise<InstanceRecord> {
     const record = await this.store.read(uuid);
     if (!record || record.state === 'deleted') {
-      throw new NovaletError('INSTANCE_NOT_FOUND', `Instance ${uuid} is not on this host.`, 'List the instances with `novalet list`.');
+      throw new NovaletError('INSTANCE_NOT_FOUND', `Instance ${uuid} is not on this host.`, 'Check the UUID against the instances this host reports.');
     }
     return record;
   }
@@ -56,7 +58,7 @@ export class ComputeInstances {
       {},
     );
     try {
-      const launched = await this.launcher.spawn(valid);
+      const launched = await this.driver.spawn(valid);
       record = await this.update(record, {
         state: 'active',
         task: null,
@@ -87,25 +89,21 @@ export class ComputeInstances {
     return record;
   }
 
-  destroy(uuid: string): Promise<InstanceRecord> {
-    return this.operate(uuid, 'powering-off', () => this.launcher.destroy(uuid), 'stopped');
+  /** nova's stop: the ACPI power button, then a hard stop after `timeoutMs` (0: at once). */
+  stop(uuid: string, timeoutMs = DEFAULT_CLEAN_SHUTDOWN_MS): Promise<InstanceRecord> {
+    return this.operate(uuid, 'powering-off', async () => void (await this.driver.powerOff(uuid, timeoutMs)), 'stopped');
   }
 
-  /** nova's stop: ACPI power button, then a hard stop after `timeoutMs`. */
-  powerOff(uuid: string, timeoutMs?: number): Promise<InstanceRecord> {
-    return this.operate(uuid, 'powering-off', async () => void (await this.launcher.powerOff(uuid, timeoutMs)), 'stopped');
+  start(uuid: string): Promise<InstanceRecord> {
+    return this.operate(uuid, 'powering-on', () => this.driver.powerOn(uuid), 'active');
   }
 
-  powerOn(uuid: string): Promise<InstanceRecord> {
-    return this.operate(uuid, 'powering-on', () => this.launcher.powerOn(uuid), 'active');
-  }
-
-  reboot(uuid: string): Promise<InstanceRecord> {
-    return this.operate(uuid, 'rebooting', () => this.launcher.reboot(uuid), 'active');
+  reboot(uuid: string, type: RebootType = 'SOFT'): Promise<InstanceRecord> {
+    return this.operate(uuid, type === 'SOFT' ? 'rebooting' : 'rebooting_hard', () => this.driver.reboot(uuid, type), 'active');
   }
 
   delete(uuid: string): Promise<InstanceRecord> {
-    return this.operate(uuid, 'deleting', () => this.launcher.delete(uuid), 'deleted');
+    return this.operate(uuid, 'deleting', () => this.driver.destroy(uuid), 'deleted');
   }
 
   /** A lifecycle event said the guest stopped by itself (powered off) or crashed. */

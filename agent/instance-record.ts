@@ -4,12 +4,17 @@
  * stores it) and a task while something is under way.
  */
 
-export type VmState = 'building' | 'active' | 'stopped' | 'error' | 'deleted';
+import type { ErrorCode } from '../config/error-codes.js';
+import type { VmState } from '../messaging/contracts/instance-event.js';
 
-export type TaskState = 'spawning' | 'rebooting' | 'powering-off' | 'powering-on' | 'deleting' | null;
+export type { VmState } from '../messaging/contracts/instance-event.js';
+
+/** nova's task_state while an operation is under way, spelt as nova spells them. */
+export type TaskState = 'spawning' | 'rebooting' | 'rebooting_hard' | 'powering-off' | 'powering-on' | 'deleting' | null;
 
 export interface InstanceFault {
-  code: string;
+  /** A code of config/error-codes.ts. */
+  code: ErrorCode;
   /** The whole fault as an operator reads it: cause, diagnosis, remedy. */
   message: string;
   at: string;

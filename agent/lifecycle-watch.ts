@@ -1,23 +1,20 @@
 import type { Logger } from '../config/logger.js';
-import type { LibvirtConnection } from '../hypervisor/libvirt/connection.js';
-import { NOVALET_DOMAIN_PREFIX } from '../hypervisor/instance/domain-xml.js';
+import type { ComputeDriver, LifecycleSubscription } from '../hypervisor/compute-driver.js';
 import type { ComputeInstances } from './compute-instances.js';
 
 /**
- * libvirt's lifecycle events turned into instance states: a guest that
- * powered itself off becomes STOPPED, one that crashed (or whose QEMU died)
- * becomes ERROR with a fault. Stops novalet asked for itself (destroy,
- * delete) are already recorded by the operation and are left alone.
+ * The hypervisor's lifecycle events turned into instance states: a guest
+ * that powered itself off becomes STOPPED, one that crashed (or whose QEMU
+ * died) becomes ERROR with a fault. Stops novalet asked for itself (stop,
+ * delete) are recorded by the operation and are left alone.
  */
-export function watchLifecycle(connection: LibvirtConnection, compute: ComputeInstances, log: Logger) {
-  return connection.onLifecycleEvent((event) => {
-    if (!event.name.startsWith(NOVALET_DOMAIN_PREFIX)) return;
-    const byItself = event.event === 'stopped' && event.detail === 'shutdown';
-    const crashed = event.event === 'crashed' || (event.event === 'stopped' && (event.detail === 'crashed' || event.detail === 'failed'));
-    if (!byItself && !crashed) return;
+export function watchLifecycle(driver: ComputeDriver, compute: ComputeInstances, log: Logger): LifecycleSubscription {
+  return driver.onLifecycleEvent((event) => {
+    const crashed = event.transition === 'crashed';
+    if (!crashed && !(event.transition === 'stopped' && event.byGuest)) return;
     compute.guestStopped(event.uuid, crashed).then(
       (record) => {
-        if (record) log.info({ uuid: event.uuid, state: record.state, event: event.event, detail: event.detail }, crashed ? 'guest crashed' : 'guest powered itself off');
+        if (record) log.info({ uuid: event.uuid, state: record.state, transition: event.transition, detail: event.detail }, crashed ? 'guest crashed' : 'guest powered itself off');
       },
       (err: unknown) => log.error({ uuid: event.uuid, err }, 'could not record a lifecycle event'),
     );

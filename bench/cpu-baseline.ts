@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readCpuDefinitions } from '../hypervisor/cpu/definitions.js';
 import { EMBEDDED_QEMU_CONF } from '../hypervisor/libvirt/embedded-root.js';
-import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
+import { openEmbeddedRootFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 
 const relaunched = await runForkSafe();
@@ -35,7 +35,7 @@ mkdirSync(path.join(virshRoot, 'etc'), { recursive: true });
 writeFileSync(path.join(virshRoot, 'etc/qemu.conf'), EMBEDDED_QEMU_CONF);
 const virsh = () => execFileSync('virsh', ['-c', `qemu:///embed?root=${virshRoot}`, 'hypervisor-cpu-baseline', file, '--virttype', 'qemu', '--arch', 'x86_64'], { env: { ...process.env, LIBVIRT_LOG_OUTPUTS: '1:file:/dev/null' } }).toString();
 
-const connection = await openEmbeddedFromPool('/var/tmp/novalet-bench-libvirt');
+const connection = (await openEmbeddedRootFromPool('/var/tmp/novalet-bench-libvirt')).connection;
 const target = { virttype: 'qemu', arch: 'x86_64', emulator: '/usr/bin/qemu-system-x86_64' };
 try {
   // Warm-up: libvirt's capability cache for both roots.

@@ -16,10 +16,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseConfigText } from '../config/load-config.js';
 import { waitForConsoleLine } from '../hypervisor/instance/console-follow.js';
-import { InstanceLauncher } from '../hypervisor/instance/libvirt-driver.js';
 import { validateInstanceSpec } from '../hypervisor/instance/spec.js';
-import { prepareHost } from '../hypervisor/compute-host.js';
-import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
+import { assembleComputeHost } from '../hypervisor/compute-host.js';
+import { openEmbeddedRootFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 import { READY_MARKER, testGuestCmdline, testGuestFiles } from '../hypervisor/virt-type/test-guest.js';
 
@@ -50,20 +49,19 @@ async function bareQemu(i: number): Promise<number> {
 }
 
 const config = parseConfigText(`[DEFAULT]\nstate_path = ${work}\n[libvirt]\nvirt_type = qemu\ncpu_mode = none\n`, 'bench.conf').values;
-const connection = await openEmbeddedFromPool('/var/tmp/novalet-bench-libvirt');
-const host = await prepareHost({ config, connection, workDir: work });
-const launcher = new InstanceLauncher({ connection, config, host, instancesPath: path.join(work, 'instances') });
+const connection = (await openEmbeddedRootFromPool('/var/tmp/novalet-bench-libvirt')).connection;
+const { driver } = await assembleComputeHost({ config, purpose: 'command', selfTest: 'run', connection });
 
 async function novaletToMarker(i: number): Promise<number> {
   const spec = validateInstanceSpec({ name: `bench-${i}`, vcpus: 1, memoryMiB: MEMORY, kernel: guest.kernel, ramdisk: guest.initramfs, cmdline: testGuestCmdline(`bench-${i}`) });
   const start = performance.now();
   try {
-    const launched = await launcher.spawn(spec);
+    const launched = await driver.spawn(spec);
     const line = await waitForConsoleLine(launched.consoleLog, READY_MARKER, 120_000);
     if (!line) throw new Error('novalet guest printed no marker');
     return performance.now() - start;
   } finally {
-    await launcher.delete(spec.uuid);
+    await driver.destroy(spec.uuid);
   }
 }
 
@@ -71,10 +69,10 @@ async function novaletToRunning(i: number, imageChecksum: string): Promise<numbe
   const spec = validateInstanceSpec({ name: `run-${i}`, vcpus: 1, memoryMiB: MEMORY, image: { source: guest.disk, checksum: imageChecksum } });
   const start = performance.now();
   try {
-    await launcher.spawn(spec);
+    await driver.spawn(spec);
     return performance.now() - start;
   } finally {
-    await launcher.delete(spec.uuid);
+    await driver.destroy(spec.uuid);
   }
 }
 
@@ -84,7 +82,7 @@ try {
   // Warm-up: QEMU binary in the page cache, the image in novalet's cache.
   await bareQemu(-1);
   await novaletToMarker(-1);
-  const warm = await launcher.imageCache.fetch({ source: guest.disk });
+  const warm = await driver.imageCache.fetch({ source: guest.disk });
   const checksum = `sha256:${warm.sha256}`;
 
   const bare: number[] = [];

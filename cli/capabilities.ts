@@ -1,8 +1,7 @@
-import { gatherHostCpuReport, type HostCpuReport, type VirtTypeCpuReport } from '../hypervisor/cpu/host-report.js';
-import { knownHost } from '../hypervisor/known-verdict.js';
+import { assembleComputeHost } from '../hypervisor/compute-host.js';
+import type { HostCpuReport, VirtTypeCpuReport } from '../hypervisor/cpu/host-report.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
-import { openCommandConnection } from './cpu-command-support.js';
 import { loadCliConfig } from './load-cli-config.js';
 
 const HELP = `usage: novalet capabilities [--json] [--config-file FILE]... [--config-dir DIR]...
@@ -100,13 +99,12 @@ export async function runCapabilities(argv: string[]): Promise<number> {
   if (positionals.length > 0) throw new CliUsageError(`capabilities: unexpected argument '${positionals[0]}'; the command takes options only (see novalet capabilities --help).`);
   const { loaded } = loadCliConfig(values);
   const config = loaded.values;
-  const host = await knownHost(config);
-  const connection = await openCommandConnection(config);
+  const host = await assembleComputeHost({ config, purpose: 'command', selfTest: 'recorded' });
   let report: HostCpuReport;
   try {
-    report = await gatherHostCpuReport({ connection, libvirt: config.libvirt, verdict: host.verdict, emulators: host.tools.qemuEmulators });
+    report = (await host.driver.hostCapabilities()).cpu;
   } finally {
-    await connection.close();
+    await host.close();
   }
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatCapabilities(report)}\n`);
   return report.guest_cpu.can_run_instances ? 0 : 1;

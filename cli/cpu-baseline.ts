@@ -4,7 +4,7 @@ import { BaselineCpu } from '../hypervisor/libvirt/constants.js';
 import { isLibvirtError } from '../hypervisor/libvirt/error.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
-import { cpuDefinitionsFromFiles, cpuTarget, openCommandConnection } from './cpu-command-support.js';
+import { cpuCommandHost, cpuDefinitionsFromFiles, cpuTarget } from './cpu-command-support.js';
 import { loadCliConfig } from './load-cli-config.js';
 
 const HELP = `usage: novalet cpu-baseline FILE... [--features] [--migratable] [--virt-type kvm|qemu]
@@ -46,10 +46,11 @@ export async function runCpuBaseline(argv: string[]): Promise<number> {
   if (requested !== undefined && requested !== 'kvm' && requested !== 'qemu') throw new CliUsageError(`cpu-baseline: --virt-type must be kvm or qemu, not '${requested}'.`);
   const { loaded } = loadCliConfig(values);
   const cpus = await cpuDefinitionsFromFiles(positionals);
-  const { target } = await cpuTarget(loaded.values, cpus.map((c) => c.arch), requested);
   const flags = (values.features ? BaselineCpu.EXPAND_FEATURES : 0) | (values.migratable ? BaselineCpu.MIGRATABLE : 0);
-  const connection = await openCommandConnection(loaded.values);
+  const host = await cpuCommandHost(loaded.values);
+  const { connection } = host;
   try {
+    const { target } = cpuTarget(host, cpus.map((c) => c.arch), requested);
     try {
       process.stdout.write(await connection.baselineHypervisorCpu(cpus.map((c) => c.xml), target, flags));
     } catch (err) {
@@ -58,6 +59,6 @@ export async function runCpuBaseline(argv: string[]): Promise<number> {
     }
     return 0;
   } finally {
-    await connection.close();
+    await host.close();
   }
 }

@@ -2,11 +2,11 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { NovaletConfig } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
+import { assembleComputeHost, type ComputeHost } from '../hypervisor/compute-host.js';
 import { readCpuDefinitions, type CpuDefinition } from '../hypervisor/cpu/definitions.js';
 import { isX86 } from '../hypervisor/host/cpuinfo.js';
-import { knownHost } from '../hypervisor/known-verdict.js';
-import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
-import type { HypervisorCpuTarget, LibvirtConnection } from '../hypervisor/libvirt/connection.js';
+import { emulatorFor } from '../hypervisor/host/tools.js';
+import type { HypervisorCpuTarget } from '../hypervisor/libvirt/connection.js';
 import { decideVirtType } from '../hypervisor/virt-type/decision.js';
 
 /** The CPU definitions in the files named, in order. */
@@ -32,20 +32,14 @@ export interface CpuTarget {
 
 /**
  * What libvirt compares against: the emulator for the CPU's architecture and
- * the effective virt type here (or the one asked for), as the agent would
- * launch with it — KVM only where KVM is usable.
+ * the virt type an instance of that architecture gets here (or the one asked
+ * for), as the agent would launch it — KVM only where KVM is usable. Where no
+ * instance can run, TCG is what there is to compare with.
  */
-export async function cpuTarget(config: NovaletConfig, cpuArches: string[], requested: 'kvm' | 'qemu' | undefined): Promise<CpuTarget> {
-  const host = await knownHost(config);
+export function cpuTarget(host: ComputeHost, cpuArches: string[], requested: 'kvm' | 'qemu' | undefined): CpuTarget {
   const arch = targetArch(cpuArches, host.probe.arch);
-  const emulator = host.tools.qemuEmulators[arch];
-  if (!emulator) {
-    throw new NovaletError('NO_EMULATOR', `No QEMU system emulator for ${arch} is installed here.`, 'Install it, or compare a CPU of an architecture this host emulates.');
-  }
-  let virttype: 'kvm' | 'qemu';
-  if (requested) virttype = requested;
-  else if (arch !== host.probe.arch) virttype = 'qemu';
-  else virttype = decideVirtType(config.libvirt, host.verdict).effective ?? 'qemu';
+  const emulator = emulatorFor(host.tools.qemuEmulators, arch);
+  const virttype = requested ?? decideVirtType({ libvirt: host.config.libvirt, verdict: host.verdict, hostArch: host.probe.arch, guestArch: arch }).effective ?? 'qemu';
   return { target: { emulator, arch, virttype }, description: `virt type ${virttype}${virttype === 'qemu' ? ' (TCG)' : ' (KVM)'} with ${path.basename(emulator)}` };
 }
 
@@ -64,7 +58,7 @@ export function targetArch(cpuArches: string[], hostArch: string): string {
   return arches[0] as string;
 }
 
-/** The command pool shared with `novalet run`: warm capability caches, one root per process. */
-export function openCommandConnection(config: NovaletConfig): Promise<LibvirtConnection> {
-  return openEmbeddedFromPool(path.join(config.DEFAULT.state_path, 'run', 'libvirt'));
+/** The host the CPU commands compare against, through the one assembly (this boot's self-test, never a new one). */
+export function cpuCommandHost(config: NovaletConfig): Promise<ComputeHost> {
+  return assembleComputeHost({ config, purpose: 'command', selfTest: 'recorded' });
 }

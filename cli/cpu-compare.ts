@@ -3,7 +3,7 @@ import { CompareCpu } from '../hypervisor/libvirt/constants.js';
 import { isLibvirtError } from '../hypervisor/libvirt/error.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
-import { cpuDefinitionsFromFiles, cpuTarget, openCommandConnection } from './cpu-command-support.js';
+import { cpuCommandHost, cpuDefinitionsFromFiles, cpuTarget } from './cpu-command-support.js';
 import { loadCliConfig } from './load-cli-config.js';
 
 const HELP = `usage: novalet cpu-compare FILE [--virt-type kvm|qemu] [--json]
@@ -36,9 +36,10 @@ export async function runCpuCompare(argv: string[]): Promise<number> {
   // As virsh: the first CPU definition in the file is the one compared.
   const [cpu] = await cpuDefinitionsFromFiles([file]);
   if (!cpu) throw new NovaletError('CPU_XML_NO_CPU', `${file} holds no CPU definition.`);
-  const { target, description } = await cpuTarget(loaded.values, [cpu.arch], requested);
-  const connection = await openCommandConnection(loaded.values);
+  const host = await cpuCommandHost(loaded.values);
+  const { connection } = host;
   try {
+    const { target, description } = cpuTarget(host, [cpu.arch], requested);
     const result = await connection.compareHypervisorCpu(cpu.xml, target);
     let missing: string | null = null;
     if (result === 'incompatible') {
@@ -58,6 +59,6 @@ export async function runCpuCompare(argv: string[]): Promise<number> {
     }
     return result === 'incompatible' ? 1 : 0;
   } finally {
-    await connection.close();
+    await host.close();
   }
 }

@@ -14,7 +14,7 @@ export type Command = (args: string[]) => Promise<number>;
 
 /** Commands that embed libvirt's QEMU driver (they may need relaunching: see fork-safety.ts). */
 const COMMANDS: Record<string, { run: Command; summary: string; libvirt?: boolean }> = {
-  validate: { run: runValidate, summary: 'check what this host can virtualize, and what instances will run with here' },
+  validate: { run: runValidate, summary: 'check what this host can virtualize, and what instances will run with here', libvirt: true },
   config: { run: runConfig, summary: 'config show [--json] [--show-secrets] | config sample' },
   capabilities: { run: runCapabilities, summary: "what this host advertises about CPUs: nova's cpu_info, guest CPU models, CPU traits", libvirt: true },
   'cpu-compare': { run: runCpuCompare, summary: 'is the CPU in FILE compatible with this host (as virsh hypervisor-cpu-compare)', libvirt: true },

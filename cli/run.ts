@@ -1,12 +1,7 @@
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { assembleComputeHost } from '../hypervisor/compute-host.js';
 import { followConsole } from '../hypervisor/instance/console-follow.js';
 import { validateInstanceSpec, type InstanceSpec } from '../hypervisor/instance/spec.js';
-import { InstanceLauncher } from '../hypervisor/instance/libvirt-driver.js';
-import { ImageCache } from '../hypervisor/instance/image-cache.js';
-import { prepareHost } from '../hypervisor/compute-host.js';
-import { openEmbeddedFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
@@ -15,9 +10,10 @@ import { loadCliConfig } from './load-cli-config.js';
 const HELP = `usage: novalet run [options]
 
 Runs one instance in the foreground through novalet's launch path (KVM
-decision and self-test, fallback, image cache, CPU options, domain XML) on an
-embedded libvirt of its own under state_path, streams its serial console to
-stdout, and removes the instance when it ends.
+decision and self-test, fallback, image cache, CPU options, domain XML) on
+the libvirt [libvirt] connection_uri names (by default an embedded libvirt of
+its own under state_path/run), streams its serial console to stdout, and
+removes the instance when it ends.
 
   --name NAME            instance name (default run-<id>)
   --image FILE|URL       root disk image; URLs need --checksum sha256:HEX
@@ -95,24 +91,13 @@ export async function runRun(argv: string[]): Promise<number> {
   // Nonsense is refused before anything is fetched, opened or started.
   const valid = validateInstanceSpec(spec);
   const { loaded, log } = loadCliConfig(values);
-  const config = loaded.values;
-  const runDir = path.join(config.DEFAULT.state_path, 'run');
-  await mkdir(runDir, { recursive: true });
-
-  const connection = await openEmbeddedFromPool(path.join(runDir, 'libvirt'));
   const say = (line: string) => process.stderr.write(`novalet run: ${line}\n`);
+  const host = await assembleComputeHost({ config: loaded.values, purpose: 'command', selfTest: 'run', progress: (what) => say(`${what} …`) });
+  const { driver } = host;
   try {
-    const host = await prepareHost({ config, connection, workDir: runDir });
     if (host.selfTest) {
       say(`KVM self-test ${host.selfTest.passed ? 'passed' : 'failed'}${host.selfTest.cached ? ' (cached for this boot)' : ''}: ${host.selfTest.detail}.`);
     }
-    const launcher = new InstanceLauncher({
-      connection,
-      config,
-      host,
-      instancesPath: path.join(runDir, 'instances'),
-      imageCache: new ImageCache(path.join(config.DEFAULT.instances_path, '_base')),
-    });
     const stop = new AbortController();
     let ending: Ending | null = null;
     const end = (e: Ending) => {
@@ -124,16 +109,16 @@ export async function runRun(argv: string[]): Promise<number> {
     const onSignal = (signal: NodeJS.Signals) => end({ status: 130, why: `interrupted by ${signal}` });
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    const unsubscribe = connection.onLifecycleEvent((event) => {
-      if (event.uuid === valid.uuid && (event.event === 'stopped' || event.event === 'crashed')) {
-        end({ status: event.event === 'stopped' ? 0 : 1, why: `the guest ${event.event} (${event.detail})` });
+    const unsubscribe = driver.onLifecycleEvent((event) => {
+      if (event.uuid === valid.uuid && (event.transition === 'stopped' || event.transition === 'crashed')) {
+        end({ status: event.transition === 'stopped' ? 0 : 1, why: `the guest ${event.transition} (${event.detail})` });
       }
     });
     const timer = timeoutSeconds === null ? null : setTimeout(() => end({ status: 124, why: `--timeout ${timeoutSeconds} s reached` }), timeoutSeconds * 1000);
     try {
       let launched;
       try {
-        launched = await launcher.spawn(valid);
+        launched = await driver.spawn(valid);
       } catch (err) {
         if (!(err instanceof NovaletError)) throw err;
         say(`${valid.name} could not be launched: ${err.message}`);
@@ -154,12 +139,12 @@ export async function runRun(argv: string[]): Promise<number> {
       unsubscribe();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      await launcher.delete(valid.uuid);
+      await driver.destroy(valid.uuid);
     }
     const final: Ending = ending ?? { status: 1, why: 'the console ended' };
     say(`${final.why}; the instance is removed.`);
     return final.status;
   } finally {
-    await connection.close();
+    await host.close();
   }
 }

@@ -1,29 +1,35 @@
-import { validateHost, formatValidationReport } from '../hypervisor/validation/host-checks.js';
-import { knownHost } from '../hypervisor/known-verdict.js';
+import { formatValidationReport } from '../hypervisor/validation/host-checks.js';
+import { validateThisHost } from '../hypervisor/validation/validate-host.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { loadCliConfig } from './load-cli-config.js';
 
-const HELP = `usage: novalet validate [--json] [--config-file FILE]... [--config-dir DIR]...
+const HELP = `usage: novalet validate [--json] [--self-test] [--config-file FILE]... [--config-dir DIR]...
 
 Checks, in the manner of virt-host-validate, what this host can virtualize and
-whether the configuration can run instances here; the last line says whether
-instances will run under KVM or under TCG software emulation, and why.
-Exit status: 0 instances can run here, 1 they cannot, 2 bad configuration.`;
+whether the configuration can run instances here (the CPU options as libvirt's
+domain capabilities judge them); the last line says whether instances will run
+under KVM or under TCG software emulation, and why. Where /dev/kvm answers but
+no guest has been booted under KVM in this boot, KVM is unproven: --self-test
+boots the test guest under KVM now and records the result for this boot.
+Exit status: 0 instances can run here, 1 they cannot, 2 bad configuration;
+with --self-test, 1 also when the self-test failed or could not run.`;
 
 export async function runValidate(argv: string[]): Promise<number> {
-  const { values } = parseCommandArgs('validate', argv, { ...CONFIG_OPTIONS, json: { type: 'boolean' } });
+  const { values } = parseCommandArgs('validate', argv, { ...CONFIG_OPTIONS, json: { type: 'boolean' }, 'self-test': { type: 'boolean' } });
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
   const { loaded, log } = loadCliConfig(values);
-  const config = loaded.values;
-  const { probe, tools, verdict, selfTest } = await knownHost(config);
-  const report = validateHost({ probe, verdict, tools, config, selfTest });
+  const selfTest = Boolean(values['self-test']);
+  const report = await validateThisHost(loaded.values, { selfTest, progress: (what) => log.info(what) });
   log.debug(
-    { kvm_usable: verdict.usable, reasons: verdict.reasons.map((r) => r.code), virt_type: report.virt_type, effective_virt_type: report.effective_virt_type },
+    { kvm_usable: report.kvm.usable, reasons: report.kvm.reasons.map((r) => r.code), virt_type: report.virt_type, effective_virt_type: report.effective_virt_type },
     'host validated',
   );
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatValidationReport(report)}\n`);
-  return report.can_run_instances ? 0 : 1;
+  if (!report.can_run_instances) return 1;
+  // --self-test answers whether KVM really runs guests, where that was the question.
+  if (selfTest && (report.kvm_unproven || report.self_test?.passed === false)) return 1;
+  return 0;
 }

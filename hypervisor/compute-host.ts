@@ -1,67 +1,188 @@
+/**
+ * The one assembly of a compute host: probe → the libvirt connection that
+ * `[libvirt] connection_uri` names → the KVM self-test → the verdict with
+ * all its evidence → the ComputeDriver. Every command that needs libvirt
+ * (`run`, `validate`, `capabilities`, `cpu-compare`, `cpu-baseline`) and the
+ * compute service come through here, so that they all judge the host alike
+ * and all honour connection_uri.
+ *
+ * Which connection, for which purpose:
+ * - connection_uri set (qemu:///system where a libvirtd runs, or any other
+ *   URI): that URI, for the service and the commands alike.
+ * - connection_uri empty (the default): the service embeds libvirt's QEMU
+ *   driver at `<state_path>/libvirt`; the commands embed a root of their own
+ *   from the pool under `<state_path>/run/libvirt` — libvirt lets one process
+ *   hold an embedded root, and a command must work beside a running service.
+ *   `run`'s transient instances go under `<state_path>/run/instances`, apart
+ *   from the service's `instances_path`; the image cache is shared.
+ */
 import path from 'node:path';
+import { effectiveConnectionUri } from '../config/effective-values.js';
 import type { NovaletConfig } from '../config/novalet-config.js';
-import type { HostProbe, KvmVerdict } from './host/facts.js';
+import type { KvmVerdict } from '../messaging/contracts/kvm-verdict.js';
+import type { HostProbe } from './host/facts.js';
+import { pathExists } from './host/path-exists.js';
 import { probeHost } from './host/probe.js';
 import { probeHostTools, type HostTools } from './host/tools.js';
-import type { LaunchHost } from './instance/libvirt-driver.js';
-import { bootSelfTestGuest } from './virt-type/self-test-boot.js';
-import { kvmDeviceWorks, kvmSelfTest, qemuVersion, readBootId, SELF_TEST_CACHE, verdictWithSelfTest, type SelfTestResult } from './virt-type/self-test.js';
-import { judgeKvm } from './virt-type/kvm-reasons.js';
+import { ImageCache } from './instance/image-cache.js';
+import { LibvirtDriver } from './instance/libvirt-driver.js';
 import type { LibvirtConnection } from './libvirt/connection.js';
+import { LibvirtConnection as Connection } from './libvirt/connection.js';
+import { embeddedRootOf, prepareEmbeddedRoot } from './libvirt/embedded-root.js';
+import { openEmbeddedRootFromPool } from './libvirt/embedded-root-pool.js';
+import { judgeKvm, selfTestNotNeeded } from './virt-type/decision.js';
+import { bootSelfTestGuest } from './virt-type/self-test-boot.js';
+import { kvmSelfTest, qemuVersion, readBootId, readCachedSelfTest, SELF_TEST_CACHE, type SelfTestResult } from './virt-type/self-test.js';
 import { testGuestFiles } from './virt-type/test-guest.js';
-import { pathExists } from './host/path-exists.js';
+
+/** The compute service, or one of the commands (see the file comment). */
+export type HostPurpose = 'service' | 'command';
 
 /**
- * What the launch path knows of this host: the probe, the tools, and the
- * KVM verdict with the self-test's evidence. The self-test runs when the
- * configuration wants KVM and /dev/kvm answers at the ioctl level — then
- * only a booted guest can tell whether KVM really works.
+ * What becomes of the self-test: 'recorded' takes this boot's result if
+ * there is one and never boots a guest; 'run' boots one when this boot has
+ * none; 'again' boots one whatever is recorded.
  */
-export interface PreparedHost extends LaunchHost {
+export type SelfTestPolicy = 'recorded' | 'run' | 'again';
+
+/** What is known of KVM here: the probe, the tools, this boot's self-test, the verdict on all of it. */
+export interface KnownHost {
   probe: HostProbe;
   tools: HostTools;
-  /** The verdict of the host probe alone. */
-  probeVerdict: KvmVerdict;
-  /** null when it did not run; `selfTestSkipped` then says why. */
   selfTest: SelfTestResult | null;
-  selfTestSkipped: string | null;
+  /** Why there is no self-test result (a phrase), when there is none. */
+  selfTestMissing: string | null;
+  /** True when the self-test applies here and has not run in this boot: KVM is unproven. */
+  selfTestPending: boolean;
+  verdict: KvmVerdict;
 }
 
+export interface ComputeHost extends KnownHost {
+  config: NovaletConfig;
+  connection: LibvirtConnection;
+  driver: LibvirtDriver;
+  /** Closes the connection, unless it was given. */
+  close(): Promise<void>;
+}
 
-export async function prepareHost(options: { config: NovaletConfig; connection: LibvirtConnection; workDir: string }): Promise<PreparedHost> {
-  const { config, connection } = options;
-  const [probe, tools] = await Promise.all([probeHost(), probeHostTools()]);
-  const probeVerdict = judgeKvm(probe);
-  const emulator = tools.qemuEmulators[probe.arch];
-  let selfTest: SelfTestResult | null = null;
-  let selfTestSkipped: string | null = null;
-  const guestDir = config.libvirt.kvm_selftest_guest_dir;
-  if (config.libvirt.virt_type !== 'kvm') {
-    selfTestSkipped = `[libvirt] virt_type = ${config.libvirt.virt_type}: KVM is not wanted.`;
-  } else if (!kvmDeviceWorks(probe)) {
-    selfTestSkipped = '/dev/kvm does not answer as KVM: there is no KVM to test.';
-  } else if (!emulator) {
-    selfTestSkipped = `No QEMU system emulator for ${probe.arch}.`;
-  } else if (!(await pathExists(testGuestFiles(guestDir).kernel))) {
-    selfTestSkipped = `The self-test guest is missing from ${guestDir}; KVM is judged by the host probe alone. Build it with deploy/build-test-guest.sh ${guestDir}.`;
-  } else {
-    const [bootId, version] = await Promise.all([readBootId(), qemuVersion(emulator)]);
-    selfTest = await kvmSelfTest({
-      cacheFile: path.join(config.DEFAULT.state_path, SELF_TEST_CACHE),
-      bootId,
-      qemuVersion: version,
-      timeoutMs: config.libvirt.kvm_selftest_timeout * 1000,
-      boot: (timeoutMs) => bootSelfTestGuest({ connection, guestDir, emulator, arch: probe.arch, workDir: options.workDir, timeoutMs }),
-    });
+export interface ComputeHostOptions {
+  config: NovaletConfig;
+  purpose: HostPurpose;
+  selfTest: SelfTestPolicy;
+  /** A connection already open (tests and benchmarks on their pools of roots); it stays open on close(). */
+  connection?: LibvirtConnection;
+  /** Told before each long phase, so that nobody waits in silence. */
+  progress?: (what: string) => void;
+}
+
+/** The connection `[libvirt] connection_uri` names, for this purpose. */
+export async function openHostConnection(config: NovaletConfig, purpose: HostPurpose): Promise<LibvirtConnection> {
+  const configured = config.libvirt.connection_uri;
+  if (configured === '' && purpose === 'command') {
+    return (await openEmbeddedRootFromPool(path.join(config.DEFAULT.state_path, 'run', 'libvirt'))).connection;
   }
-  return {
-    arch: probe.arch,
-    probe,
-    tools,
-    probeVerdict,
-    selfTest,
-    selfTestSkipped,
-    verdict: verdictWithSelfTest(probeVerdict, selfTest),
-    qemuEmulators: tools.qemuEmulators,
-  };
+  const uri = effectiveConnectionUri(config);
+  const root = embeddedRootOf(uri);
+  return Connection.open(root === null ? uri : await prepareEmbeddedRoot(root));
+}
+
+/** Where this purpose's instances live. */
+export function instancesPathFor(config: NovaletConfig, purpose: HostPurpose): string {
+  return purpose === 'service' ? config.DEFAULT.instances_path : path.join(config.DEFAULT.state_path, 'run', 'instances');
+}
+
+interface SelfTestPlan {
+  /** null when the self-test does not apply here; `missing` says why. */
+  emulator: string | null;
+  missing: string | null;
+  cacheFile: string;
+}
+
+async function planSelfTest(config: NovaletConfig, probe: HostProbe, tools: HostTools): Promise<SelfTestPlan> {
+  const cacheFile = path.join(config.DEFAULT.state_path, SELF_TEST_CACHE);
+  const notNeeded = selfTestNotNeeded(config.libvirt, probe);
+  if (notNeeded !== null) return { emulator: null, missing: notNeeded, cacheFile };
+  const emulator = tools.qemuEmulators[probe.arch];
+  if (emulator === undefined) return { emulator: null, missing: `no QEMU system emulator for ${probe.arch} is installed to boot a test guest with`, cacheFile };
+  return { emulator, missing: null, cacheFile };
+}
+
+const NOT_RUN = 'no guest has been booted under KVM in this boot';
+
+async function recordedSelfTest(plan: SelfTestPlan): Promise<SelfTestResult | null> {
+  if (plan.emulator === null || !(await pathExists(plan.cacheFile))) return null;
+  const [bootId, version] = await Promise.all([readBootId(), qemuVersion(plan.emulator)]);
+  return readCachedSelfTest(plan.cacheFile, bootId, version);
+}
+
+/** What is known of KVM here without libvirt and without booting anything: the probe and this boot's recorded self-test. */
+export async function knownHost(config: NovaletConfig): Promise<KnownHost> {
+  const [probe, tools] = await Promise.all([probeHost(), probeHostTools()]);
+  const plan = await planSelfTest(config, probe, tools);
+  const selfTest = await recordedSelfTest(plan);
+  const pending = plan.emulator !== null && selfTest === null;
+  const missing = plan.missing ?? (pending ? NOT_RUN : null);
+  return { probe, tools, selfTest, selfTestMissing: missing, selfTestPending: pending, verdict: judgeKvm({ probe, selfTest }) };
+}
+
+export async function assembleComputeHost(options: ComputeHostOptions): Promise<ComputeHost> {
+  const { config, purpose } = options;
+  const [probe, tools] = await Promise.all([probeHost(), probeHostTools()]);
+  const connection = options.connection ?? (await openHostConnection(config, purpose));
+  try {
+    const plan = await planSelfTest(config, probe, tools);
+    let selfTest: SelfTestResult | null = null;
+    let missing = plan.missing;
+    if (plan.emulator !== null && options.selfTest === 'recorded') {
+      selfTest = await recordedSelfTest(plan);
+      if (selfTest === null) missing = NOT_RUN;
+    } else if (plan.emulator !== null) {
+      const guestDir = config.libvirt.kvm_selftest_guest_dir;
+      if (!(await pathExists(testGuestFiles(guestDir).kernel))) {
+        missing = `the self-test guest is missing from ${guestDir}, so KVM is judged by the host probe alone; build it with deploy/build-test-guest.sh ${guestDir}`;
+      } else {
+        const emulator = plan.emulator;
+        const [bootId, version] = await Promise.all([readBootId(), qemuVersion(emulator)]);
+        const timeoutMs = config.libvirt.kvm_selftest_timeout * 1000;
+        selfTest = await kvmSelfTest({
+          cacheFile: plan.cacheFile,
+          bootId,
+          qemuVersion: version,
+          timeoutMs,
+          again: options.selfTest === 'again',
+          boot: (ms) => {
+            options.progress?.(`checking that KVM really runs guests: booting a test guest under KVM (up to ${Math.round(ms / 1000)} s)`);
+            return bootSelfTestGuest({ connection, guestDir, emulator, arch: probe.arch, workDir: config.DEFAULT.state_path, timeoutMs: ms });
+          },
+        });
+      }
+    }
+    const verdict = judgeKvm({ probe, selfTest });
+    const instancesPath = instancesPathFor(config, purpose);
+    const driver = new LibvirtDriver({
+      connection,
+      config,
+      host: { arch: probe.arch, verdict, qemuEmulators: tools.qemuEmulators },
+      instancesPath,
+      imageCache: new ImageCache(path.join(config.DEFAULT.instances_path, '_base')),
+    });
+    const owned = options.connection === undefined;
+    return {
+      config,
+      probe,
+      tools,
+      selfTest,
+      selfTestMissing: selfTest === null ? missing : null,
+      selfTestPending: plan.emulator !== null && selfTest === null,
+      verdict,
+      connection,
+      driver,
+      close: async () => {
+        if (owned) await connection.close();
+      },
+    };
+  } catch (err) {
+    if (options.connection === undefined) await connection.close();
+    throw err;
+  }
 }

@@ -2,8 +2,8 @@ import type { DomainCapabilities } from '../libvirt/domain-capabilities.js';
 
 /**
  * `<cpu>` documents for libvirt's CPU APIs (compare, baseline): a custom CPU
- * of exactly one model, and the host-model CPU of domain capabilities
- * written as one. Names are escaped: models and features come from
+ * of exactly one model, a host CPU, and the host-model CPU of domain
+ * capabilities written as a custom one. Names are escaped: models and features come from
  * configuration and from libvirt.
  */
 
@@ -22,6 +22,18 @@ export function customCpuXml(model: string, vendor: string | null, features: rea
     `<model fallback='forbid'>${escapeXml(model)}</model>`,
     vendor ? `<vendor>${escapeXml(vendor)}</vendor>` : '',
     ...features.map((f) => `<feature policy='${escapeXml(f.policy ?? 'require')}' name='${escapeXml(f.name)}'/>`),
+    '</cpu>',
+  ].join('');
+}
+
+/** A host `<cpu>` as libvirt's capabilities describe one: arch, model, vendor and the features it has. */
+export function hostCpuXml(cpu: { arch: string; model: string; vendor: string | null; features: readonly string[] }): string {
+  return [
+    '<cpu>',
+    `<arch>${escapeXml(cpu.arch)}</arch>`,
+    `<model>${escapeXml(cpu.model)}</model>`,
+    cpu.vendor ? `<vendor>${escapeXml(cpu.vendor)}</vendor>` : '',
+    ...cpu.features.map((name) => `<feature name='${escapeXml(name)}'/>`),
     '</cpu>',
   ].join('');
 }

@@ -114,7 +114,7 @@ function hostModelInstead(input: GuestCpuChoiceInput, why: string): GuestCpuChoi
     throw new GuestCpuError(
       'CPU_MODE_UNSUPPORTED',
       `${why}, and host-model is not supported under ${virtTypeWords(input.virtType)} here either.`,
-      `Set [libvirt] cpu_mode = custom with one of the usable models: ${listed(offered(caps.cpu.custom.models.filter((m) => m.usable === 'yes')))}.`,
+      `Set [libvirt] cpu_mode = custom with one of the usable models: ${listed(usableModels(caps))}.`,
     );
   }
   const base = guestCpu({ ...input.libvirt, cpu_mode: 'host-model', cpu_models: [] });
@@ -132,7 +132,7 @@ function chooseCustom(input: GuestCpuChoiceInput): GuestCpuChoice {
   const wanted = input.libvirt.cpu_models;
   const configured = `[libvirt] cpu_models = ${wanted.join(', ')}`;
   const under = `under ${virtTypeWords(input.virtType)} here`;
-  const usable = offered(models.filter((m) => m.usable === 'yes'));
+  const usable = usableModels(caps);
   const resolved: CpuModelCapability[] = [];
   for (const name of wanted) {
     const model = byName.get(name.toLowerCase());
@@ -200,7 +200,7 @@ export function chooseGuestCpu(input: GuestCpuChoiceInput): GuestCpuChoice {
     if (outcome !== 'kept') {
       const why = '[libvirt] cpu_mode = host-passthrough needs KVM: TCG software emulation cannot pass the host CPU through';
       if (outcome === 'host-model') return hostModelInstead(input, `${why}, and instances fall back to TCG because KVM is not usable`);
-      const usable = offered(caps.cpu.custom.models.filter((m) => m.usable === 'yes'));
+      const usable = usableModels(caps);
       throw new GuestCpuError(
         'CPU_MODE_NEEDS_KVM',
         `${why}, and [libvirt] virt_type = qemu runs every instance under TCG.`,
@@ -215,7 +215,7 @@ export function chooseGuestCpu(input: GuestCpuChoiceInput): GuestCpuChoice {
 
   if (mode === 'host-model') {
     if (!caps.cpu.hostModel.supported) {
-      const usable = offered(caps.cpu.custom.models.filter((m) => m.usable === 'yes'));
+      const usable = usableModels(caps);
       throw new GuestCpuError(
         'CPU_MODE_UNSUPPORTED',
         `[libvirt] cpu_mode = host-model is not supported by ${caps.path} under ${virtTypeWords(input.virtType)} here.`,

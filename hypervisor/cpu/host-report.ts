@@ -1,18 +1,19 @@
 import { configuredMachineType } from '../../config/effective-values.js';
 import type { LibvirtSection } from '../../config/novalet-config.js';
-import { NovaletError } from '../../config/novalet-error.js';
 import { cpuFeaturesToTraits } from './traits.js';
-import { customCpuXml, escapeXml, hostModelCpuXml } from './api-xml.js';
-import { isX86 } from '../host/cpuinfo.js';
+import { customCpuXml, hostCpuXml, hostModelCpuXml } from './api-xml.js';
+import { isX86, x86WordSize } from '../host/cpuinfo.js';
 import { GuestCpuError, usableModels, type GuestCpuChoice } from './guest-choice.js';
 import { checkGuestCpu } from './guest-check.js';
-import type { KvmVerdict } from '../host/facts.js';
+import type { NovaCpuInfo } from '../../messaging/contracts/cpu-info.js';
+import type { KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
+import { emulatorFor } from '../host/tools.js';
 import { attr, child, children, parseDocument, text } from '../libvirt/capabilities-xml.js';
 import { parseCapabilities, type HostCapabilities } from '../libvirt/capabilities.js';
 import { parseDomainCapabilities, type DomainCapabilities } from '../libvirt/domain-capabilities.js';
 import { BaselineCpu } from '../libvirt/constants.js';
 import type { HypervisorCpuTarget, LibvirtConnection } from '../libvirt/connection.js';
-import { decideVirtType, type EffectiveVirtType } from '../virt-type/decision.js';
+import { availableVirtTypes, decideVirtType, type EffectiveVirtType } from '../virt-type/decision.js';
 
 /**
  * What this host advertises about CPUs (`novalet capabilities`, and what the
@@ -26,14 +27,7 @@ import { decideVirtType, type EffectiveVirtType } from '../virt-type/decision.js
  * serialised as it is.
  */
 
-/** nova's cpu_info, as the libvirt driver's _get_cpu_info builds it (features sorted). */
-export interface NovaCpuInfo {
-  arch: string;
-  model: string | null;
-  vendor: string | null;
-  topology: { cells: number; sockets: number | null; cores: number | null; threads: number | null };
-  features: string[];
-}
+export type { NovaCpuInfo } from '../../messaging/contracts/cpu-info.js';
 
 /** The host-model CPU of one virt type, as KubeVirt's node labeller reads it from domain capabilities. */
 export interface HostModelReport {
@@ -50,7 +44,7 @@ export interface VirtTypeCpuReport {
   emulator: string;
   /** The machine type libvirt answered for (its default unless [libvirt] hw_machine_type names one for this architecture). */
   machine: string | null;
-  /** Named models QEMU can give under this virt type (guest-cpu-choice's usableModels: aliases rather than -vN versions). */
+  /** Named models QEMU can give under this virt type (guest-choice.ts's usableModels: aliases rather than -vN versions). */
   usable_models: string[];
   host_model: HostModelReport;
   host_passthrough_supported: boolean;
@@ -90,7 +84,7 @@ export interface HostCpuReport {
 export interface HostCpuReportInput {
   connection: LibvirtConnection;
   libvirt: LibvirtSection;
-  /** The KVM verdict (known-verdict.ts's knownHost, or the agent's own with its self-test). */
+  /** The KVM verdict, with the self-test's evidence (compute-host.ts). */
   verdict: KvmVerdict;
   /** QEMU system emulators by architecture (host/tools.ts: qemuEmulators). */
   emulators: Readonly<Record<string, string>>;
@@ -127,20 +121,7 @@ function hostModelReport(caps: DomainCapabilities): HostModelReport {
 
 /** nova's default CPU model where cpu_mode = none (libvirt/utils.py get_cpu_model_from_arch): QEMU's default CPU. */
 function defaultModel(arch: string): string {
-  return arch === 'i686' || arch === 'i386' ? 'qemu32' : 'qemu64';
-}
-
-/** The host CPU as libvirt's capabilities describe it, as a host `<cpu>` (arch, model, vendor, features). */
-function hostCpuXml(caps: HostCapabilities, model: string): string {
-  const cpu = caps.host.cpu;
-  return [
-    '<cpu>',
-    `<arch>${escapeXml(cpu.arch)}</arch>`,
-    `<model>${escapeXml(model)}</model>`,
-    cpu.vendor ? `<vendor>${escapeXml(cpu.vendor)}</vendor>` : '',
-    ...cpu.features.map((name) => `<feature name='${escapeXml(name)}'/>`),
-    '</cpu>',
-  ].join('');
+  return x86WordSize(arch) === 32 ? 'qemu32' : 'qemu64';
 }
 
 /**
@@ -155,7 +136,7 @@ function unexpandedCpu(choice: GuestCpuChoice, caps: HostCapabilities, domainCap
   if (cpu.mode === 'host-model') return hostModelCpuXml(domainCaps);
   if (cpu.mode === 'custom') return cpu.model === null ? null : customCpuXml(cpu.model, null, []);
   const model = caps.host.cpu.model;
-  return model === null ? null : hostCpuXml(caps, model);
+  return model === null ? null : hostCpuXml({ ...caps.host.cpu, model });
 }
 
 /** The model and the features present (no policy, or 'require') of an expanded `<cpu>` from libvirt. */
@@ -207,15 +188,13 @@ export async function gatherHostCpuReport(input: HostCpuReportInput): Promise<Ho
   const { connection, libvirt, verdict } = input;
   const caps = parseCapabilities(await connection.getCapabilities());
   const arch = caps.host.arch;
-  const emulator = input.emulators[arch] ?? caps.guests.find((g) => g.arch === arch && g.osType === 'hvm')?.emulator ?? null;
-  if (emulator === null) {
-    throw new NovaletError('NO_EMULATOR', `No QEMU system emulator for this host's architecture (${arch}) is installed, so no instance can run here.`, `Install QEMU's system emulator for ${arch} (on Debian, the qemu-system-x86 package for x86 hosts, qemu-system-arm for Arm ones).`);
-  }
+  const listed = caps.guests.find((g) => g.arch === arch && g.osType === 'hvm')?.emulator;
+  const emulator = emulatorFor({ ...(listed ? { [arch]: listed } : {}), ...input.emulators }, arch);
   const machine = configuredMachineType(libvirt.hw_machine_type, arch);
 
   const domainCaps = new Map<EffectiveVirtType, DomainCapabilities>();
   const virtTypes: Partial<Record<EffectiveVirtType, VirtTypeCpuReport>> = {};
-  for (const virtType of verdict.usable ? (['qemu', 'kvm'] as const) : (['qemu'] as const)) {
+  for (const virtType of availableVirtTypes(verdict)) {
     const query = { emulatorbin: emulator, arch, virttype: virtType, ...(machine ? { machine } : {}) };
     const parsed = parseDomainCapabilities(await connection.getDomainCapabilities(query));
     domainCaps.set(virtType, parsed);
@@ -228,7 +207,7 @@ export async function gatherHostCpuReport(input: HostCpuReportInput): Promise<Ho
     };
   }
 
-  const decision = decideVirtType(libvirt, verdict);
+  const decision = decideVirtType({ libvirt, verdict, hostArch: arch });
   const guest: GuestCpuReport = {
     virt_type: decision.effective,
     fell_back: decision.fellBack,

@@ -81,7 +81,14 @@ export function hardwareVirtualizationFlag(cpu: CpuInfo): 'vmx' | 'svm' | null {
   return null;
 }
 
-/** Whether vmx/svm are how this architecture shows hardware virtualization in cpuinfo. */
+/** 32 or 64 for the x86 family's architecture names (as uname, libvirt and Debian spell them), null for any other. */
+export function x86WordSize(arch: string): 32 | 64 | null {
+  if (/^(x86_64|amd64)$/.test(arch)) return 64;
+  if (/^(i[3-6]86|x86)$/.test(arch)) return 32;
+  return null;
+}
+
+/** Whether the architecture is x86 (32 or 64 bit): where vmx/svm show hardware virtualization in cpuinfo. */
 export function isX86(arch: string): boolean {
-  return /^(x86_64|amd64|i[3-6]86|x86)$/.test(arch);
+  return x86WordSize(arch) !== null;
 }

@@ -1,7 +1,8 @@
 /**
  * What the host probe finds out. Plain data: the probe fills it from a root
  * directory (`/` on a real host, a fixture tree in unit tests); the KVM
- * verdict and `novalet validate` read only this.
+ * verdict (virt-type/decision.ts) and `novalet validate` read only this.
+ * Facts only: what they mean for KVM is decided in virt-type/.
  */
 
 export interface CpuInfo {
@@ -83,18 +84,4 @@ export interface HostProbe {
   kvmDevice: KvmDeviceFacts;
   kvmModule: KvmModuleFacts;
   hypervisor: OuterHypervisorFacts;
-}
-
-export interface KvmReason {
-  /** Stable, SCREAMING_SNAKE code, e.g. NO_HW_VIRT_IN_VM. */
-  code: string;
-  /** What is wrong, as a sentence. */
-  message: string;
-  /** What to do about it, as a sentence (always mentions the TCG fallback). */
-  remedy: string;
-}
-
-export interface KvmVerdict {
-  usable: boolean;
-  reasons: KvmReason[];
 }

@@ -91,3 +91,11 @@ export async function probeKvmDevice(path: string, ioctls: KvmIoctls | Promise<K
   }
   return interrogateKvmDevice(path, status.isCharDevice || answering.standsInForCharDevice === true, answering);
 }
+
+/**
+ * The device answers as KVM at the ioctl level: the stable API and a VM
+ * created. Only then is there a KVM to trust, to test or to report on.
+ */
+export function kvmDeviceAnswers(device: KvmDeviceFacts): boolean {
+  return device.apiVersion === KVM_STABLE_API_VERSION && device.createVm?.ok === true;
+}

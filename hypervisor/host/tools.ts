@@ -1,5 +1,6 @@
 import { readdir, access, constants } from 'node:fs/promises';
 import path from 'node:path';
+import { NovaletError } from '../../config/novalet-error.js';
 import { checkLibvirtLibrary, type LibvirtAvailability } from '../libvirt/library.js';
 
 /** The programs and libraries novalet runs instances with, as found on this host. */
@@ -56,4 +57,15 @@ export async function probeHostTools(root = '/'): Promise<HostTools> {
     qemuImg: hasQemuImg ? '/usr/bin/qemu-img' : null,
     libvirt: checkLibvirtLibrary(),
   };
+}
+
+/** The QEMU system emulator for guests of `arch`; NO_EMULATOR when none is installed. */
+export function emulatorFor(emulators: Readonly<Record<string, string>>, arch: string): string {
+  const emulator = emulators[arch];
+  if (emulator !== undefined) return emulator;
+  throw new NovaletError(
+    'NO_EMULATOR',
+    `No QEMU system emulator for ${arch} guests is installed here.`,
+    `Install QEMU's system emulator for ${arch} (on Debian: qemu-system-x86 for x86 guests, qemu-system-arm for Arm ones), or use an image of an architecture this host emulates.`,
+  );
 }

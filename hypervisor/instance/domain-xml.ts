@@ -1,5 +1,6 @@
 import { XMLBuilder } from 'fast-xml-parser';
 import type { GuestCpu } from '../cpu/guest.js';
+import { isX86 } from '../host/cpuinfo.js';
 import { metadataElement, type InstanceMetadata } from './metadata.js';
 
 /**
@@ -72,7 +73,7 @@ function osElement(def: DomainDefinition): Record<string, unknown> {
     os.boot = { '@_dev': 'hd' };
   }
   // nova's sysinfo: the guest can read its UUID as the SMBIOS serial.
-  if (def.arch === 'x86_64' || def.arch === 'i686') os.smbios = { '@_mode': 'sysinfo' };
+  if (isX86(def.arch)) os.smbios = { '@_mode': 'sysinfo' };
   return os;
 }
 
@@ -97,7 +98,7 @@ function devices(def: DomainDefinition): Record<string, unknown> {
 }
 
 export function buildDomainXml(def: DomainDefinition): string {
-  const isX86 = def.arch === 'x86_64' || def.arch === 'i686';
+  const x86 = isX86(def.arch);
   const domain: Record<string, unknown> = {
     '@_type': def.virtType,
     name: def.domainName,
@@ -107,7 +108,7 @@ export function buildDomainXml(def: DomainDefinition): string {
     memory: { '@_unit': 'MiB', '#text': def.memoryMiB },
     vcpu: { '@_placement': 'static', '#text': def.vcpus },
   };
-  if (isX86) {
+  if (x86) {
     domain.sysinfo = {
       '@_type': 'smbios',
       system: {
@@ -123,7 +124,7 @@ export function buildDomainXml(def: DomainDefinition): string {
   domain.os = osElement(def);
   // ACPI is what lets the guest power off when libvirt presses the power button.
   // Elsewhere (Arm) libvirt ties ACPI to UEFI firmware, which a kernel boot has not.
-  if (isX86) domain.features = { acpi: '', apic: '' };
+  if (x86) domain.features = { acpi: '', apic: '' };
   const cpu = cpuElement(def.cpu);
   if (cpu) domain.cpu = cpu;
   domain.on_poweroff = 'destroy';

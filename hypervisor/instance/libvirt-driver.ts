@@ -4,29 +4,47 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { configuredMachineType } from '../../config/effective-values.js';
 import type { NovaletConfig } from '../../config/novalet-config.js';
 import { NovaletError } from '../../config/novalet-error.js';
-import { lastLines } from './console-log.js';
-import { buildDomainXml, domainNameFor, type DomainDefinition } from './domain-xml.js';
-import type { KvmVerdict } from '../host/facts.js';
+import type { SupportedInstance } from '../../messaging/contracts/capability-report.js';
+import type { EffectiveVirtType, KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
+import type {
+  ComputeDriver,
+  DriverHostCapabilities,
+  DriverInstance,
+  InstanceLifecycleEvent,
+  LifecycleSubscription,
+  PowerState,
+  RebootType,
+  SpawnedInstance,
+} from '../compute-driver.js';
 import type { GuestCpu } from '../cpu/guest.js';
 import { checkGuestCpu, type CheckedGuestCpu } from '../cpu/guest-check.js';
-import { ImageCache, type CachedImage } from './image-cache.js';
-import type { ValidInstanceSpec } from './spec.js';
-import { asKvmFault, KvmUnavailableError } from '../virt-type/kvm-fault.js';
+import { gatherHostCpuReport } from '../cpu/host-report.js';
+import { emulatorFor } from '../host/tools.js';
+import { parseCapabilities } from '../libvirt/capabilities.js';
 import type { LibvirtConnection } from '../libvirt/connection.js';
+import type { DomainStateName } from '../libvirt/domain-lifecycle.js';
 import type { LibvirtDomain } from '../libvirt/domain.js';
+import { decideVirtType, type VirtTypeDecision } from '../virt-type/decision.js';
+import { asKvmFault, KvmUnavailableError } from '../virt-type/kvm-fault.js';
+import { lastLines } from './console-log.js';
+import { buildDomainXml, domainNameFor, NOVALET_DOMAIN_PREFIX, type DomainDefinition } from './domain-xml.js';
+import { ImageCache, type CachedImage } from './image-cache.js';
 import { createOverlay } from './qemu-img.js';
-import { decideInstanceVirtType, type EffectiveVirtType, type InstanceVirtType } from '../virt-type/decision.js';
+import type { ValidInstanceSpec } from './spec.js';
 
 /**
- * The one launch path, used by the compute agent and by `novalet run`:
- * virt type decision, image cache and overlay, kernel files, CPU options,
- * domain XML, define and start. A launch that fails at any step leaves
- * nothing behind: no domain, no instance folder.
+ * The ComputeDriver on libvirt's QEMU driver (nova's LibvirtDriver): the one
+ * launch path, used by the compute agent and by `novalet run` — virt type
+ * decision, image cache and overlay, kernel files, CPU options, domain XML,
+ * define and start — and the operations on the guests it made. A spawn that
+ * fails at any step leaves nothing behind: no domain, no instance folder.
+ * Only domains named novalet-<uuid> are this driver's.
  */
 
 export class LaunchError extends NovaletError {}
 
-export interface LaunchHost {
+/** What the driver needs to know of the host; compute-host.ts finds it out. */
+export interface DriverHost {
   arch: string;
   /** The verdict including the self-test's evidence. */
   verdict: KvmVerdict;
@@ -34,22 +52,18 @@ export interface LaunchHost {
   qemuEmulators: Record<string, string>;
 }
 
-export interface LaunchedInstance {
-  uuid: string;
+/** What a libvirt spawn made, beyond the interface's answer: where its files and console are. */
+export interface LaunchedInstance extends SpawnedInstance {
   domainName: string;
-  virtType: 'kvm' | 'qemu';
-  virtTypeReason: string;
   instanceDir: string;
   consoleLog: string;
   image: CachedImage | null;
-  /** The guest CPU setting used, and what stood in for the configured one, if anything did. */
-  guestCpu: { setting: string; substitution: string | null };
 }
 
-export interface LauncherOptions {
+export interface LibvirtDriverOptions {
   connection: LibvirtConnection;
   config: NovaletConfig;
-  host: LaunchHost;
+  host: DriverHost;
   /** Where each instance's folder goes (`[DEFAULT] instances_path`). */
   instancesPath: string;
   /** The image cache; `<instances_path>/_base` unless given. */
@@ -77,24 +91,39 @@ async function requireReadable(file: string, what: string): Promise<void> {
   }
 }
 
-export class InstanceLauncher {
+/** libvirt's domain states as nova's power states (nova/virt/libvirt/driver.py LIBVIRT_POWER_STATE). */
+const POWER_STATE: Record<DomainStateName, PowerState> = {
+  nostate: 'nostate',
+  running: 'running',
+  blocked: 'running',
+  paused: 'paused',
+  shutdown: 'shutdown',
+  shutoff: 'shutdown',
+  crashed: 'crashed',
+  pmsuspended: 'suspended',
+};
+
+export class LibvirtDriver implements ComputeDriver {
   readonly imageCache: ImageCache;
   /** The checked guest CPU per virt type (and whether TCG is the fallback): one libvirt query each. */
   readonly #guestCpus = new Map<string, Promise<CheckedGuestCpu>>();
 
-  constructor(private readonly options: LauncherOptions) {
+  constructor(private readonly options: LibvirtDriverOptions) {
     this.imageCache = options.imageCache ?? new ImageCache(path.join(options.instancesPath, '_base'));
+  }
+
+  get connection(): LibvirtConnection {
+    return this.options.connection;
   }
 
   instanceDir(uuid: string): string {
     return path.join(this.options.instancesPath, uuid);
   }
 
-  /** Everything up to the domain's definition; throws before touching libvirt when the spec cannot run. */
-  private async prepare(spec: ValidInstanceSpec): Promise<{ def: DomainDefinition; image: CachedImage | null; guestCpu: LaunchedInstance['guestCpu'] }> {
+  /** The virt type an instance runs with, and why (virt-type/decision.ts). */
+  private virtTypeFor(spec: ValidInstanceSpec, guestArch: string): VirtTypeDecision & { effective: EffectiveVirtType } {
     const { config, host } = this.options;
-    const guestArch = spec.imageProperties.hw_architecture ?? host.arch;
-    const decided = decideInstanceVirtType({
+    const decision = decideVirtType({
       libvirt: config.libvirt,
       verdict: host.verdict,
       hostArch: host.arch,
@@ -102,11 +131,16 @@ export class InstanceLauncher {
       requested: spec.virtType,
       imageHvType: spec.imageProperties.img_hv_type,
     });
-    if ('fault' in decided) throw new KvmUnavailableError(decided.fault);
-    const emulator = host.qemuEmulators[guestArch];
-    if (!emulator) {
-      throw new LaunchError('NO_EMULATOR', `No QEMU system emulator for ${guestArch} guests is installed here.`, `Install it (for Arm: qemu-system-arm), or use an image for ${host.arch}.`);
-    }
+    if (decision.effective === null) throw new KvmUnavailableError(decision.reason);
+    return { ...decision, effective: decision.effective };
+  }
+
+  /** Everything up to the domain's definition; throws before touching libvirt when the spec cannot run. */
+  private async prepare(spec: ValidInstanceSpec): Promise<{ def: DomainDefinition; image: CachedImage | null; guestCpu: LaunchedInstance['guestCpu'] }> {
+    const { config, host } = this.options;
+    const guestArch = spec.imageProperties.hw_architecture ?? host.arch;
+    const decided = this.virtTypeFor(spec, guestArch);
+    const emulator = emulatorFor(host.qemuEmulators, guestArch);
     const { cpu, ...guestCpu } = await this.cpuFor(guestArch, decided);
     if (spec.kernel) await requireReadable(spec.kernel, 'kernel');
     if (spec.ramdisk) await requireReadable(spec.ramdisk, 'ramdisk');
@@ -140,7 +174,7 @@ export class InstanceLauncher {
       const def: DomainDefinition = {
         uuid: spec.uuid,
         domainName: domainNameFor(spec.uuid),
-        virtType: decided.virtType,
+        virtType: decided.effective,
         arch: guestArch,
         machine: spec.imageProperties.hw_machine_type ?? configuredMachineType(config.libvirt.hw_machine_type, guestArch) ?? ARCH_DEFAULTS[guestArch]?.machine ?? null,
         emulator,
@@ -158,7 +192,7 @@ export class InstanceLauncher {
           vcpus: spec.vcpus,
           memoryMiB: spec.memoryMiB,
           image: spec.image?.source ?? null,
-          virtType: decided.virtType,
+          virtType: decided.effective,
           virtTypeReason: decided.reason,
         },
       };
@@ -171,17 +205,15 @@ export class InstanceLauncher {
 
   /**
    * The guest CPU for instances of the host's architecture under a virt
-   * type, checked against libvirt's domain capabilities: the start-up check
-   * the compute service runs, and what every launch uses. A bad CPU setting
-   * throws a GuestCpuError that says what is usable.
+   * type, checked against libvirt's domain capabilities: what every launch
+   * uses. A bad CPU setting throws a GuestCpuError that says what is usable.
    */
   guestCpu(virtType: EffectiveVirtType, fellBack: boolean): Promise<CheckedGuestCpu> {
     const key = `${virtType}:${fellBack}`;
     let checked = this.#guestCpus.get(key);
     if (!checked) {
       const { host, config, connection } = this.options;
-      const emulator = host.qemuEmulators[host.arch];
-      if (!emulator) throw new LaunchError('NO_EMULATOR', `No QEMU system emulator for ${host.arch} guests is installed here.`, 'Install qemu-system-x86 (or the one for this architecture).');
+      const emulator = emulatorFor(host.qemuEmulators, host.arch);
       checked = checkGuestCpu({ connection, libvirt: config.libvirt, virtType, fellBack, emulator, arch: host.arch });
       // A failed check is not kept: the next launch asks libvirt again.
       checked.catch(() => this.#guestCpus.delete(key));
@@ -191,18 +223,18 @@ export class InstanceLauncher {
   }
 
   /** The configured guest CPU for guests of the host's architecture; an emulated default for others. */
-  private async cpuFor(guestArch: string, decided: InstanceVirtType): Promise<{ cpu: GuestCpu | null } & LaunchedInstance['guestCpu']> {
+  private async cpuFor(guestArch: string, decided: VirtTypeDecision & { effective: EffectiveVirtType }): Promise<{ cpu: GuestCpu | null } & LaunchedInstance['guestCpu']> {
     if (guestArch !== this.options.host.arch) {
       const model = ARCH_DEFAULTS[guestArch]?.cpuModel;
       const cpu: GuestCpu | null = model ? { mode: 'custom', model, features: [], check: 'none' } : null;
       return { cpu, setting: model ? `cpu_mode = custom, model ${model} (the default for ${guestArch} guests)` : 'cpu_mode = none', substitution: null };
     }
     try {
-      const { cpu, setting, substitution } = await this.guestCpu(decided.virtType, decided.fellBack);
+      const { cpu, setting, substitution } = await this.guestCpu(decided.effective, decided.fellBack);
       return { cpu, setting, substitution };
     } catch (err) {
       // The first place libvirt can refuse KVM is its domain capabilities for it.
-      throw asKvmFault(err, decided.virtType, this.options.host.verdict);
+      throw asKvmFault(err, decided.effective, this.options.host.verdict);
     }
   }
 
@@ -231,14 +263,12 @@ export class InstanceLauncher {
     };
   }
 
-  private async domain(uuid: string): Promise<LibvirtDomain> {
-    const domain = await this.options.connection.lookupByUuid(uuid);
-    if (!domain) throw new LaunchError('INSTANCE_NOT_FOUND', `No domain for instance ${uuid} exists on this host.`, 'List the instances with `novalet list`.');
-    return domain;
-  }
-
   private async withDomain<T>(uuid: string, action: (domain: LibvirtDomain) => Promise<T>): Promise<T> {
-    const domain = await this.domain(uuid);
+    const domain = await this.options.connection.lookupByUuid(uuid);
+    if (!domain || !domain.name.startsWith(NOVALET_DOMAIN_PREFIX)) {
+      domain?.free();
+      throw new LaunchError('INSTANCE_NOT_FOUND', `No instance ${uuid} exists on this host.`, 'Check the UUID against the instances this host reports.');
+    }
     try {
       return await action(domain);
     } finally {
@@ -246,25 +276,16 @@ export class InstanceLauncher {
     }
   }
 
-  /** Hard stop (virsh destroy): the guest is killed, its definition and files stay. */
-  destroy(uuid: string): Promise<void> {
-    return this.withDomain(uuid, async (d) => {
-      if (await d.isActive()) await d.destroy();
-    });
-  }
-
-  /**
-   * nova's clean shutdown: press the ACPI power button, give the guest
-   * `timeoutMs` to power itself off, then pull the plug.
-   */
-  powerOff(uuid: string, timeoutMs = 60_000): Promise<'clean' | 'forced'> {
+  powerOff(uuid: string, timeoutMs: number): Promise<'clean' | 'forced'> {
     return this.withDomain(uuid, async (d) => {
       if (!(await d.isActive())) return 'clean';
-      await d.shutdown();
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        if (!(await d.isActive())) return 'clean';
-        await sleep(200);
+      if (timeoutMs > 0) {
+        await d.shutdown();
+        const deadline = Date.now() + timeoutMs;
+        while (Date.now() < deadline) {
+          if (!(await d.isActive())) return 'clean';
+          await sleep(200);
+        }
       }
       if (await d.isActive()) await d.destroy();
       return 'forced';
@@ -277,26 +298,102 @@ export class InstanceLauncher {
     });
   }
 
-  reboot(uuid: string): Promise<void> {
-    return this.withDomain(uuid, (d) => d.reboot());
+  reboot(uuid: string, type: RebootType): Promise<void> {
+    return this.withDomain(uuid, async (d) => {
+      if (type === 'SOFT') {
+        if (!(await d.isActive())) throw new LaunchError('INSTANCE_NOT_RUNNING', `Instance ${uuid} is not running, so it cannot be rebooted softly.`, 'Start it, or reboot it HARD.');
+        return d.reboot();
+      }
+      // nova's hard reboot: the guest is power-cycled from the definition it has.
+      if (await d.isActive()) await d.destroy();
+      await d.create();
+    });
   }
 
-  state(uuid: string) {
-    return this.withDomain(uuid, (d) => d.getState());
+  state(uuid: string): Promise<PowerState> {
+    return this.withDomain(uuid, async (d) => POWER_STATE[(await d.getState()).state]);
+  }
+
+  async list(): Promise<DriverInstance[]> {
+    const domains = await this.options.connection.listAllDomains();
+    try {
+      const ours = domains.filter((d) => d.name.startsWith(NOVALET_DOMAIN_PREFIX));
+      return await Promise.all(ours.map(async (d) => ({ uuid: d.uuid, state: POWER_STATE[(await d.getState()).state] })));
+    } finally {
+      for (const d of domains) d.free();
+    }
   }
 
   /** Stops the guest, forgets the domain and removes the instance's files. */
-  async delete(uuid: string): Promise<void> {
+  async destroy(uuid: string): Promise<void> {
     const domain = await this.options.connection.lookupByUuid(uuid);
     try {
-      await domain?.remove();
+      if (domain?.name.startsWith(NOVALET_DOMAIN_PREFIX)) await domain.remove();
     } finally {
       domain?.free();
     }
     await rm(this.instanceDir(uuid), { recursive: true, force: true });
   }
 
-  consoleLog(uuid: string, lines: number): Promise<string[]> {
+  async consoleOutput(uuid: string, lines: number): Promise<string[]> {
+    await this.withDomain(uuid, async () => undefined);
     return lastLines(path.join(this.instanceDir(uuid), CONSOLE_LOG), lines);
   }
+
+  async hostCapabilities(): Promise<DriverHostCapabilities> {
+    const { connection, config, host } = this.options;
+    const [cpu, capsXml, version, hostname] = await Promise.all([
+      gatherHostCpuReport({ connection, libvirt: config.libvirt, verdict: host.verdict, emulators: host.qemuEmulators }),
+      connection.getCapabilities(),
+      connection.getLibVersionNumber(),
+      connection.getHostname(),
+    ]);
+    const cpuModels: DriverHostCapabilities['cpu_models'] = {};
+    for (const [virtType, report] of Object.entries(cpu.virt_types)) cpuModels[virtType as EffectiveVirtType] = report.usable_models;
+    return {
+      hypervisor_type: 'QEMU',
+      hypervisor_version: version,
+      hypervisor_hostname: hostname,
+      cpu_info: cpu.cpu_info,
+      supported_instances: supportedInstances(parseCapabilities(capsXml).guests, host.arch, host.verdict),
+      kvm: host.verdict,
+      effective_virt_type: cpu.guest_cpu.virt_type,
+      cpu_models: cpuModels,
+      traits: cpu.guest_cpu.traits,
+      cpu,
+    };
+  }
+
+  onLifecycleEvent(listener: (event: InstanceLifecycleEvent) => void): LifecycleSubscription {
+    return this.options.connection.onLifecycleEvent((event) => {
+      if (!event.name.startsWith(NOVALET_DOMAIN_PREFIX)) return;
+      const crashed = event.event === 'crashed' || (event.event === 'stopped' && (event.detail === 'crashed' || event.detail === 'failed'));
+      const transition = crashed ? 'crashed' : TRANSITIONS[event.event];
+      if (transition === undefined) return;
+      listener({ uuid: event.uuid, transition, byGuest: transition === 'stopped' && event.detail === 'shutdown', detail: event.detail });
+    });
+  }
+}
+
+/** libvirt's lifecycle events that are state changes of a guest (definitions coming and going are not). */
+const TRANSITIONS: Partial<Record<string, InstanceLifecycleEvent['transition']>> = {
+  started: 'started',
+  stopped: 'stopped',
+  suspended: 'paused',
+  resumed: 'resumed',
+};
+
+/**
+ * nova's supported_instances: [arch, hv_type, 'hvm'] for every guest
+ * architecture libvirt can run here and each virt type it can run it with —
+ * never kvm where the verdict says KVM is unusable (libvirt lists kvm
+ * wherever /dev/kvm opens), and never kvm for a foreign architecture.
+ */
+export function supportedInstances(guests: ReturnType<typeof parseCapabilities>['guests'], hostArch: string, verdict: KvmVerdict): SupportedInstance[] {
+  const found: SupportedInstance[] = [];
+  for (const guest of guests.filter((g) => g.osType === 'hvm')) {
+    if (guest.domainTypes.includes('qemu')) found.push([guest.arch, 'qemu', 'hvm']);
+    if (guest.domainTypes.includes('kvm') && guest.arch === hostArch && verdict.usable) found.push([guest.arch, 'kvm', 'hvm']);
+  }
+  return found;
 }

@@ -177,7 +177,17 @@ export class LibvirtConnection {
 
   /** libvirt's version as "major.minor.micro" (virConnectGetLibVersion). */
   async getLibVersion(): Promise<string> {
-    return formatLibvirtVersion(await this.#use((address) => native.connectGetLibVersion(address)));
+    return formatLibvirtVersion(await this.getLibVersionNumber());
+  }
+
+  /** libvirt's version as libvirt encodes it: major * 1,000,000 + minor * 1,000 + micro (nova's hypervisor_version). */
+  getLibVersionNumber(): Promise<number> {
+    return this.#use((address) => native.connectGetLibVersion(address));
+  }
+
+  /** The host's name as libvirt knows it (virConnectGetHostname; nova's hypervisor_hostname). */
+  getHostname(): Promise<string> {
+    return this.#use((address) => native.connectGetHostname(address));
   }
 
   /** Defines a persistent domain, or updates the definition with the same UUID (virDomainDefineXML). */

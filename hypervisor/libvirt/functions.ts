@@ -60,6 +60,10 @@ export function describeQuery(query: DomainCapabilitiesQuery): string {
   return parts.length > 0 ? parts.join(' ') : 'the default emulator';
 }
 
+export async function connectGetHostname(conn: NativeAddress): Promise<string> {
+  return (await call("report the host's name", 'char *! virConnectGetHostname(uintptr_t conn)', [conn], 'null')) as string;
+}
+
 export async function connectGetLibVersion(conn: NativeAddress): Promise<number> {
   const args = await callWithOut(
     "report libvirt's version",

@@ -1,11 +1,14 @@
 import type { NovaletConfig } from '../../config/novalet-config.js';
 import { effectiveCpuMode } from '../../config/cpu-compatibility-rules.js';
-import type { HostProbe, KvmReason, KvmVerdict } from '../host/facts.js';
-import { hostPassthroughOutcome } from '../cpu/guest-choice.js';
+import type { EffectiveVirtType, KvmReasonCode, KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
+import { isX86 } from '../host/cpuinfo.js';
+import type { HostProbe } from '../host/facts.js';
+import { kvmDeviceAnswers } from '../host/kvm-device.js';
+import { KVM_STABLE_API_VERSION } from '../host/kvm-ioctls.js';
 import type { HostTools } from '../host/tools.js';
-import { kvmDeviceWorks, type SelfTestResult } from '../virt-type/self-test.js';
+import { decideVirtType, type VirtTypeDecision } from '../virt-type/decision.js';
 import { describeOuterHypervisor, isVirtualMachine } from '../virt-type/kvm-reasons.js';
-import { decideVirtType, type EffectiveVirtType } from '../virt-type/decision.js';
+import type { SelfTestResult } from '../virt-type/self-test.js';
 
 /**
  * `novalet validate`: checks in the manner of libvirt's
@@ -25,6 +28,10 @@ export interface ValidationCheck {
 export interface ValidationReport {
   checks: ValidationCheck[];
   kvm: KvmVerdict;
+  /** This boot's KVM self-test, when it has run. */
+  self_test: { passed: boolean; detail: string; at: string } | null;
+  /** True when the probe finds KVM usable but no guest has been booted under it in this boot. */
+  kvm_unproven: boolean;
   virt_type: string;
   effective_virt_type: EffectiveVirtType | null;
   /** The last line: what instances will run with here, and why. */
@@ -33,26 +40,40 @@ export interface ValidationReport {
   can_run_instances: boolean;
 }
 
+/** What libvirt's domain capabilities said of the configured guest CPU, for the virt type instances run with. */
+export type GuestCpuFinding =
+  | { kind: 'given'; setting: string; substitution: string | null }
+  | { kind: 'refused'; message: string }
+  | { kind: 'not-checked'; why: string };
+
 export interface ValidationInput {
   probe: HostProbe;
   /** The verdict, with the self-test's evidence when there is some. */
   verdict: KvmVerdict;
   tools: HostTools;
   config: NovaletConfig;
-  /** The KVM self-test of this boot, if it has run (validate never boots a guest itself). */
-  selfTest?: SelfTestResult | null;
+  /** The KVM self-test of this boot, if it has run. */
+  selfTest: SelfTestResult | null;
+  /** Why there is no self-test result (compute-host.ts), when there is none. */
+  selfTestMissing: string | null;
+  /** The self-test applies here and has not run in this boot. */
+  selfTestPending: boolean;
+  guestCpu: GuestCpuFinding;
 }
 
 const pass = (name: string, detail: string): ValidationCheck => ({ name, result: 'PASS', detail, hint: null });
 const warn = (name: string, detail: string, hint: string | null): ValidationCheck => ({ name, result: 'WARN', detail, hint });
 const fail = (name: string, detail: string, hint: string | null): ValidationCheck => ({ name, result: 'FAIL', detail, hint });
 
-function remedyOf(verdict: KvmVerdict, ...codes: string[]): string | null {
-  const reason: KvmReason | undefined = verdict.reasons.find((r) => codes.includes(r.code));
-  return reason ? reason.remedy : null;
+function remedyOf(verdict: KvmVerdict, ...codes: KvmReasonCode[]): string | null {
+  return verdict.reasons.find((r) => codes.includes(r.code))?.remedy ?? null;
 }
 
-function hardwareVirtualization({ probe, verdict }: ValidationInput): ValidationCheck {
+const decisionOf = (input: ValidationInput): VirtTypeDecision => decideVirtType({ libvirt: input.config.libvirt, verdict: input.verdict, hostArch: input.probe.arch });
+
+/** x86 only, as the verdict: elsewhere hardware virtualization shows as a working /dev/kvm, checked below. */
+function hardwareVirtualization({ probe, verdict }: ValidationInput): ValidationCheck | null {
+  if (!isX86(probe.arch)) return null;
   const name = 'Hardware virtualization';
   const flags = probe.cpu.flags;
   if (flags.includes('vmx')) return pass(name, 'Intel VT-x (vmx) in /proc/cpuinfo');
@@ -85,15 +106,15 @@ function kvmApi({ probe, verdict }: ValidationInput): ValidationCheck {
   const name = 'KVM API';
   const dev = probe.kvmDevice;
   if (!dev.accessible || !dev.isCharDevice) return fail(name, 'not checked: /dev/kvm cannot be opened as KVM', null);
-  if (dev.apiVersion !== 12) {
-    return fail(name, `KVM_GET_API_VERSION answered ${dev.apiVersion ?? 'nothing'}, expected 12`, remedyOf(verdict, 'KVM_API_VERSION'));
+  if (kvmDeviceAnswers(dev)) {
+    const ext = dev.extensions;
+    const limits = ext.maxVcpus !== null ? `, up to ${ext.maxVcpus} vCPUs per VM (${ext.nrVcpus ?? '?'} recommended)` : '';
+    return pass(name, `API version ${KVM_STABLE_API_VERSION}, KVM_CREATE_VM works${limits}`);
   }
-  if (!dev.createVm?.ok) {
-    return fail(name, `API 12, but KVM_CREATE_VM failed (${dev.createVm?.error ?? 'not tried'})`, remedyOf(verdict, 'KVM_CREATE_VM_FAILED'));
+  if (dev.apiVersion !== KVM_STABLE_API_VERSION) {
+    return fail(name, `KVM_GET_API_VERSION answered ${dev.apiVersion ?? 'nothing'}, expected ${KVM_STABLE_API_VERSION}`, remedyOf(verdict, 'KVM_API_VERSION'));
   }
-  const ext = dev.extensions;
-  const limits = ext.maxVcpus !== null ? `, up to ${ext.maxVcpus} vCPUs per VM (${ext.nrVcpus ?? '?'} recommended)` : '';
-  return pass(name, `API version 12, KVM_CREATE_VM works${limits}`);
+  return fail(name, `API ${KVM_STABLE_API_VERSION}, but KVM_CREATE_VM failed (${dev.createVm?.error ?? 'not tried'})`, remedyOf(verdict, 'KVM_CREATE_VM_FAILED'));
 }
 
 function kvmModule({ probe, verdict }: ValidationInput): ValidationCheck {
@@ -110,17 +131,20 @@ function kvmModule({ probe, verdict }: ValidationInput): ValidationCheck {
   }
 }
 
-function selfTest({ probe, config, selfTest: result }: ValidationInput): ValidationCheck {
+function selfTest({ config, selfTest: result, selfTestMissing, selfTestPending }: ValidationInput): ValidationCheck {
   const name = 'KVM self-test';
   if (result) {
     const when = `in this boot, ${result.at}`;
     if (result.passed) return pass(name, `${result.detail} (${when})`);
     return fail(name, `${result.detail} (${when})`, 'KVM does not really run guests here; instances fall back to fallback_virt_type.');
   }
-  if (config.libvirt.virt_type !== 'kvm') return pass(name, `not needed: virt_type = ${config.libvirt.virt_type}`);
-  if (!kvmDeviceWorks(probe)) return warn(name, 'not run: /dev/kvm does not answer as KVM', null);
-  return warn(name, 'not run yet in this boot', 'It runs when novalet first launches an instance (novalet run, or the compute service); validate never boots a guest itself.');
+  if (selfTestPending) return warn(name, `KVM is unproven: ${selfTestMissing ?? 'no guest has been booted under KVM in this boot'}`, SELF_TEST_HINT);
+  // Not needed: KVM is not wanted, or there is no KVM to test.
+  const why = selfTestMissing ?? `not needed: virt_type = ${config.libvirt.virt_type}`;
+  return config.libvirt.virt_type === 'kvm' ? warn(name, why, null) : pass(name, why);
 }
+
+const SELF_TEST_HINT = 'Run `novalet validate --self-test` to boot a test guest under KVM now; the compute service and `novalet run` run it before their first instance.';
 
 function nesting({ probe }: ValidationInput): ValidationCheck {
   const name = 'Nested virtualization';
@@ -172,7 +196,7 @@ function libvirtLibrary({ tools }: ValidationInput): ValidationCheck {
 
 function configuredVirtType(input: ValidationInput): ValidationCheck {
   const name = 'Configured virt_type';
-  const decision = decideVirtType(input.config.libvirt, input.verdict);
+  const decision = decisionOf(input);
   const configured = `virt_type = ${decision.configured}`;
   if (decision.effective === null) return fail(name, `${configured}: ${decision.reason}`, null);
   if (decision.fellBack) {
@@ -182,36 +206,24 @@ function configuredVirtType(input: ValidationInput): ValidationCheck {
 }
 
 /**
- * The CPU setting against the virt type, as far as it can be judged without
- * libvirt: host-passthrough needs KVM. Models and flags are checked against
- * libvirt's domain capabilities when instances launch (and by `novalet
- * capabilities`), the same rules as hypervisor/cpu/guest-choice.ts.
+ * The CPU options as libvirt's domain capabilities judge them for the virt
+ * type instances run with (cpu/guest-check.ts, as every launch does):
+ * never PASS for what libvirt was not asked.
  */
 function cpuOptions(input: ValidationInput): ValidationCheck {
   const name = 'CPU options';
   const { libvirt } = input.config;
   const mode = effectiveCpuMode(libvirt);
-  const decision = decideVirtType(libvirt, input.verdict);
-  const effective = decision.effective;
+  const effective = decisionOf(input).effective;
   const models = libvirt.cpu_models.length ? `, cpu_models = ${libvirt.cpu_models.join(', ')}` : '';
   const flags = libvirt.cpu_model_extra_flags.length ? `, cpu_model_extra_flags = ${libvirt.cpu_model_extra_flags.join(', ')}` : '';
   const setting = `cpu_mode = ${mode}${libvirt.cpu_mode === null ? ' (default)' : ''}${models}${flags}`;
-  const outcome = mode === 'host-passthrough' && effective !== null ? hostPassthroughOutcome(effective, decision.fellBack) : 'kept';
-  if (outcome !== 'kept') {
-    if (outcome === 'host-model') {
-      return warn(
-        name,
-        `${setting}: host-passthrough needs KVM, and instances fall back to TCG because KVM is not usable; they get cpu_mode = host-model instead until KVM works`,
-        'Make KVM usable here, or set [libvirt] cpu_mode = host-model to say what instances get.',
-      );
-    }
-    return fail(
-      name,
-      `${setting}: host-passthrough needs KVM, but [libvirt] virt_type = qemu runs instances under TCG`,
-      'Set [libvirt] cpu_mode = host-model, or cpu_mode = custom with a model QEMU can emulate (for example cpu_models = Westmere).',
-    );
-  }
-  return pass(name, `${setting} for virt type ${effective ?? 'none'}`);
+  const finding = input.guestCpu;
+  if (finding.kind === 'not-checked') return warn(name, `${setting}: not checked: ${finding.why}`, null);
+  if (finding.kind === 'refused') return fail(name, `${setting}: ${finding.message}`, null);
+  const given = `${setting}: instances get ${finding.setting} under virt type ${effective ?? 'none'}`;
+  if (finding.substitution) return warn(name, `${given}. ${finding.substitution}`, null);
+  return pass(name, given);
 }
 
 const CHECKS = [
@@ -234,24 +246,33 @@ const CHECKS = [
 const ESSENTIAL = new Set(['QEMU system emulators', 'qemu-img', 'libvirt library', 'Configured virt_type', 'CPU options']);
 
 export function validateHost(input: ValidationInput): ValidationReport {
-  const checks = CHECKS.map((check) => check(input));
-  const decision = decideVirtType(input.config.libvirt, input.verdict);
+  const checks = CHECKS.map((check) => check(input)).filter((check): check is ValidationCheck => check !== null);
+  const decision = decisionOf(input);
   const blocking = checks.filter((c) => c.result === 'FAIL' && ESSENTIAL.has(c.name));
   const canRun = decision.effective !== null && blocking.length === 0;
+  const unproven = decision.effective === 'kvm' && input.selfTestPending;
+  const selfTest = input.selfTest;
   return {
     checks,
     kvm: input.verdict,
+    self_test: selfTest === null ? null : { passed: selfTest.passed, detail: selfTest.detail, at: selfTest.at },
+    kvm_unproven: unproven,
     virt_type: decision.configured,
     effective_virt_type: decision.effective,
-    summary: summarize(decision.effective, decision.reason, blocking),
+    summary: summarize(decision, blocking, unproven, input.config.libvirt.fallback_virt_type),
     can_run_instances: canRun,
   };
 }
 
-function summarize(effective: EffectiveVirtType | null, reason: string, blocking: ValidationCheck[]): string {
+function summarize(decision: VirtTypeDecision, blocking: ValidationCheck[], unproven: boolean, fallback: string): string {
+  const { effective, reason } = decision;
   if (effective === null) return `Instances cannot run on this host: ${reason}`;
   if (blocking.length > 0) {
     return `Instances cannot run on this host: ${blocking.map((c) => `${c.name}: ${c.detail}`).join('; ')}.`;
+  }
+  if (effective === 'kvm' && unproven) {
+    const otherwise = fallback === 'qemu' ? 'if it fails, they fall back to TCG software emulation ([libvirt] fallback_virt_type = qemu)' : 'if it fails, they cannot run here (fallback_virt_type is empty)';
+    return `KVM is unproven here: /dev/kvm answers, but only a guest booted under KVM shows that KVM really runs guests, and none has been in this boot. Instances will run under KVM if the KVM self-test passes; ${otherwise}. Run \`novalet validate --self-test\` to find out now.`;
   }
   if (effective === 'kvm') return 'Instances will run here under KVM hardware virtualization.';
   return `Instances will run here under TCG software emulation (virt type qemu): ${reason}`;

@@ -1,5 +1,5 @@
 import { NovaletError } from '../../config/novalet-error.js';
-import type { KvmVerdict } from '../host/facts.js';
+import type { KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
 import { LibvirtError } from '../libvirt/error.js';
 import { kvmUnavailableFault, KVM_MISSING_WORDS } from './decision.js';
 
@@ -11,10 +11,6 @@ import { kvmUnavailableFault, KVM_MISSING_WORDS } from './decision.js';
 export class KvmUnavailableError extends NovaletError {
   constructor(readonly fault: string) {
     super('KVM_UNAVAILABLE', fault);
-  }
-
-  static fromVerdict(verdict: KvmVerdict): KvmUnavailableError {
-    return new KvmUnavailableError(kvmUnavailableFault(verdict));
   }
 }
 

@@ -1,46 +1,16 @@
 /**
- * The KVM verdict: from a HostProbe, is KVM usable here, and if not, every
- * reason that applies — each a stable code, a sentence saying what is wrong
- * and a remedy that ends with the TCG fallback.
- *
- * Judgement calls, on purpose:
- * - Nesting (`nested` of kvm_intel/kvm_amd) is never a reason: it only
- *   matters to guests of this host that want to run KVM themselves.
- * - vmx/svm are only looked for on x86; other architectures show their
- *   virtualization support by having a working /dev/kvm.
- * - KVM_NO_VENDOR_MODULE is a reason (not only information) when, on x86,
- *   /dev/kvm answers and creates VMs, /sys/module shows the generic `kvm`
- *   module, and yet none of kvm_intel, kvm_amd, kvm_pvm is there. That is an
- *   implementation of KVM novalet does not know — kvm_pvm passed every
- *   ioctl-level check too, and its guests hang — so it is not trusted.
- *   When /sys/module shows no `kvm` at all (sysfs hidden, as in some
- *   containers) nothing can be told about the module and no reason is given.
- * - KVM_DEVICE_NOT_CHAR replaces KVM_API_VERSION when the node is not a
- *   character device and the API ioctl failed (a regular file bind-mounted
- *   over /dev/kvm, say): the failed ioctl is only a consequence.
+ * Why KVM is unusable here, in words: each reason a stable code, a sentence
+ * saying what is wrong and a remedy that ends with the TCG fallback. Which
+ * reasons apply is decided in decision.ts; this file only says them.
  */
-import { hardwareVirtualizationFlag, isX86 } from '../host/cpuinfo.js';
-import type { HostProbe, KvmReason, KvmVerdict } from '../host/facts.js';
+import type { HostProbe } from '../host/facts.js';
+import type { KvmReason, KvmReasonCode } from '../../messaging/contracts/kvm-verdict.js';
+import type { SelfTestOutcome } from './self-test.js';
 import { KVM_STABLE_API_VERSION } from '../host/kvm-ioctls.js';
 
 /** The last sentence of every remedy. */
 export const TCG_FALLBACK_SENTENCE =
   'Or run instances under TCG software emulation: set [libvirt] virt_type = qemu (novalet does this by itself while [libvirt] fallback_virt_type = qemu).';
-
-export const KVM_REASON_CODES = [
-  'NO_HW_VIRT_BARE_METAL',
-  'NO_HW_VIRT_IN_VM',
-  'KVM_DEVICE_MISSING',
-  'KVM_DEVICE_NOT_ACCESSIBLE',
-  'KVM_DEVICE_OPEN_FAILED',
-  'KVM_DEVICE_NOT_CHAR',
-  'KVM_API_VERSION',
-  'KVM_CREATE_VM_FAILED',
-  'KVM_MODULE_PVM',
-  'KVM_NO_VENDOR_MODULE',
-] as const;
-
-export type KvmReasonCode = (typeof KVM_REASON_CODES)[number];
 
 type CpuMaker = 'intel' | 'amd' | null;
 
@@ -92,7 +62,7 @@ function extensionNames(maker: CpuMaker): string {
 
 // --- the reasons -----------------------------------------------------------
 
-function noHardwareVirtualizationOnBareMetal(probe: HostProbe): KvmReason {
+export function noHardwareVirtualizationOnBareMetal(probe: HostProbe): KvmReason {
   const maker = cpuMaker(probe);
   const cpu = probe.cpu.modelName ?? probe.cpu.vendor ?? 'this CPU';
   const firmware =
@@ -129,7 +99,7 @@ const UNKNOWN_HYPERVISOR_REMEDY = [
   'on Xen set nestedhvm=1 in the domain\'s configuration.',
 ].join(' ');
 
-function noHardwareVirtualizationInVm(probe: HostProbe): KvmReason {
+export function noHardwareVirtualizationInVm(probe: HostProbe): KvmReason {
   const name = probe.hypervisor.name;
   const beneath = name === null ? 'the hypervisor beneath' : `the hypervisor beneath (${name})`;
   return reason(
@@ -139,7 +109,7 @@ function noHardwareVirtualizationInVm(probe: HostProbe): KvmReason {
   );
 }
 
-function deviceMissing(probe: HostProbe, hardwareReason: KvmReasonCode | null): KvmReason {
+export function deviceMissing(probe: HostProbe, hardwareReason: KvmReasonCode | null): KvmReason {
   const { path } = probe.kvmDevice;
   const maker = cpuMaker(probe);
   const container = probe.hypervisor.container;
@@ -167,7 +137,7 @@ function deviceMissing(probe: HostProbe, hardwareReason: KvmReasonCode | null): 
   );
 }
 
-function deviceNotAccessible(probe: HostProbe, errno: string): KvmReason {
+export function deviceNotAccessible(probe: HostProbe, errno: string): KvmReason {
   const { path } = probe.kvmDevice;
   const container = probe.hypervisor.container;
   const inContainer =
@@ -181,7 +151,7 @@ function deviceNotAccessible(probe: HostProbe, errno: string): KvmReason {
   );
 }
 
-function deviceOpenFailed(probe: HostProbe, errno: string): KvmReason {
+export function deviceOpenFailed(probe: HostProbe, errno: string): KvmReason {
   const { path } = probe.kvmDevice;
   return reason(
     'KVM_DEVICE_OPEN_FAILED',
@@ -190,7 +160,7 @@ function deviceOpenFailed(probe: HostProbe, errno: string): KvmReason {
   );
 }
 
-function deviceNotChar(probe: HostProbe): KvmReason {
+export function deviceNotChar(probe: HostProbe): KvmReason {
   const { path, apiVersionError } = probe.kvmDevice;
   return reason(
     'KVM_DEVICE_NOT_CHAR',
@@ -199,7 +169,7 @@ function deviceNotChar(probe: HostProbe): KvmReason {
   );
 }
 
-function apiVersionWrong(probe: HostProbe): KvmReason {
+export function apiVersionWrong(probe: HostProbe): KvmReason {
   const { path, apiVersion, apiVersionError } = probe.kvmDevice;
   const answer = apiVersion === null ? `failed with ${apiVersionError ?? 'an error'}` : `returned ${apiVersion}`;
   return reason(
@@ -209,7 +179,7 @@ function apiVersionWrong(probe: HostProbe): KvmReason {
   );
 }
 
-function createVmFailed(probe: HostProbe, errno: string): KvmReason {
+export function createVmFailed(probe: HostProbe, errno: string): KvmReason {
   const { path } = probe.kvmDevice;
   return reason(
     'KVM_CREATE_VM_FAILED',
@@ -218,7 +188,7 @@ function createVmFailed(probe: HostProbe, errno: string): KvmReason {
   );
 }
 
-function pvmModule(): KvmReason {
+export function pvmModule(): KvmReason {
   return reason(
     'KVM_MODULE_PVM',
     'The KVM module is kvm_pvm, which runs only guests built for PVM (Pagetable-based Virtual Machine), not ordinary guests: they start, show as running and hang after the firmware.',
@@ -226,7 +196,7 @@ function pvmModule(): KvmReason {
   );
 }
 
-function noVendorModule(probe: HostProbe): KvmReason {
+export function noVendorModule(probe: HostProbe): KvmReason {
   const maker = cpuMaker(probe);
   return reason(
     'KVM_NO_VENDOR_MODULE',
@@ -235,37 +205,10 @@ function noVendorModule(probe: HostProbe): KvmReason {
   );
 }
 
-// --- the verdict -----------------------------------------------------------
-
-export function judgeKvm(probe: HostProbe): KvmVerdict {
-  const reasons: KvmReason[] = [];
-  const x86 = isX86(probe.arch);
-  const device = probe.kvmDevice;
-
-  let hardwareReason: KvmReasonCode | null = null;
-  if (x86 && hardwareVirtualizationFlag(probe.cpu) === null) {
-    const hardware = isVirtualMachine(probe) ? noHardwareVirtualizationInVm(probe) : noHardwareVirtualizationOnBareMetal(probe);
-    hardwareReason = hardware.code as KvmReasonCode;
-    reasons.push(hardware);
-  }
-
-  if (!device.exists) {
-    reasons.push(deviceMissing(probe, hardwareReason));
-  } else if (!device.accessible) {
-    const errno = device.openError ?? 'an error';
-    reasons.push(errno === 'EACCES' || errno === 'EPERM' ? deviceNotAccessible(probe, errno) : deviceOpenFailed(probe, errno));
-  } else if (device.apiVersion !== KVM_STABLE_API_VERSION) {
-    reasons.push(!device.isCharDevice && device.apiVersion === null ? deviceNotChar(probe) : apiVersionWrong(probe));
-  } else if (device.createVm !== null && !device.createVm.ok) {
-    reasons.push(createVmFailed(probe, device.createVm.error ?? 'an error'));
-  }
-
-  if (probe.kvmModule.name === 'kvm_pvm') reasons.push(pvmModule());
-
-  const deviceWorks = device.apiVersion === KVM_STABLE_API_VERSION && device.createVm?.ok === true;
-  if (x86 && deviceWorks && probe.kvmModule.name === null && probe.kvmModule.kvmCorePresent) {
-    reasons.push(noVendorModule(probe));
-  }
-
-  return { usable: reasons.length === 0, reasons };
+export function selfTestFailed(selfTest: SelfTestOutcome): KvmReason {
+  return reason(
+    'KVM_SELFTEST_FAILED',
+    `A test guest booted under KVM did not reach user space: ${selfTest.detail.replace(/\.$/, '')}; KVM does not really run guests here, whatever /dev/kvm answers.`,
+    'Find out why with `novalet validate` and dmesg; on a VM, make the hypervisor beneath expose VT-x/AMD-V properly.',
+  );
 }

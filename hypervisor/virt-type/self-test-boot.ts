@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { buildDomainXml, domainNameFor } from '../instance/domain-xml.js';
@@ -23,6 +23,7 @@ export async function bootSelfTestGuest(options: {
 }): Promise<SelfTestOutcome> {
   const files = testGuestFiles(options.guestDir);
   const uuid = randomUUID();
+  await mkdir(options.workDir, { recursive: true });
   const dir = await mkdtemp(path.join(options.workDir, 'kvm-self-test-'));
   const consoleLog = path.join(dir, 'console.log');
   const xml = buildDomainXml({
@@ -69,8 +70,7 @@ export async function bootSelfTestGuest(options: {
     };
   } finally {
     if (domain) {
-      await domain.destroy().catch(() => undefined);
-      await domain.undefine().catch(() => undefined);
+      await domain.remove();
       domain.free();
     }
     await rm(dir, { recursive: true, force: true });

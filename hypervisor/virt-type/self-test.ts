@@ -2,8 +2,6 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { HostProbe, KvmVerdict } from '../host/facts.js';
-import { TCG_FALLBACK_SENTENCE } from './kvm-reasons.js';
 
 /**
  * The KVM self-test: boot the small test guest under KVM once per host boot
@@ -49,11 +47,6 @@ export async function qemuVersion(emulator: string): Promise<string> {
   return stdout.split('\n')[0]?.replace(/^QEMU emulator version\s*/, '').trim() ?? 'unknown';
 }
 
-/** The device answers at the ioctl level: only then is there a KVM to test. */
-export function kvmDeviceWorks(probe: HostProbe): boolean {
-  return probe.kvmDevice.apiVersion === 12 && probe.kvmDevice.createVm?.ok === true;
-}
-
 async function readCache(file: string): Promise<SelfTestRecord | null> {
   try {
     return JSON.parse(await readFile(file, 'utf8')) as SelfTestRecord;
@@ -78,7 +71,8 @@ export async function readCachedSelfTest(cacheFile: string, bootId: string, vers
 
 /**
  * The self-test result for this boot and QEMU version: from the cache file
- * when it matches, else by booting the guest (and caching what it showed).
+ * when it matches (unless `again`), else by booting the guest (and caching
+ * what it showed).
  */
 export async function kvmSelfTest(options: {
   cacheFile: string;
@@ -86,27 +80,13 @@ export async function kvmSelfTest(options: {
   qemuVersion: string;
   timeoutMs: number;
   boot: SelfTestBoot;
+  /** Boot the guest even when this boot has a result on record (`novalet validate --self-test`). */
+  again?: boolean;
 }): Promise<SelfTestResult> {
-  const cached = await readCachedSelfTest(options.cacheFile, options.bootId, options.qemuVersion);
+  const cached = options.again ? null : await readCachedSelfTest(options.cacheFile, options.bootId, options.qemuVersion);
   if (cached) return cached;
   const outcome = await options.boot(options.timeoutMs);
   const record: SelfTestRecord = { ...outcome, bootId: options.bootId, qemuVersion: options.qemuVersion, at: new Date().toISOString() };
   await writeCache(options.cacheFile, record);
   return { ...record, cached: false };
-}
-
-/** The verdict with the self-test's evidence: a failed self-test makes KVM unusable. */
-export function verdictWithSelfTest(verdict: KvmVerdict, result: SelfTestResult | null): KvmVerdict {
-  if (result === null || result.passed) return verdict;
-  return {
-    usable: false,
-    reasons: [
-      ...verdict.reasons,
-      {
-        code: 'KVM_SELFTEST_FAILED',
-        message: `A test guest booted under KVM did not reach user space: ${result.detail.replace(/\.$/, '')}; KVM does not really run guests here, whatever /dev/kvm answers.`,
-        remedy: `Find out why with \`novalet validate\` and dmesg; on a VM, make the hypervisor beneath expose VT-x/AMD-V properly. ${TCG_FALLBACK_SENTENCE}`,
-      },
-    ],
-  };
 }

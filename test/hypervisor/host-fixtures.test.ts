@@ -4,15 +4,17 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { HostProbe, KvmVerdict } from '../../hypervisor/host/facts.js';
+import type { HostProbe } from '../../hypervisor/host/facts.js';
+import type { KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
 import { probeHost } from '../../hypervisor/host/probe.js';
-import { describeOuterHypervisor, judgeKvm, TCG_FALLBACK_SENTENCE } from '../../hypervisor/virt-type/kvm-reasons.js';
+import { judgeKvm } from '../../hypervisor/virt-type/decision.js';
+import { describeOuterHypervisor, TCG_FALLBACK_SENTENCE } from '../../hypervisor/virt-type/kvm-reasons.js';
 import { loadRecordedKvmIoctls } from '../../hypervisor/host/recorded-kvm-ioctls.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
 async function probeFixture(name: string): Promise<{ probe: HostProbe; verdict: KvmVerdict }> {
   const probe = await probeHost({ root: fixtureRoot(name), arch: 'x86_64' });
-  return { probe, verdict: judgeKvm(probe) };
+  return { probe, verdict: judgeKvm({ probe: probe, selfTest: null }) };
 }
 
 function codes(verdict: KvmVerdict): string[] {

@@ -1,24 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import type { LibvirtSection } from '../../config/novalet-config.js';
 import { parseConfigText } from '../../config/load-config.js';
-import type { KvmVerdict } from '../../hypervisor/host/facts.js';
+import type { KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
 import { isLibvirtKvmMissing, kvmFaultFromLibvirt } from '../../hypervisor/virt-type/kvm-fault.js';
 import { probeHost } from '../../hypervisor/host/probe.js';
-import { judgeKvm } from '../../hypervisor/virt-type/kvm-reasons.js';
-import { decideInstanceVirtType } from '../../hypervisor/virt-type/decision.js';
+import { decideVirtType, judgeKvm } from '../../hypervisor/virt-type/decision.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
 const LIBVIRT: LibvirtSection = { ...parseConfigText('', 'defaults.conf').values.libvirt, virt_type: 'kvm' };
 
 async function verdictOf(host: string): Promise<KvmVerdict> {
-  return judgeKvm(await probeHost({ root: fixtureRoot(host), arch: 'x86_64' }));
+  return judgeKvm({ probe: await probeHost({ root: fixtureRoot(host), arch: 'x86_64' }), selfTest: null });
 }
 
 describe('virt type per instance', () => {
   it('uses KVM for a guest of the host\'s architecture where KVM is usable', async () => {
     const verdict = await verdictOf('intel-kvm-nested');
-    expect(decideInstanceVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'x86_64' })).toEqual({
-      virtType: 'kvm',
+    expect(decideVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'x86_64' })).toEqual({
+      configured: 'kvm',
+      effective: 'kvm',
       fellBack: false,
       reason: 'KVM is usable on this host.',
     });
@@ -26,37 +26,51 @@ describe('virt type per instance', () => {
 
   it('runs a guest of another architecture under TCG even where KVM is usable', async () => {
     const verdict = await verdictOf('intel-kvm-nested');
-    const got = decideInstanceVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'aarch64' });
-    expect(got).toEqual({ virtType: 'qemu', fellBack: false, reason: "The guest's architecture aarch64 is not this host's (x86_64), so it runs under TCG software emulation." });
+    const got = decideVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'aarch64' });
+    expect(got).toEqual({ configured: 'kvm', effective: 'qemu', fellBack: false, reason: "The guest's architecture aarch64 is not this host's (x86_64), so it runs under TCG software emulation." });
   });
 
   it('falls back to TCG with the reason when KVM is unusable', async () => {
     const verdict = await verdictOf('pvm-host');
-    const got = decideInstanceVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'x86_64' });
-    expect(got).toMatchObject({ virtType: 'qemu', fellBack: true });
-    expect((got as { reason: string }).reason).toContain('kvm_pvm');
-    expect((got as { reason: string }).reason).toContain('fallback_virt_type = qemu');
+    const got = decideVirtType({ libvirt: LIBVIRT, verdict, hostArch: 'x86_64', guestArch: 'x86_64' });
+    expect(got).toMatchObject({ effective: 'qemu', fellBack: true });
+    expect(got.reason).toContain('kvm_pvm');
+    expect(got.reason).toContain('fallback_virt_type = qemu');
   });
 
   it('fails with the classic fault when KVM is unusable and the fallback is off', async () => {
     const verdict = await verdictOf('vmware-no-vmx');
-    const got = decideInstanceVirtType({ libvirt: { ...LIBVIRT, fallback_virt_type: '' }, verdict, hostArch: 'x86_64', guestArch: 'x86_64' });
-    expect('fault' in got && got.fault).toMatch(/^could not find capabilities for domaintype=kvm: KVM is not usable on this host: /);
-    expect('fault' in got && got.fault).toContain('Expose hardware assisted virtualization to the guest OS');
+    const got = decideVirtType({ libvirt: { ...LIBVIRT, fallback_virt_type: '' }, verdict, hostArch: 'x86_64', guestArch: 'x86_64' });
+    expect(got.effective).toBeNull();
+    expect(got.reason).toMatch(/^could not find capabilities for domaintype=kvm: KVM is not usable on this host: /);
+    expect(got.reason).toContain('Expose hardware assisted virtualization to the guest OS');
   });
 
   it('honours img_hv_type: qemu always, kvm without fallback', async () => {
     const pvm = await verdictOf('pvm-host');
-    expect(decideInstanceVirtType({ libvirt: LIBVIRT, verdict: pvm, hostArch: 'x86_64', guestArch: 'x86_64', imageHvType: 'qemu' })).toMatchObject({ virtType: 'qemu' });
-    const needsKvm = decideInstanceVirtType({ libvirt: LIBVIRT, verdict: pvm, hostArch: 'x86_64', guestArch: 'x86_64', imageHvType: 'kvm' });
-    expect('fault' in needsKvm && needsKvm.fault).toMatch(/^could not find capabilities for domaintype=kvm/);
-    const foreign = decideInstanceVirtType({ libvirt: LIBVIRT, verdict: await verdictOf('intel-kvm-nested'), hostArch: 'x86_64', guestArch: 'aarch64', imageHvType: 'kvm' });
-    expect('fault' in foreign && foreign.fault).toContain('a aarch64 guest cannot run under KVM on this x86_64 host');
+    expect(decideVirtType({ libvirt: LIBVIRT, verdict: pvm, hostArch: 'x86_64', guestArch: 'x86_64', imageHvType: 'qemu' })).toMatchObject({ effective: 'qemu' });
+    const needsKvm = decideVirtType({ libvirt: LIBVIRT, verdict: pvm, hostArch: 'x86_64', guestArch: 'x86_64', imageHvType: 'kvm' });
+    expect(needsKvm.effective).toBeNull();
+    expect(needsKvm.reason).toMatch(/^could not find capabilities for domaintype=kvm/);
+    const foreign = decideVirtType({ libvirt: LIBVIRT, verdict: await verdictOf('intel-kvm-nested'), hostArch: 'x86_64', guestArch: 'aarch64', imageHvType: 'kvm' });
+    expect(foreign.effective).toBeNull();
+    expect(foreign.reason).toContain('a aarch64 guest cannot run under KVM on this x86_64 host');
   });
 
   it('lets a requested virt type stand in for [libvirt] virt_type', async () => {
     const intel = await verdictOf('intel-kvm-nested');
-    expect(decideInstanceVirtType({ libvirt: LIBVIRT, verdict: intel, hostArch: 'x86_64', guestArch: 'x86_64', requested: 'qemu' })).toMatchObject({ virtType: 'qemu', fellBack: false });
+    expect(decideVirtType({ libvirt: LIBVIRT, verdict: intel, hostArch: 'x86_64', guestArch: 'x86_64', requested: 'qemu' })).toMatchObject({ effective: 'qemu', fellBack: false });
+  });
+
+  it('answers for the host as a whole when no guest architecture is given', async () => {
+    const pvm = await verdictOf('pvm-host');
+    expect(decideVirtType({ libvirt: LIBVIRT, verdict: pvm, hostArch: 'x86_64' })).toEqual(decideVirtType({ libvirt: LIBVIRT, verdict: pvm, hostArch: 'x86_64', guestArch: 'x86_64' }));
+    expect(decideVirtType({ libvirt: { ...LIBVIRT, virt_type: 'qemu' }, verdict: pvm, hostArch: 'x86_64' })).toEqual({
+      configured: 'qemu',
+      effective: 'qemu',
+      fellBack: false,
+      reason: '[libvirt] virt_type = qemu: TCG software emulation, as configured.',
+    });
   });
 });
 

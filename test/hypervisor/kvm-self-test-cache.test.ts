@@ -2,8 +2,11 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { kvmSelfTest, qemuVersion, readBootId, verdictWithSelfTest, type SelfTestOutcome } from '../../hypervisor/virt-type/self-test.js';
+import { probeHost } from '../../hypervisor/host/probe.js';
+import { judgeKvm } from '../../hypervisor/virt-type/decision.js';
+import { kvmSelfTest, qemuVersion, readBootId, type SelfTestOutcome } from '../../hypervisor/virt-type/self-test.js';
 import { TCG_FALLBACK_SENTENCE } from '../../hypervisor/virt-type/kvm-reasons.js';
+import { fixtureRoot } from './fixture-hosts.js';
 
 /**
  * The self-test's bookkeeping: once per boot id and QEMU version. The boot
@@ -37,6 +40,10 @@ describe('KVM self-test cache', () => {
     await kvmSelfTest({ cacheFile, bootId: 'b2', qemuVersion: '8.0', timeoutMs: 5000, boot });
     expect(calls).toHaveLength(3);
     expect(JSON.parse(readFileSync(cacheFile, 'utf8'))).toMatchObject({ bootId: 'b2', qemuVersion: '8.0', passed: false });
+    // Asked again on purpose (novalet validate --self-test), it boots whatever is recorded.
+    const again = await kvmSelfTest({ cacheFile, bootId: 'b2', qemuVersion: '8.0', timeoutMs: 5000, boot, again: true });
+    expect(again).toMatchObject({ cached: false });
+    expect(calls).toHaveLength(4);
   });
 
   it('reads this machine\'s boot id and QEMU version', async () => {
@@ -44,10 +51,11 @@ describe('KVM self-test cache', () => {
     expect(await qemuVersion('/usr/bin/qemu-system-x86_64')).toMatch(/^\d+\.\d+/);
   });
 
-  it('a failed self-test makes KVM unusable with its own reason; a passed one changes nothing', () => {
-    const usable = { usable: true, reasons: [] };
-    const result = { ...FAILED, bootId: 'b', qemuVersion: 'q', at: 't', cached: false };
-    const judged = verdictWithSelfTest(usable, result);
+  it('a failed self-test makes KVM unusable with its own reason; a passed one changes nothing', async () => {
+    const probe = await probeHost({ root: fixtureRoot('intel-kvm-nested'), arch: 'x86_64' });
+    const usable = judgeKvm({ probe, selfTest: null });
+    expect(usable).toEqual({ usable: true, reasons: [] });
+    const judged = judgeKvm({ probe, selfTest: FAILED });
     expect(judged.usable).toBe(false);
     expect(judged.reasons).toHaveLength(1);
     expect(judged.reasons[0]?.code).toBe('KVM_SELFTEST_FAILED');
@@ -55,7 +63,6 @@ describe('KVM self-test cache', () => {
       'A test guest booted under KVM did not reach user space: No marker within 5 s; KVM does not really run guests here, whatever /dev/kvm answers.',
     );
     expect(judged.reasons[0]?.remedy.endsWith(TCG_FALLBACK_SENTENCE)).toBe(true);
-    expect(verdictWithSelfTest(usable, { ...result, passed: true })).toBe(usable);
-    expect(verdictWithSelfTest(usable, null)).toBe(usable);
+    expect(judgeKvm({ probe, selfTest: { ...FAILED, passed: true } })).toEqual(usable);
   });
 });

@@ -4,7 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { HostProbe } from '../../hypervisor/host/facts.js';
-import { describeOuterHypervisor, judgeKvm, KVM_REASON_CODES, TCG_FALLBACK_SENTENCE } from '../../hypervisor/virt-type/kvm-reasons.js';
+import { KVM_REASON_CODES } from '../../messaging/contracts/kvm-verdict.js';
+import { judgeKvm, type KvmEvidence } from '../../hypervisor/virt-type/decision.js';
+import { describeOuterHypervisor, TCG_FALLBACK_SENTENCE } from '../../hypervisor/virt-type/kvm-reasons.js';
 
 /** A healthy bare-metal Intel KVM host; each test spoils one thing. */
 function healthy(): HostProbe {
@@ -41,16 +43,16 @@ function withoutHardwareVirtualization(probe: HostProbe): HostProbe {
 }
 
 function codes(probe: HostProbe): string[] {
-  return judgeKvm(probe).reasons.map((reason) => reason.code);
+  return judgeKvm({ probe: probe, selfTest: null }).reasons.map((reason) => reason.code);
 }
 
 describe('judgeKvm', () => {
   it('finds a healthy host usable, with nesting off (nesting is no reason)', () => {
-    expect(judgeKvm(healthy())).toEqual({ usable: true, reasons: [] });
+    expect(judgeKvm({ probe: healthy(), selfTest: null })).toEqual({ usable: true, reasons: [] });
   });
 
   it('NO_HW_VIRT_BARE_METAL: no vmx/svm and no hypervisor flag means the firmware switch', () => {
-    const verdict = judgeKvm(withoutHardwareVirtualization(healthy()));
+    const verdict = judgeKvm({ probe: withoutHardwareVirtualization(healthy()), selfTest: null });
     expect(verdict.usable).toBe(false);
     expect(verdict.reasons.map((r) => r.code)).toEqual(['NO_HW_VIRT_BARE_METAL']);
     const [reason] = verdict.reasons;
@@ -61,7 +63,7 @@ describe('judgeKvm', () => {
   it('NO_HW_VIRT_BARE_METAL names AMD-V (SVM) for an AMD CPU', () => {
     const probe = withoutHardwareVirtualization(healthy());
     probe.cpu.vendor = 'AuthenticAMD';
-    expect(judgeKvm(probe).reasons[0]?.remedy).toContain('Enable AMD-V ("SVM Mode")');
+    expect(judgeKvm({ probe: probe, selfTest: null }).reasons[0]?.remedy).toContain('Enable AMD-V ("SVM Mode")');
   });
 
   it('NO_HW_VIRT_IN_VM gives the remedy of the hypervisor beneath, by name', () => {
@@ -74,7 +76,7 @@ describe('judgeKvm', () => {
     for (const [name, phrase] of Object.entries(remedies)) {
       const probe = withoutHardwareVirtualization(healthy());
       probe.hypervisor = { ...probe.hypervisor, cpuFlag: true, name };
-      const [reason] = judgeKvm(probe).reasons;
+      const [reason] = judgeKvm({ probe: probe, selfTest: null }).reasons;
       expect(reason?.code).toBe('NO_HW_VIRT_IN_VM');
       expect(reason?.message).toContain(`(${name})`);
       expect(reason?.remedy).toContain(phrase);
@@ -90,7 +92,7 @@ describe('judgeKvm', () => {
   it('KVM_DEVICE_MISSING with the module loaded says to create the node', () => {
     const probe = healthy();
     probe.kvmDevice = { ...probe.kvmDevice, exists: false, isCharDevice: false, accessible: false, apiVersion: null, createVm: null };
-    const [reason] = judgeKvm(probe).reasons;
+    const [reason] = judgeKvm({ probe: probe, selfTest: null }).reasons;
     expect(reason?.code).toBe('KVM_DEVICE_MISSING');
     expect(reason?.message).toContain('although the kvm_intel module is loaded');
     expect(reason?.remedy).toContain('mknod /dev/kvm c 10 232');
@@ -100,13 +102,13 @@ describe('judgeKvm', () => {
     const eperm = healthy();
     eperm.kvmDevice = { ...eperm.kvmDevice, accessible: false, openError: 'EPERM', apiVersion: null, createVm: null };
     eperm.hypervisor.container = 'podman';
-    const [denied] = judgeKvm(eperm).reasons;
+    const [denied] = judgeKvm({ probe: eperm, selfTest: null }).reasons;
     expect(denied?.code).toBe('KVM_DEVICE_NOT_ACCESSIBLE');
     expect(denied?.remedy).toContain('In a podman container');
 
     const enxio = healthy();
     enxio.kvmDevice = { ...enxio.kvmDevice, accessible: false, openError: 'ENXIO', apiVersion: null, createVm: null };
-    const [failed] = judgeKvm(enxio).reasons;
+    const [failed] = judgeKvm({ probe: enxio, selfTest: null }).reasons;
     expect(failed?.code).toBe('KVM_DEVICE_OPEN_FAILED');
     expect(failed?.message).toContain('failed with ENXIO');
   });
@@ -114,19 +116,19 @@ describe('judgeKvm', () => {
   it('KVM_API_VERSION when the API is not 12, or the ioctl failed on a character device', () => {
     const eleven = healthy();
     eleven.kvmDevice = { ...eleven.kvmDevice, apiVersion: 11, createVm: null };
-    const [wrong] = judgeKvm(eleven).reasons;
+    const [wrong] = judgeKvm({ probe: eleven, selfTest: null }).reasons;
     expect(wrong?.code).toBe('KVM_API_VERSION');
     expect(wrong?.message).toContain('returned 11, not 12');
 
     const failing = healthy();
     failing.kvmDevice = { ...failing.kvmDevice, apiVersion: null, apiVersionError: 'EINVAL', createVm: null };
-    expect(judgeKvm(failing).reasons[0]?.message).toContain('failed with EINVAL, not 12');
+    expect(judgeKvm({ probe: failing, selfTest: null }).reasons[0]?.message).toContain('failed with EINVAL, not 12');
   });
 
   it('KVM_CREATE_VM_FAILED names the errno', () => {
     const probe = healthy();
     probe.kvmDevice = { ...probe.kvmDevice, createVm: { ok: false, error: 'EBUSY' } };
-    const verdict = judgeKvm(probe);
+    const verdict = judgeKvm({ probe: probe, selfTest: null });
     expect(verdict.reasons.map((r) => r.code)).toEqual(['KVM_CREATE_VM_FAILED']);
     expect(verdict.reasons[0]?.message).toContain('KVM_CREATE_VM on /dev/kvm failed with EBUSY');
   });
@@ -134,7 +136,7 @@ describe('judgeKvm', () => {
   it('KVM_NO_VENDOR_MODULE when a working device has no known vendor module behind it, while sysfs shows kvm', () => {
     const probe = healthy();
     probe.kvmModule = { name: null, kvmCorePresent: true, nestedRaw: null, nested: null };
-    const verdict = judgeKvm(probe);
+    const verdict = judgeKvm({ probe: probe, selfTest: null });
     expect(verdict.usable).toBe(false);
     expect(verdict.reasons.map((r) => r.code)).toEqual(['KVM_NO_VENDOR_MODULE']);
   });
@@ -142,7 +144,7 @@ describe('judgeKvm', () => {
   it('says nothing about the module when /sys/module shows no kvm at all (sysfs hidden)', () => {
     const probe = healthy();
     probe.kvmModule = { name: null, kvmCorePresent: false, nestedRaw: null, nested: null };
-    expect(judgeKvm(probe)).toEqual({ usable: true, reasons: [] });
+    expect(judgeKvm({ probe: probe, selfTest: null })).toEqual({ usable: true, reasons: [] });
   });
 
   it('does not look for vmx/svm or vendor modules on aarch64', () => {
@@ -150,7 +152,7 @@ describe('judgeKvm', () => {
     probe.arch = 'aarch64';
     probe.cpu = { ...probe.cpu, vendor: 'ARM', flags: ['fp', 'asimd'] };
     probe.kvmModule = { name: null, kvmCorePresent: true, nestedRaw: null, nested: null };
-    expect(judgeKvm(probe)).toEqual({ usable: true, reasons: [] });
+    expect(judgeKvm({ probe: probe, selfTest: null })).toEqual({ usable: true, reasons: [] });
   });
 
   it('gives every applicable reason, not just the first', () => {
@@ -184,9 +186,12 @@ describe('judgeKvm', () => {
     unknownModule.kvmModule = { name: null, kvmCorePresent: true, nestedRaw: null, nested: null };
     probes.push(pvm, inVm, unknownModule);
 
+    const evidence: KvmEvidence[] = probes.map((probe) => ({ probe, selfTest: null }));
+    // The guests of a host that looks sound hang: the self-test's reason.
+    evidence.push({ probe: healthy(), selfTest: { passed: false, detail: 'the test guest printed no marker within 20 s', durationMs: 20_000 } });
     const seen = new Set<string>();
-    for (const probe of probes) {
-      for (const reason of judgeKvm(probe).reasons) {
+    for (const each of evidence) {
+      for (const reason of judgeKvm(each).reasons) {
         seen.add(reason.code);
         expect(KVM_REASON_CODES).toContain(reason.code);
         expect(reason.message).toMatch(/^[A-Z/`].*\.$/);

@@ -4,13 +4,13 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../config/load-config.js';
 import { EMBEDDED_QEMU_CONF } from '../../hypervisor/libvirt/embedded-root.js';
-import { openConfiguredConnection } from '../../hypervisor/libvirt/open-configured-connection.js';
+import { openHostConnection } from '../../hypervisor/compute-host.js';
 
 describe('[libvirt] connection_uri', () => {
-  it('empty (the default): the embedded driver under <state_path>/libvirt, with the qemu.conf novalet writes', async () => {
+  it('empty (the default): for the service, the embedded driver under <state_path>/libvirt, with the qemu.conf novalet writes', async () => {
     const state = mkdtempSync(path.join(tmpdir(), 'novalet-conn-'));
     const config = parseConfigText(`[DEFAULT]\nstate_path = ${state}\n`, 'conn.conf').values;
-    const connection = await openConfiguredConnection(config);
+    const connection = await openHostConnection(config, 'service');
     try {
       expect(connection.uri).toBe(`qemu:///embed?root=${state}/libvirt`);
       expect(connection.embedded).toBe(true);
@@ -22,13 +22,15 @@ describe('[libvirt] connection_uri', () => {
     }
   });
 
-  it('another URI is opened as it is, and a failure says which and why', async () => {
+  it('another URI is opened as it is, for the service and the commands alike, and a failure says which and why', async () => {
     const config = parseConfigText('[libvirt]\nconnection_uri = qemu+unix:///system?socket=/nonexistent/libvirt-sock\n', 'conn.conf').values;
-    const err = await openConfiguredConnection(config).then(
-      () => null,
-      (e: unknown) => e as { code: string; message: string },
-    );
-    expect(err).not.toBeNull();
-    expect(err?.message).toContain('/nonexistent/libvirt-sock');
+    for (const purpose of ['service', 'command'] as const) {
+      const err = await openHostConnection(config, purpose).then(
+        () => null,
+        (e: unknown) => e as { code: string; message: string },
+      );
+      expect(err).not.toBeNull();
+      expect(err?.message).toContain('/nonexistent/libvirt-sock');
+    }
   });
 });

@@ -9,9 +9,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseConfigText } from '../../config/load-config.js';
-import { InstanceLauncher } from '../../hypervisor/instance/libvirt-driver.js';
+import { LibvirtDriver } from '../../hypervisor/instance/libvirt-driver.js';
 import { validateInstanceSpec } from '../../hypervisor/instance/spec.js';
-import { openEmbeddedFromPool } from '../../hypervisor/libvirt/embedded-root-pool.js';
+import { openEmbeddedRootFromPool } from '../../hypervisor/libvirt/embedded-root-pool.js';
 import { testGuestCmdline, testGuestFiles } from '../../hypervisor/virt-type/test-guest.js';
 
 import { runForkSafe } from '../../hypervisor/libvirt/fork-safety.js';
@@ -20,10 +20,10 @@ const relaunched = await runForkSafe();
 if (relaunched !== null) process.exit(relaunched);
 const [guestDir, poolBase] = process.argv.slice(2) as [string, string];
 const state = mkdtempSync(path.join(tmpdir(), 'novalet-forced-kvm-'));
-const connection = await openEmbeddedFromPool(poolBase);
+const connection = (await openEmbeddedRootFromPool(poolBase)).connection;
 const files = testGuestFiles(guestDir);
 const launcherWith = (cpuMode: string) =>
-  new InstanceLauncher({
+  new LibvirtDriver({
     connection,
     config: parseConfigText(`[DEFAULT]\nstate_path = ${state}\n[libvirt]\nvirt_type = kvm\ncpu_mode = ${cpuMode}\n`, 'forced.conf').values,
     host: { arch: 'x86_64', verdict: { usable: true, reasons: [] }, qemuEmulators: { x86_64: '/usr/bin/qemu-system-x86_64' } },
@@ -46,7 +46,7 @@ for (const [cpuMode, machine] of [['none', undefined], ['none', 'pc'], ['host-mo
   try {
     await launcher.spawn(spec);
     outcomes.push({ launched: true });
-    await launcher.delete(spec.uuid);
+    await launcher.destroy(spec.uuid);
   } catch (err) {
     const e = err as { code?: string; message: string };
     const left = await connection.lookupByUuid(spec.uuid);

@@ -1,0 +1,83 @@
+/**
+ * Every code a NovaletError can carry, each with its one meaning. Faults
+ * travel to other hosts and to operators (instance faults, `create.error`
+ * events, reschedules), so a code never means two things: a new kind of
+ * failure gets a new code here. KVM reasons have codes of their own
+ * (messaging/contracts/kvm-verdict.ts); instance faults may also carry
+ * GUEST_CRASHED and INTERNAL, listed here too.
+ */
+export const ERROR_CODES = {
+  // The command line and configuration
+  CLI_USAGE: 'The command line is not one the command takes.',
+  CONFIG_PARSE: 'A configuration file is not nova.conf syntax, or not UTF-8 text.',
+  CONFIG_INVALID_VALUE: "A value does not convert to its option's type or is not among its choices.",
+  CONFIG_FILE_MISSING: 'A file named with --config-file does not exist.',
+  CONFIG_FILE_UNREADABLE: 'A configuration file exists but cannot be read.',
+  CONFIG_DIR_MISSING: 'A directory named with --config-dir does not exist or cannot be listed.',
+  CONFIG_SUBSTITUTION: 'A $reference in a value cannot be resolved, refers to itself, or nests too deeply.',
+  CONFIG_CPU_RULE: "The CPU options break nova's _check_cpu_compatibility rules or the flag syntax.",
+  CONFIG_UNSUPPORTED: 'A setting nova accepts that novalet cannot honour (virt_type lxc or parallels).',
+
+  // The host and its tools
+  LIBC_UNAVAILABLE: 'The ioctl(2) of libc cannot be called through koffi (no glibc, or koffi without its native module).',
+  KVM_IOCTL_RECORDING_INVALID: "A recording of another host's /dev/kvm answers (kvm-ioctl.json) is malformed.",
+  NO_EMULATOR: 'No QEMU system emulator for the architecture a guest needs is installed.',
+  KVM_UNAVAILABLE: 'An instance needs KVM and KVM is not usable here (the classic "could not find capabilities for domaintype=kvm").',
+
+  // Guest CPUs
+  CPU_MODE_UNSUPPORTED: 'The configured cpu_mode is not supported by the emulator under the virt type instances run with.',
+  CPU_MODE_NEEDS_KVM: 'The configuration asks for cpu_mode = host-passthrough with virt_type = qemu, and TCG cannot pass the host CPU through.',
+  CPU_MODEL_UNKNOWN: 'A model in cpu_models is not one libvirt knows for the emulator.',
+  CPU_MODEL_UNUSABLE: 'None of cpu_models is usable under the virt type instances run with.',
+  CPU_FLAG_UNKNOWN: "A flag in cpu_model_extra_flags is not in libvirt's cpu_map.",
+  CPU_FLAG_UNAVAILABLE: 'A flag cpu_model_extra_flags requires cannot be given under the virt type instances run with.',
+  CPU_FILE_UNREADABLE: 'A CPU file given to cpu-compare or cpu-baseline cannot be read.',
+  CPU_XML_INVALID: 'A CPU file is not well-formed XML.',
+  CPU_XML_NO_CPU: 'A CPU file holds no CPU definition.',
+  CPU_XML_NO_MODEL: 'A <cpu> (or cpu_info) has no model.',
+  CPU_XML_NO_ARCH: 'A <cpu> (or cpu_info) has no architecture.',
+  CPU_XML_BAD_FEATURE: 'A <feature> has no name.',
+  CPU_XML_UNKNOWN_FEATURE: "A CPU feature is not in libvirt's cpu_map.",
+  CPU_JSON_INVALID: 'A CPU file is not valid JSON, or its cpu_info string is not.',
+  CPU_JSON_NO_CPU: "JSON that is neither nova's cpu_info nor a capability report holding one.",
+  CPU_JSON_BAD_FEATURES: "The features of a cpu_info are not a list of feature names.",
+  CPU_ARCH_MIXED: 'CPUs of different architectures given to be compared or baselined together.',
+  CPU_VENDORS_DIFFER: 'CPUs of different vendors given to be baselined together, which libvirt refuses.',
+
+  // Instances and images
+  INSTANCE_SPEC_INVALID: 'An instance asks for something that cannot be (a field out of its range, nothing to boot, a URL without checksum).',
+  INSTANCE_FILE_MISSING: 'A kernel or ramdisk the instance names cannot be read.',
+  INSTANCE_EXISTS: 'An instance with this UUID already exists on this host.',
+  INSTANCE_NOT_FOUND: 'No instance with this UUID exists on this host.',
+  INSTANCE_NOT_RUNNING: 'The operation needs a running instance, and this one is not running.',
+  INSTANCE_RECORD_CORRUPT: "An instance's record on this host is not valid JSON.",
+  IMAGE_NOT_FOUND: 'An image file cannot be read.',
+  IMAGE_DOWNLOAD_FAILED: 'An image URL could not be downloaded whole.',
+  IMAGE_CHECKSUM_MISMATCH: "An image's SHA-256 is not the one it was given with.",
+  IMAGE_FORMAT_UNSUPPORTED: 'An image is in a format novalet does not boot (only qcow2 and raw).',
+  IMAGE_HAS_BACKING_FILE: 'An image points at a backing file; images must stand alone.',
+  QEMU_IMG_FAILED: 'qemu-img could not read an image or create an overlay.',
+  GUEST_CRASHED: "An instance's guest crashed or its QEMU died (an instance fault, not a raised error).",
+  INTERNAL: 'A failure that is not one of these: a bug (an instance fault, not a raised error).',
+
+  // libvirt
+  LIBVIRT_ERROR: 'libvirt refused or failed a call; its own code and words are in the message.',
+  LIBVIRT_CALL_FAILED: 'A libvirt call failed without libvirt saying why.',
+  LIBVIRT_CALL_THREAD_FAILED: "A libvirt call thread could not start or died.",
+  LIBVIRT_EVENT_LOOP_FAILED: "libvirt's event loop could not be registered or run.",
+  LIBVIRT_CONNECTION_CLOSED: 'A libvirt connection was used after it was closed.',
+  LIBVIRT_DOMAIN_FREED: 'A libvirt domain handle was used after it was freed.',
+  LIBVIRT_INVALID_DOMAIN: 'libvirt answered for a domain with something that is not one (no UUID or name).',
+  LIBVIRT_FORK_HAZARD: "libvirt's embedded driver cannot fork QEMU from this process as it was started.",
+  LIBVIRTD_UNREACHABLE: 'The libvirtd that connection_uri names does not answer.',
+  CAPABILITIES_XML_INVALID: "libvirt's capabilities or domain capabilities XML lacks what novalet reads from it.",
+  EMBEDDED_ROOT_NOT_ABSOLUTE: 'An embedded libvirt root is not an absolute path.',
+  EMBEDDED_ROOT_UNWRITABLE: 'An embedded libvirt root or its qemu.conf cannot be created or written.',
+  EMBEDDED_ROOT_BUSY: 'Another process holds the embedded libvirt root.',
+  EMBEDDED_ROOT_CONFLICT: 'This process already embeds libvirt at another root (libvirt allows one per process).',
+  EMBEDDED_ROOT_LOCK_UNREADABLE: "An embedded root's lock or claim file cannot be read.",
+  EMBEDDED_ROOT_POOL_EXHAUSTED: 'Every embedded root of the pool is held by another process.',
+  EMBEDDED_DRIVER_DOWN: "libvirt's embedded driver failed to start earlier in this process and does not start again.",
+} as const satisfies Record<string, string>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
