@@ -7,27 +7,12 @@
  * Values are quoted and escaped; values of secret options are masked.
  */
 
-import { NovaletError } from './novalet-error.js';
+import { NovaletError, type ErrorCode } from './novalet-error.js';
 import { maskSecretValue } from './mask-credentials.js';
 import { printable, quoteForMessage } from './quote-for-message.js';
 
-export type ConfigErrorCode =
-  /** The file is not nova.conf syntax (or not UTF-8 text). */
-  | 'CONFIG_PARSE'
-  /** A value does not convert to its option's type. */
-  | 'CONFIG_INVALID_VALUE'
-  /** A file named with --config-file does not exist. */
-  | 'CONFIG_FILE_MISSING'
-  /** A file exists but cannot be read (permissions, a directory, …). */
-  | 'CONFIG_FILE_UNREADABLE'
-  /** A directory named with --config-dir does not exist or cannot be listed. */
-  | 'CONFIG_DIR_MISSING'
-  /** A `$reference` cannot be resolved, refers to itself, or nests too deeply. */
-  | 'CONFIG_SUBSTITUTION'
-  /** nova's `_check_cpu_compatibility` rules and the CPU flag syntax. */
-  | 'CONFIG_CPU_RULE'
-  /** A setting nova accepts that novalet cannot honour (virt_type lxc, parallels). */
-  | 'CONFIG_UNSUPPORTED';
+/** The configuration's own codes (their meanings are in error-codes.ts). */
+export type ConfigErrorCode = Extract<ErrorCode, `CONFIG_${string}`>;
 
 export interface ConfigErrorDetails {
   code: ConfigErrorCode;

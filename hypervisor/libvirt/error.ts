@@ -1,4 +1,4 @@
-import { NovaletError } from '../../config/novalet-error.js';
+import { NovaletError, type ErrorCode } from '../../config/novalet-error.js';
 import { libvirtErrorDomainName, libvirtErrorName } from './error-names.js';
 
 /**
@@ -63,7 +63,7 @@ function sentence(text: string): string {
 
 export interface LibvirtErrorOptions {
   /** A novalet code more precise than LIBVIRT_ERROR (EMBEDDED_ROOT_BUSY, …). */
-  code?: string;
+  code?: ErrorCode;
   /** Replaces the whole first sentence. */
   message?: string;
   /** Replaces the remedy looked up by libvirt's code. */
