@@ -2,48 +2,86 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-/** DESIGN.md's layout table: which top-level folders each folder may import. */
-const MAY_IMPORT: Record<string, string[]> = {
-  config: [],
-  hypervisor: ['config'],
-  messaging: ['config'],
-  agent: ['config', 'hypervisor', 'messaging'],
-  'scheduler-filters': ['config', 'messaging'],
-  cli: ['config', 'hypervisor', 'messaging', 'agent', 'scheduler-filters'],
-};
+/**
+ * The layout rule (docs/architecture.md): which folders — and, inside
+ * hypervisor/, which rooms — each folder's files may import. The most
+ * specific source prefix applies. agent/ sees the hypervisor only through the
+ * ComputeDriver interface; hypervisor/ sees messaging/ only through the wire
+ * contracts; host/ (facts) and libvirt/ (the binding) sit at the bottom.
+ */
+const EVERYTHING = ['config/', 'hypervisor/', 'messaging/', 'agent/', 'scheduler-filters/', 'cli/', 'test/', 'bench/'];
+const MAY_IMPORT: ReadonlyArray<readonly [string, readonly string[]]> = [
+  ['config/', ['config/']],
+  ['messaging/contracts/', ['messaging/contracts/', 'config/']],
+  ['messaging/', ['messaging/', 'config/']],
+  ['hypervisor/libvirt/', ['hypervisor/libvirt/', 'config/']],
+  ['hypervisor/host/', ['hypervisor/host/', 'hypervisor/libvirt/', 'config/', 'messaging/contracts/']],
+  ['hypervisor/', ['hypervisor/', 'config/', 'messaging/contracts/']],
+  ['agent/', ['agent/', 'config/', 'messaging/', 'hypervisor/compute-driver.ts']],
+  ['scheduler-filters/', ['scheduler-filters/', 'config/', 'messaging/']],
+  ['cli/', ['cli/', 'config/', 'hypervisor/', 'messaging/', 'agent/', 'scheduler-filters/']],
+  ['bench/', EVERYTHING],
+  ['test/', EVERYTHING],
+];
 
 const top = path.resolve(import.meta.dirname, '../..');
 
 function tsFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const full = path.join(dir, name);
+    if (name === 'fixtures') return [];
     if (statSync(full).isDirectory()) return tsFiles(full);
     return name.endsWith('.ts') ? [full] : [];
   });
 }
 
-/** Top-level folders a file's relative imports reach into. */
-export function importedFolders(file: string): string[] {
-  const text = readFileSync(file, 'utf8');
+/** What a file at `file` (relative to the repository) imports, as repository paths of .ts files. */
+export function importedPaths(file: string, text: string): string[] {
   const specifiers = [...text.matchAll(/(?:from|import)\s*\(?\s*['"](\.[^'"]+)['"]/g)].map((m) => m[1] as string);
-  return specifiers.map((s) => path.relative(top, path.resolve(path.dirname(file), s)).split(path.sep)[0] as string);
+  return specifiers.map((s) => path.relative(top, path.resolve(top, path.dirname(file), s)).replace(/\.js$/, '.ts'));
 }
 
-describe('import direction (DESIGN.md layout)', () => {
-  for (const [folder, allowed] of Object.entries(MAY_IMPORT)) {
-    it(`${folder}/ imports only ${allowed.length ? allowed.join(', ') : 'nothing of ours'}`, () => {
-      const offending = tsFiles(path.join(top, folder)).flatMap((file) =>
-        importedFolders(file)
-          .filter((target) => target !== folder && !allowed.includes(target))
-          .map((target) => `${path.relative(top, file)} → ${target}/`),
-      );
+/** `file → target` for every import of `text` (a file at `file`) that the rule forbids. */
+export function violations(file: string, text: string): string[] {
+  const rule = MAY_IMPORT.find(([source]) => file.startsWith(source));
+  if (!rule) return [`${file}: in no folder of the layout`];
+  return importedPaths(file, text)
+    .filter((target) => !rule[1].some((allowed) => (allowed.endsWith('/') ? target.startsWith(allowed) : target === allowed)))
+    .map((target) => `${file} → ${target}`);
+}
+
+describe('import direction (docs/architecture.md)', () => {
+  // Every top-level folder, its rooms included (scheduler-filters/ has no code yet).
+  for (const folder of EVERYTHING) {
+    it(`${folder} imports only what the layout allows`, () => {
+      const files = tsFiles(path.join(top, folder));
+      const offending = files.flatMap((file) => violations(path.relative(top, file), readFileSync(file, 'utf8')));
       expect(offending).toEqual([]);
     });
   }
 
-  it('sees the folder a forbidden import reaches into (the check can fail)', () => {
-    const file = path.join(top, 'test/fixtures/layout/forbidden-import.ts.txt');
-    expect(importedFolders(file)).toEqual(['scheduler-filters']);
-    expect(MAY_IMPORT.agent).not.toContain('scheduler-filters');
+  it('hypervisor/ has no file outside a room but the driver interface and the assembly', () => {
+    const loose = readdirSync(path.join(top, 'hypervisor')).filter((name) => name.endsWith('.ts'));
+    expect(loose.sort()).toEqual(['compute-driver.ts', 'compute-host.ts']);
+  });
+
+  it('no name repeats its room', () => {
+    const repeating = readdirSync(path.join(top, 'hypervisor'), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .flatMap((room) => readdirSync(path.join(top, 'hypervisor', room.name)).filter((name) => name.startsWith(`${room.name}-`)).map((name) => `hypervisor/${room.name}/${name}`));
+    expect(repeating).toEqual([]);
+  });
+
+  it('sees an import against the rule (the check can fail)', () => {
+    const source = (target: string) => `import { x } from '${target}';\n`;
+    // agent/ reaching past the ComputeDriver interface, or into scheduler-filters/.
+    expect(violations('agent/service.ts', source('../hypervisor/instance/libvirt-driver.js'))).toEqual(['agent/service.ts → hypervisor/instance/libvirt-driver.ts']);
+    expect(violations('agent/service.ts', source('../scheduler-filters/host-selection.js'))).toEqual(['agent/service.ts → scheduler-filters/host-selection.ts']);
+    expect(violations('agent/service.ts', source('../hypervisor/compute-driver.js'))).toEqual([]);
+    // hypervisor/ reaching past the wire contracts into the AMQP layer; host facts reaching up.
+    expect(violations('hypervisor/cpu/x.ts', source('../../messaging/amqp/connection.js'))).toEqual(['hypervisor/cpu/x.ts → messaging/amqp/connection.ts']);
+    expect(violations('hypervisor/host/x.ts', source('../virt-type/decision.js'))).toEqual(['hypervisor/host/x.ts → hypervisor/virt-type/decision.ts']);
+    expect(violations('scheduler-filters/x.ts', source('../hypervisor/host/facts.js'))).toEqual(['scheduler-filters/x.ts → hypervisor/host/facts.ts']);
+    expect(violations('cli/x.ts', source('../bench/run-all.js'))).toEqual(['cli/x.ts → bench/run-all.ts']);
   });
 });
