@@ -14,7 +14,9 @@ export interface RunResult {
 export function runNovalet(args: string[], options: { prefix?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   const argv = [...(options.prefix ?? []), process.execPath, NOVALET, ...args];
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0] as string, argv.slice(1), { env: { ...process.env, ...options.env } });
+    // Without the test workers' LIBVIRT_LOG_OUTPUTS, so that the command routes libvirt's log as it does for operators.
+    const { LIBVIRT_LOG_OUTPUTS: _routedForTests, ...inherited } = process.env;
+    const child = spawn(argv[0] as string, argv.slice(1), { env: { ...inherited, ...options.env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
