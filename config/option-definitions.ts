@@ -361,7 +361,7 @@ const TABLE = [
     help: [
       'Overrides the default libvirt URI of the chosen virtualization type.',
       '',
-      "If set, novalet will use this URI to connect to libvirt. If empty (the default), novalet embeds libvirt's QEMU driver in its own process, as ``qemu:///embed?root=$state_path/libvirt``.",
+      "If set, novalet will use this URI to connect to libvirt, in the compute service and in every command that uses libvirt (``novalet run``, ``validate``, ``capabilities``, ``cpu-compare``, ``cpu-baseline``). If empty (the default), novalet embeds libvirt's QEMU driver in its own process: the compute service as ``qemu:///embed?root=$state_path/libvirt``, each command at a root of its own under ``$state_path/run/libvirt`` (libvirt lets one process hold an embedded root).",
       '',
       'Possible values:',
       '',
@@ -602,20 +602,3 @@ export const OPTION_DEFINITIONS: readonly OptionDefinition[] = TABLE;
 
 /** Sections in the order oslo-config-generator writes them: DEFAULT first, then by name. */
 export const SECTION_ORDER: readonly SectionName[] = ['DEFAULT', 'api', 'filter_scheduler', 'libvirt', 'scheduler'];
-
-const BY_KEY = new Map<string, OptionDefinition>(OPTION_DEFINITIONS.map((d) => [`${d.section}\0${d.name}`, d]));
-
-/** The option registered under this section and name (current names only). */
-export function findOption(section: string, name: string): OptionDefinition | undefined {
-  return BY_KEY.get(`${section}\0${name}`);
-}
-
-/** The options of one section, in table order. */
-export function optionsInSection(section: SectionName): OptionDefinition[] {
-  return OPTION_DEFINITIONS.filter((d) => d.section === section);
-}
-
-/** Sections in which novalet knows at least one option. */
-export function isKnownSection(section: string): section is SectionName {
-  return (SECTION_ORDER as readonly string[]).includes(section);
-}

@@ -13,10 +13,6 @@ const PYTHON_WHITESPACE = new Set<string>([
   '\u202f', '\u205f', '\u3000',
 ]);
 
-export function isPythonWhitespace(ch: string): boolean {
-  return PYTHON_WHITESPACE.has(ch);
-}
-
 export function pythonRstrip(s: string): string {
   let end = s.length;
   while (end > 0 && PYTHON_WHITESPACE.has(s[end - 1]!)) end--;

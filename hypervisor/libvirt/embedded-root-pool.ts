@@ -72,8 +72,3 @@ export async function openEmbeddedRootFromPool(base: string, size = DEFAULT_EMBE
     'Wait for one of those processes to finish, or stop it, and try again.',
   );
 }
-
-/** Opens the first free root of the pool under `base`. */
-export async function openEmbeddedFromPool(base: string, size = DEFAULT_EMBEDDED_POOL_SIZE): Promise<LibvirtConnection> {
-  return (await openEmbeddedRootFromPool(base, size)).connection;
-}
