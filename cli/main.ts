@@ -1,25 +1,35 @@
 #!/usr/bin/env node
 import { NovaletError } from '../config/novalet-error.js';
 import { CliUsageError } from './cli-usage-error.js';
-import { runValidate } from './validate.js';
-import { runConfig } from './config.js';
-import { runRun } from './run.js';
-import { runCpuCompare } from './cpu-compare.js';
-import { runCpuBaseline } from './cpu-baseline.js';
-import { runCapabilities } from './capabilities.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 
 /** A command returns its exit status; output is its own business. */
 export type Command = (args: string[]) => Promise<number>;
 
-/** Commands that embed libvirt's QEMU driver (they may need relaunching: see fork-safety.ts). */
-const COMMANDS: Record<string, { run: Command; summary: string; libvirt?: boolean }> = {
-  validate: { run: runValidate, summary: 'check what this host can virtualize, and what instances will run with here', libvirt: true },
-  config: { run: runConfig, summary: 'config show [--json] [--show-secrets] | config sample' },
-  capabilities: { run: runCapabilities, summary: "what this host advertises about CPUs: nova's cpu_info, guest CPU models, CPU traits", libvirt: true },
-  'cpu-compare': { run: runCpuCompare, summary: 'is the CPU in FILE compatible with this host (as virsh hypervisor-cpu-compare)', libvirt: true },
-  'cpu-baseline': { run: runCpuBaseline, summary: 'the CPU every CPU in the FILEs can provide (as virsh hypervisor-cpu-baseline)', libvirt: true },
-  run: { run: runRun, summary: 'run one instance in the foreground, its console on stdout (see novalet run --help)', libvirt: true },
+/** Each command's module is loaded only when it runs: `validate` should not pay for `run`'s imports. */
+const lazily =
+  <K extends string>(load: () => Promise<Record<K, Command>>, name: K): Command =>
+  async (args) =>
+    (await load())[name](args);
+
+/**
+ * `startsGuests`: the invocation may have libvirt's embedded driver start a
+ * domain, whose double fork libuv can break; such a process is relaunched
+ * with a safe descriptor layout first (see fork-safety.ts). Asking libvirt
+ * for capabilities, comparisons and baselines starts no domain and needs no
+ * relaunch, which would double Node's start-up.
+ */
+const COMMANDS: Record<string, { run: Command; summary: string; startsGuests?: (args: string[]) => boolean }> = {
+  validate: {
+    run: lazily(() => import('./validate.js'), 'runValidate'),
+    summary: 'check what this host can virtualize, and what instances will run with here',
+    startsGuests: (args) => args.includes('--self-test'),
+  },
+  config: { run: lazily(() => import('./config.js'), 'runConfig'), summary: 'config show [--json] [--show-secrets] | config sample' },
+  capabilities: { run: lazily(() => import('./capabilities.js'), 'runCapabilities'), summary: "what this host advertises about CPUs: nova's cpu_info, guest CPU models, CPU traits" },
+  'cpu-compare': { run: lazily(() => import('./cpu-compare.js'), 'runCpuCompare'), summary: 'is the CPU in FILE compatible with this host (as virsh hypervisor-cpu-compare)' },
+  'cpu-baseline': { run: lazily(() => import('./cpu-baseline.js'), 'runCpuBaseline'), summary: 'the CPU every CPU in the FILEs can provide (as virsh hypervisor-cpu-baseline)' },
+  run: { run: lazily(() => import('./run.js'), 'runRun'), summary: 'run one instance in the foreground, its console on stdout (see novalet run --help)', startsGuests: () => true },
 };
 
 export const USAGE = [
@@ -41,7 +51,7 @@ export async function main(argv: string[]): Promise<number> {
   const command = COMMANDS[name];
   try {
     if (!command) throw new CliUsageError(`unknown command '${name}'; the commands are: ${Object.keys(COMMANDS).join(', ')}.`);
-    if (command.libvirt) {
+    if (command.startsGuests?.(rest)) {
       // libvirt cannot fork QEMU from a plainly started node: see hypervisor/libvirt/fork-safety.ts.
       const relaunched = await runForkSafe();
       if (relaunched !== null) return relaunched;
