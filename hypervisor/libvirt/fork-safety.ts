@@ -23,10 +23,20 @@ import { spawn } from 'node:child_process';
 import { openSync, readdirSync, readlinkSync } from 'node:fs';
 import { NovaletError } from '../../config/novalet-error.js';
 
-/** The highest descriptor number libvirt's intermediate child opens for itself (its pipe to the parent: 3 and 4). */
-const LIBVIRT_CHILD_FDS = 4;
-/** Extra descriptors a relaunch opens at exec (3 … 3+n-1): libuv's pipe then starts well above libvirt's. */
-const RESERVED_FDS = 6;
+/** The handshake pipe ends libvirt's intermediate child keeps: 3 and 4. */
+const LIBVIRT_HANDSHAKE_FDS = 4;
+/** Extra descriptors a relaunch opens at exec (3 … 12): libuv's pipe then sits above anything libvirt's child uses. */
+const RESERVED_FDS = 10;
+
+/** How many log files libvirt re-opens in its forked child: the file outputs of LIBVIRT_LOG_OUTPUTS. */
+export function libvirtLogFiles(outputs: string | undefined): number {
+  return (outputs ?? '').split(/\s+/).filter((output) => /^\d:file:/.test(output)).length;
+}
+
+/** The highest descriptor number libvirt's intermediate child uses for itself. */
+export function libvirtChildFds(logFiles: number): number {
+  return LIBVIRT_HANDSHAKE_FDS + logFiles;
+}
 /** Set in the relaunched process, so that it never relaunches again. */
 export const FORK_SAFE_ENV = 'NOVALET_FORK_SAFE_FDS';
 
@@ -40,10 +50,12 @@ function fdTarget(fd: number): string | null {
 
 /**
  * The low descriptor pair that looks like libuv's signal lock pipe (two
- * consecutive descriptors on the same pipe, at 4 or below), or null when
- * libvirt can fork QEMU safely from this process.
+ * consecutive descriptors on the same pipe) among the numbers libvirt's
+ * child uses when it re-opens `logFiles` log files, or null when libvirt can
+ * fork QEMU safely from this process.
  */
-export function forkHazard(): [number, number] | null {
+export function forkHazard(logFiles = libvirtLogFiles(process.env.LIBVIRT_LOG_OUTPUTS)): [number, number] | null {
+  const highest = libvirtChildFds(logFiles);
   if (process.platform !== 'linux') return null;
   let fds: number[];
   try {
@@ -52,7 +64,7 @@ export function forkHazard(): [number, number] | null {
     return null;
   }
   for (const fd of fds) {
-    if (fd < 3 || fd > LIBVIRT_CHILD_FDS) continue;
+    if (fd < 3 || fd > highest) continue;
     const target = fdTarget(fd);
     if (target !== null && target.startsWith('pipe:') && fdTarget(fd + 1) === target) return [fd, fd + 1];
   }
@@ -65,8 +77,8 @@ export function assertForkSafe(action: string): void {
   if (hazard === null) return;
   throw new NovaletError(
     'LIBVIRT_FORK_HAZARD',
-    `libvirt's embedded driver cannot ${action} in this process: Node's libuv holds descriptors ${hazard[0]} and ${hazard[1]} and closes them in every forked child, where libvirt's pipe to QEMU's launcher lives, so QEMU would fail with "Unable to notify child process: Bad file descriptor".`,
-    "Start the process with descriptors 3 and 4 open: call runForkSafe() first thing in the command (it relaunches the process so), or from a shell run node … 3</dev/null 4</dev/null.",
+    `libvirt's embedded driver cannot ${action} in this process: Node's libuv holds descriptors ${hazard[0]} and ${hazard[1]} and closes them in every forked child, where libvirt's pipes to QEMU's launcher (and the log files it re-opens there) live, so QEMU would fail with "Unable to notify child process: Bad file descriptor".`,
+    `Start the process with descriptors 3 to ${2 + RESERVED_FDS} open: call runForkSafe() first thing in the command (it relaunches the process so), or from a shell run node … ${Array.from({ length: RESERVED_FDS }, (_, i) => `${i + 3}</dev/null`).join(' ')}.`,
   );
 }
 
@@ -77,7 +89,9 @@ export function assertForkSafe(action: string): void {
  * Signals (SIGINT, SIGTERM, SIGHUP) are passed on to the relaunched process.
  */
 export async function runForkSafe(): Promise<number | null> {
-  if (process.env[FORK_SAFE_ENV] === '1' || forkHazard() === null) return null;
+  // Every novalet command logs libvirt to a file of its own unless told otherwise (cli/load-cli-config.ts).
+  const logFiles = process.env.LIBVIRT_LOG_OUTPUTS === undefined ? 1 : libvirtLogFiles(process.env.LIBVIRT_LOG_OUTPUTS);
+  if (process.env[FORK_SAFE_ENV] === '1' || forkHazard(logFiles) === null) return null;
   const devNull = openSync('/dev/null', 'r');
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', ...Array.from({ length: RESERVED_FDS }, () => devNull)],

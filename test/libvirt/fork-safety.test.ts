@@ -1,19 +1,20 @@
 /**
- * libuv's atfork handler against libvirt's double fork (fork-safety.ts): a
- * plain `node` process has libuv's pipe at descriptors 4 and 5, where libvirt
- * cannot start QEMU; relaunched with runForkSafe() it can. Vitest's forks have
- * an IPC socket at 3, which moves libuv's pipe out of the way — as the other
- * tests, which start QEMU, show. (These children start with every
- * descriptor above stderr closed, as a plain `node` would.)
+ * libuv's atfork handler against libvirt's double fork (fork-safety.ts).
+ * Children start with every descriptor above stderr closed, as a plain
+ * `node` from a shell would — wherever that puts libuv's pipe with this
+ * host's Node (4/5 on Debian 12, 5/6 on Debian 13) — and log libvirt to a
+ * file as every novalet command does, which makes libvirt's forked child use
+ * descriptor 5 too. Vitest's forks log libvirt to stderr (test/libvirt-log.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { forkHazard } from '../../hypervisor/libvirt/fork-safety.js';
+import { forkHazard, libvirtChildFds, libvirtLogFiles } from '../../hypervisor/libvirt/fork-safety.js';
 import { processesMentioning, runNodeProgram, TEST_POOL_BASE } from './libvirt-test-support.js';
 
-function startDomainProgram(relaunch: boolean): string {
+function startDomainProgram(relaunch: boolean, logOutputs = '3:file:/tmp/novalet-test-fork-safety-libvirt.log'): string {
   return `
-    import { forkHazard, runForkSafe } from './dist/hypervisor/libvirt/fork-safety.js';
-    import { openEmbeddedRootFromPool } from './dist/hypervisor/libvirt/embedded-root-pool.js';
+    process.env.LIBVIRT_LOG_OUTPUTS = ${JSON.stringify(logOutputs)};
+    const { forkHazard, runForkSafe } = await import('./dist/hypervisor/libvirt/fork-safety.js');
+    const { openEmbeddedRootFromPool } = await import('./dist/hypervisor/libvirt/embedded-root-pool.js');
     if (${relaunch}) {
       const code = await runForkSafe();
       if (code !== null) process.exit(code);
@@ -42,16 +43,28 @@ function startDomainProgram(relaunch: boolean): string {
 }
 
 describe('fork safety', () => {
-  it('this vitest fork has no hazard (its IPC socket holds descriptor 3)', () => {
+  it('knows how many descriptors libvirt\'s child uses: its handshake pipes, then each log file it re-opens', () => {
+    expect(libvirtLogFiles('3:stderr')).toBe(0);
+    expect(libvirtLogFiles('3:file:/var/log/a.log 1:file:/tmp/b.log 4:stderr')).toBe(2);
+    expect(libvirtLogFiles(undefined)).toBe(0);
+    expect(libvirtChildFds(0)).toBe(4);
+    expect(libvirtChildFds(1)).toBe(5);
+  });
+
+  it('this vitest fork has no hazard while libvirt logs to stderr', () => {
+    expect(process.env.LIBVIRT_LOG_OUTPUTS).toBe('3:stderr');
     expect(forkHazard()).toBeNull();
   });
 
-  it('a plain node process has libuv at 4 and 5: starting a domain fails early with LIBVIRT_FORK_HAZARD', async () => {
+  it('a plain node process logging libvirt to a file: wherever libuv sits, starting a domain fails early with LIBVIRT_FORK_HAZARD', async () => {
     const result = await runNodeProgram(startDomainProgram(false), 60_000, { onlyStdio: true });
     expect(result.code).toBe(7);
     const answer = JSON.parse(result.stdout.trim()) as Record<string, unknown>;
-    expect(answer).toMatchObject({ hazard: [4, 5], relaunched: null, code: 'LIBVIRT_FORK_HAZARD' });
-    expect(answer.message).toMatch(/^libvirt's embedded driver cannot start domain novalet-test-fork-\d+ .* in this process: Node's libuv holds descriptors 4 and 5/);
+    expect(answer).toMatchObject({ relaunched: null, code: 'LIBVIRT_FORK_HAZARD' });
+    const [low, high] = answer.hazard as [number, number];
+    expect(high).toBe(low + 1);
+    expect(low).toBeLessThanOrEqual(libvirtChildFds(1));
+    expect(answer.message).toMatch(new RegExp(`^libvirt's embedded driver cannot start domain novalet-test-fork-\\d+ .* in this process: Node's libuv holds descriptors ${low} and ${high}`));
     expect(await processesMentioning(`guest=${String(answer.name)},`)).toEqual([]);
   }, 60_000);
 
