@@ -26,8 +26,7 @@ import { probeHost } from './host/probe.js';
 import { probeHostTools, type HostTools } from './host/tools.js';
 import { ImageCache } from './instance/image-cache.js';
 import { LibvirtDriver } from './instance/libvirt-driver.js';
-import type { LibvirtConnection } from './libvirt/connection.js';
-import { LibvirtConnection as Connection } from './libvirt/connection.js';
+import { LibvirtConnection } from './libvirt/connection.js';
 import { embeddedRootOf, prepareEmbeddedRoot } from './libvirt/embedded-root.js';
 import { openEmbeddedRootFromPool } from './libvirt/embedded-root-pool.js';
 import { judgeKvm, selfTestNotNeeded } from './virt-type/decision.js';
@@ -83,7 +82,7 @@ export async function openHostConnection(config: NovaletConfig, purpose: HostPur
   }
   const uri = effectiveConnectionUri(config);
   const root = embeddedRootOf(uri);
-  return Connection.open(root === null ? uri : await prepareEmbeddedRoot(root));
+  return LibvirtConnection.open(root === null ? uri : await prepareEmbeddedRoot(root));
 }
 
 /** Where this purpose's instances live. */
