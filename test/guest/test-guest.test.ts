@@ -54,7 +54,8 @@ async function bootDirect(append: string, extra: string[] = []): Promise<QemuRun
 
 describe('deploy/build-test-guest.sh', () => {
   it('builds vmlinuz, initramfs.cpio.gz, disk.qcow2 and a manifest whose sha256 sums match', () => {
-    expect(manifest.kernelPackage).toMatch(/^linux-image-[0-9.]+-\d+-cloud-amd64$/);
+    // Debian 12 names it linux-image-6.1.0-57-cloud-amd64, Debian 13 linux-image-6.12.118+deb13-cloud-amd64.
+    expect(manifest.kernelPackage).toMatch(/^linux-image-\d+\.\d+\.\d+(-\d+|\+deb\d+)-cloud-amd64$/);
     expect(manifest.kernelPackageVersion).toMatch(/^\d+\.\d+/);
     expect(manifest.kernelRelease).toBe(manifest.kernelPackage.replace(/^linux-image-/, ''));
     expect(Object.keys(manifest.files).sort()).toEqual(['disk.qcow2', 'initramfs.cpio.gz', 'vmlinuz']);

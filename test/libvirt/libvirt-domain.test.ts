@@ -176,8 +176,11 @@ describe("libvirt's errors, as LibvirtError", () => {
     expect(error.libvirtCodeName).toBe('VIR_ERR_XML_DETAIL');
     expect(error.libvirtCode).toBe(35);
     expect(error.libvirtDomainName).toBe('VIR_FROM_DOMAIN');
-    expect(error.libvirtMessage).toMatch(/^\(domain_definition\):1: /);
-    expect(error.message).toMatch(/^libvirt could not define the domain: \(domain_definition\):1: .* \(VIR_ERR_XML_DETAIL\)\. Fix the XML document/);
+    // libvirt 9 says "(domain_definition):1: …", libvirt 11 "at line 1: …": the place, in libvirt's words.
+    expect(error.libvirtMessage).toMatch(/^(\(domain_definition\):1: |at line 1: )/);
+    const firstLine = error.libvirtMessage.split('\n')[0] as string;
+    expect(error.message.startsWith(`libvirt could not define the domain: ${firstLine}`)).toBe(true);
+    expect(error.message).toMatch(/ \(VIR_ERR_XML_DETAIL\)\. Fix the XML document/);
     expect(error.message).not.toContain('\n');
   });
 
