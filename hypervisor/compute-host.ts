@@ -97,7 +97,7 @@ interface SelfTestPlan {
   cacheFile: string;
 }
 
-async function planSelfTest(config: NovaletConfig, probe: HostProbe, tools: HostTools): Promise<SelfTestPlan> {
+function planSelfTest(config: NovaletConfig, probe: HostProbe, tools: HostTools): SelfTestPlan {
   const cacheFile = path.join(config.DEFAULT.state_path, SELF_TEST_CACHE);
   const notNeeded = selfTestNotNeeded(config.libvirt, probe);
   if (notNeeded !== null) return { emulator: null, missing: notNeeded, cacheFile };
@@ -117,7 +117,7 @@ async function recordedSelfTest(plan: SelfTestPlan): Promise<SelfTestResult | nu
 /** What is known of KVM here without libvirt and without booting anything: the probe and this boot's recorded self-test. */
 export async function knownHost(config: NovaletConfig): Promise<KnownHost> {
   const [probe, tools] = await Promise.all([probeHost(), probeHostTools()]);
-  const plan = await planSelfTest(config, probe, tools);
+  const plan = planSelfTest(config, probe, tools);
   const selfTest = await recordedSelfTest(plan);
   const pending = plan.emulator !== null && selfTest === null;
   const missing = plan.missing ?? (pending ? NOT_RUN : null);
@@ -129,7 +129,7 @@ export async function assembleComputeHost(options: ComputeHostOptions): Promise<
   const [probe, tools] = await Promise.all([probeHost(), probeHostTools()]);
   const connection = options.connection ?? (await openHostConnection(config, purpose));
   try {
-    const plan = await planSelfTest(config, probe, tools);
+    const plan = planSelfTest(config, probe, tools);
     let selfTest: SelfTestResult | null = null;
     let missing = plan.missing;
     if (plan.emulator !== null && options.selfTest === 'recorded') {

@@ -88,6 +88,8 @@ export interface HostCpuReportInput {
   verdict: KvmVerdict;
   /** QEMU system emulators by architecture (host/tools.ts: qemuEmulators). */
   emulators: Readonly<Record<string, string>>;
+  /** libvirt's host capabilities, when the caller has read them already. */
+  capabilities?: HostCapabilities;
 }
 
 /** nova's cpu_info from host capabilities: cells is the number of NUMA cells, 1 when libvirt lists no topology. */
@@ -186,7 +188,7 @@ async function guestFeatures(
  */
 export async function gatherHostCpuReport(input: HostCpuReportInput): Promise<HostCpuReport> {
   const { connection, libvirt, verdict } = input;
-  const caps = parseCapabilities(await connection.getCapabilities());
+  const caps = input.capabilities ?? parseCapabilities(await connection.getCapabilities());
   const arch = caps.host.arch;
   const listed = caps.guests.find((g) => g.arch === arch && g.osType === 'hvm')?.emulator;
   const emulator = emulatorFor({ ...(listed ? { [arch]: listed } : {}), ...input.emulators }, arch);

@@ -342,9 +342,10 @@ export class LibvirtDriver implements ComputeDriver {
 
   async hostCapabilities(): Promise<DriverHostCapabilities> {
     const { connection, config, host } = this.options;
-    const [cpu, capsXml, version, hostname] = await Promise.all([
-      gatherHostCpuReport({ connection, libvirt: config.libvirt, verdict: host.verdict, emulators: host.qemuEmulators }),
-      connection.getCapabilities(),
+    // Host capabilities once, for the CPU report and for supported_instances.
+    const capabilities = parseCapabilities(await connection.getCapabilities());
+    const [cpu, version, hostname] = await Promise.all([
+      gatherHostCpuReport({ connection, libvirt: config.libvirt, verdict: host.verdict, emulators: host.qemuEmulators, capabilities }),
       connection.getLibVersionNumber(),
       connection.getHostname(),
     ]);
@@ -355,7 +356,7 @@ export class LibvirtDriver implements ComputeDriver {
       hypervisor_version: version,
       hypervisor_hostname: hostname,
       cpu_info: cpu.cpu_info,
-      supported_instances: supportedInstances(parseCapabilities(capsXml).guests, host.arch, host.verdict),
+      supported_instances: supportedInstances(capabilities.guests, host.arch, host.verdict),
       kvm: host.verdict,
       effective_virt_type: cpu.guest_cpu.virt_type,
       cpu_models: cpuModels,
