@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../config/load-config.js';
-import { createLogger, type Logger } from '../config/logger.js';
+import { createDeferredLogger, type Logger } from '../config/logger.js';
 import type { LoadedConfig } from '../config/novalet-config.js';
 
 export interface CliConfigArgs {
@@ -14,7 +14,7 @@ export interface CliConfigArgs {
 export function loadCliConfig(args: CliConfigArgs): { loaded: LoadedConfig; log: Logger } {
   const loaded = loadConfig({ configFiles: args['config-file'], configDirs: args['config-dir'] });
   routeLibvirtLog(loaded.values.DEFAULT.state_path);
-  const log = createLogger({ debug: Boolean(args.debug) || loaded.values.DEFAULT.debug });
+  const log = createDeferredLogger({ debug: Boolean(args.debug) || loaded.values.DEFAULT.debug });
   for (const item of loaded.ignored) {
     log.debug({ file: item.file, line: item.line, section: item.section, option: item.option }, 'ignoring an option novalet does not implement');
   }

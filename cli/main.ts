@@ -2,6 +2,7 @@
 import { NovaletError } from '../config/novalet-error.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
+import { libvirtCallPool } from '../hypervisor/libvirt/call-pool.js';
 
 /** A command returns its exit status; output is its own business. */
 export type Command = (args: string[]) => Promise<number>;
@@ -18,18 +19,22 @@ const lazily =
  * with a safe descriptor layout first (see fork-safety.ts). Asking libvirt
  * for capabilities, comparisons and baselines starts no domain and needs no
  * relaunch, which would double Node's start-up.
+ * `asksLibvirt`: the command will call libvirt, so its call thread is started
+ * before the command's modules load (the two take about as long; see
+ * bench/RESULTS.md for what it saves `validate`).
  */
-const COMMANDS: Record<string, { run: Command; summary: string; startsGuests?: (args: string[]) => boolean }> = {
+const COMMANDS: Record<string, { run: Command; summary: string; startsGuests?: (args: string[]) => boolean; asksLibvirt?: boolean }> = {
   validate: {
     run: lazily(() => import('./validate.js'), 'runValidate'),
     summary: 'check what this host can virtualize, and what instances will run with here',
     startsGuests: (args) => args.includes('--self-test'),
+    asksLibvirt: true,
   },
   config: { run: lazily(() => import('./config.js'), 'runConfig'), summary: 'config show [--json] [--show-secrets] | config sample' },
-  capabilities: { run: lazily(() => import('./capabilities.js'), 'runCapabilities'), summary: "what this host advertises about CPUs: nova's cpu_info, guest CPU models, CPU traits" },
-  'cpu-compare': { run: lazily(() => import('./cpu-compare.js'), 'runCpuCompare'), summary: 'is the CPU in FILE compatible with this host (as virsh hypervisor-cpu-compare)' },
-  'cpu-baseline': { run: lazily(() => import('./cpu-baseline.js'), 'runCpuBaseline'), summary: 'the CPU every CPU in the FILEs can provide (as virsh hypervisor-cpu-baseline)' },
-  run: { run: lazily(() => import('./run.js'), 'runRun'), summary: 'run one instance in the foreground, its console on stdout (see novalet run --help)', startsGuests: () => true },
+  capabilities: { run: lazily(() => import('./capabilities.js'), 'runCapabilities'), summary: "what this host advertises about CPUs: nova's cpu_info, guest CPU models, CPU traits", asksLibvirt: true },
+  'cpu-compare': { run: lazily(() => import('./cpu-compare.js'), 'runCpuCompare'), summary: 'is the CPU in FILE compatible with this host (as virsh hypervisor-cpu-compare)', asksLibvirt: true },
+  'cpu-baseline': { run: lazily(() => import('./cpu-baseline.js'), 'runCpuBaseline'), summary: 'the CPU every CPU in the FILEs can provide (as virsh hypervisor-cpu-baseline)', asksLibvirt: true },
+  run: { run: lazily(() => import('./run.js'), 'runRun'), summary: 'run one instance in the foreground, its console on stdout (see novalet run --help)', startsGuests: () => true, asksLibvirt: true },
 };
 
 export const USAGE = [
@@ -56,6 +61,7 @@ export async function main(argv: string[]): Promise<number> {
       const relaunched = await runForkSafe();
       if (relaunched !== null) return relaunched;
     }
+    if (command.asksLibvirt && !rest.includes('--help')) libvirtCallPool().warm();
     return await command.run(rest);
   } catch (err) {
     if (err instanceof NovaletError) {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
+import { XMLBuilder, XMLParser, XMLValidator } from '../libvirt/fast-xml-parser.js';
 import { NovaletError } from '../../config/novalet-error.js';
 import { isX86 } from '../host/cpuinfo.js';
 

@@ -1,4 +1,4 @@
-import { XMLBuilder } from 'fast-xml-parser';
+import { XMLBuilder } from '../libvirt/fast-xml-parser.js';
 import type { GuestCpu } from '../cpu/guest.js';
 import { isX86 } from '../host/cpuinfo.js';
 import { metadataElement, type InstanceMetadata } from './metadata.js';

@@ -18,7 +18,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { NovaletError } from '../../config/novalet-error.js';
-import { LIBVIRT_SONAME } from './library.js';
+import { LIBVIRT_SONAME } from './constants.js';
 import { CALL_WORKER_SOURCE } from './call-worker-source.js';
 import { LibvirtError, type LibvirtErrorRecord } from './error.js';
 
@@ -84,6 +84,16 @@ export class LibvirtCallPool {
   /** Threads started so far (for tests and diagnostics). */
   get threadCount(): number {
     return this.#threads.length;
+  }
+
+  /**
+   * Starts one thread now, so that its start-up (a Node isolate, koffi,
+   * libvirt.so.0) overlaps the caller's own module loading instead of
+   * delaying the first call. Makes no libvirt call: LIBVIRT_LOG_OUTPUTS may
+   * still be set before libvirt initialises on the first one.
+   */
+  warm(): void {
+    if (this.#threads.length === 0) this.#start();
   }
 
   call(call: NativeCall): Promise<NativeOutcome> {

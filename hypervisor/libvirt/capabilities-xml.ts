@@ -3,7 +3,7 @@
  * checked first, then plain objects read through small accessors that treat a
  * missing element as absent and one element as a list of one.
  */
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { XMLParser, XMLValidator } from './fast-xml-parser.js';
 import { NovaletError } from '../../config/novalet-error.js';
 
 /** A capability document that is not what libvirt writes: malformed, or without an element novalet needs. */

@@ -14,7 +14,8 @@
  * to listeners on a later turn of Node's loop (setImmediate): a slow or
  * throwing listener never holds libvirt's loop.
  */
-import koffi from 'koffi';
+import type { IKoffiRegisteredCallback } from 'koffi';
+import { koffi } from './koffi.js';
 import type { NativeAddress } from './call-pool.js';
 import { CLOSE_REASONS, type CloseReason } from './constants.js';
 import { lifecycleEventNames, type LifecycleEvent } from './domain-lifecycle.js';
@@ -27,8 +28,8 @@ export interface ConnectionCallbackReceiver {
 
 const receivers = new Map<number, ConnectionCallbackReceiver>();
 let nextId = 1;
-let lifecycleTrampoline: koffi.IKoffiRegisteredCallback | null = null;
-let closeTrampoline: koffi.IKoffiRegisteredCallback | null = null;
+let lifecycleTrampoline: IKoffiRegisteredCallback | null = null;
+let closeTrampoline: IKoffiRegisteredCallback | null = null;
 
 /** Registers a receiver; the id goes to libvirt as the callbacks' opaque argument. */
 export function addCallbackReceiver(receiver: ConnectionCallbackReceiver): number {

@@ -1,5 +1,8 @@
 /** Flag and enum values from libvirt's public headers (libvirt-domain.h, libvirt-host.h), as novalet uses them. */
 
+/** The C library's soname (here rather than in library.ts, which loads koffi: the call threads need only the name). */
+export const LIBVIRT_SONAME = 'libvirt.so.0';
+
 /** virDomainModificationImpact */
 export const DomainAffect = {
   CURRENT: 0,

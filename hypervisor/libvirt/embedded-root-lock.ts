@@ -14,7 +14,7 @@
  */
 import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
-import koffi from 'koffi';
+import { koffi } from './koffi.js';
 import { NovaletError } from '../../config/novalet-error.js';
 
 // Linux, x86_64 and aarch64 alike.

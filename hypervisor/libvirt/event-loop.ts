@@ -28,7 +28,8 @@
  * UV_THREADPOOL_SIZE at its default; an operator may raise it in the service's
  * environment, never lower it below 2.
  */
-import koffi from 'koffi';
+import type { IKoffiRegisteredCallback } from 'koffi';
+import { koffi } from './koffi.js';
 import { NovaletError } from '../../config/novalet-error.js';
 import { mainThreadNatives } from './main-thread-natives.js';
 
@@ -40,7 +41,7 @@ let holders = 0;
 let iterationInFlight = false;
 let iterations = 0;
 let failures = 0;
-let wakeCallback: koffi.IKoffiRegisteredCallback | null = null;
+let wakeCallback: IKoffiRegisteredCallback | null = null;
 
 function register(): void {
   if (registered) return;

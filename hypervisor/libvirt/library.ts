@@ -1,15 +1,16 @@
-import koffi from 'koffi';
+import type { IKoffiLib, KoffiFunction } from 'koffi';
+import { LIBVIRT_SONAME } from './constants.js';
+import { koffi } from './koffi.js';
 
 /**
  * libvirt's C library, loaded once through koffi. This file owns only the
  * loading; the binding of the API functions builds on `loadLibvirt()`.
  */
 
-export const LIBVIRT_SONAME = 'libvirt.so.0';
 
-let library: koffi.IKoffiLib | null = null;
+let library: IKoffiLib | null = null;
 
-export function loadLibvirt(): koffi.IKoffiLib {
+export function loadLibvirt(): IKoffiLib {
   library ??= koffi.load(LIBVIRT_SONAME);
   return library;
 }
@@ -22,7 +23,7 @@ export interface LibvirtAvailability {
   error: string | null;
 }
 
-let getVersion: koffi.KoffiFunction | null = null;
+let getVersion: KoffiFunction | null = null;
 
 /** Loads libvirt.so.0 and asks its version: the cheapest proof that the library works. */
 export function checkLibvirtLibrary(): LibvirtAvailability {

@@ -5,7 +5,8 @@
  * UUID) without asking the driver. Everything that can wait on the hypervisor
  * goes through call-pool.ts instead.
  */
-import koffi from 'koffi';
+import type { IKoffiCType, KoffiFunction } from 'koffi';
+import { koffi } from './koffi.js';
 import { loadLibvirt } from './library.js';
 import type { NativeAddress } from './call-pool.js';
 
@@ -15,23 +16,23 @@ const UUID_STRING_BUFLEN = 37;
 export interface MainThreadNatives {
   eventRegisterDefaultImpl: () => number;
   /** Only ever called through `.async`: it blocks until an event or timeout fires. */
-  eventRunDefaultImpl: koffi.KoffiFunction;
+  eventRunDefaultImpl: KoffiFunction;
   eventAddTimeout: (frequencyMs: number, callback: unknown, opaque: null, free: null) => number;
   eventRemoveTimeout: (timer: number) => number;
   domainName: (domain: NativeAddress) => string | null;
   domainUuid: (domain: NativeAddress) => string | null;
   /** C callback types for koffi.register(). */
   types: {
-    timeout: koffi.IKoffiCType;
-    lifecycle: koffi.IKoffiCType;
-    close: koffi.IKoffiCType;
+    timeout: IKoffiCType;
+    lifecycle: IKoffiCType;
+    close: IKoffiCType;
   };
 }
 
 let natives: MainThreadNatives | null = null;
 
 /** A named C callback type, declared once per process even if this module is evaluated again. */
-function callbackType(name: string, definition: string): koffi.IKoffiCType {
+function callbackType(name: string, definition: string): IKoffiCType {
   try {
     return koffi.resolve(name);
   } catch {
