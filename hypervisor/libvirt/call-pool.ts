@@ -131,6 +131,10 @@ export class LibvirtCallPool {
     });
     const thread: CallThread = { worker, job: null };
     worker.unref();
+    // Node refs a worker's port again when its thread comes online; an idle thread must not hold the process.
+    worker.once('online', () => {
+      if (thread.job === null) worker.unref();
+    });
     worker.on('message', (reply: Reply) => this.#finish(thread, reply));
     worker.on('error', (error) => this.#lose(thread, error));
     worker.on('exit', (exitCode) => this.#lose(thread, new Error(`the thread exited with code ${exitCode}`)));
