@@ -135,8 +135,11 @@ function get(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const client = url.protocol === 'https:' ? https : http;
     // identity: the bytes stored, hashed and counted against Content-Length are the bytes served.
-    const request = client.get(url, { signal, headers: { 'accept-encoding': 'identity', 'user-agent': 'novalet' } }, resolve);
-    request.once('error', reject);
+    // agent false: one connection per download, closed at its end, so that no pooled socket outlives it.
+    const request = client.get(url, { signal, agent: false, headers: { 'accept-encoding': 'identity', 'user-agent': 'novalet' } }, resolve);
+    // Kept for the request's whole life: a later error (the body's) reaches the response stream too, and
+    // an 'error' without a listener would end the process.
+    request.on('error', reject);
   });
 }
 
@@ -247,10 +250,10 @@ export async function transferInto(source: string, file: string, options: Transf
       body = createReadStream(source);
     }
     const hash = createHash('sha256');
+    // More than Content-Length never arrives: Node's HTTP parser ends the body there and drops the rest.
     const meter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         bytes += chunk.length;
-        if (declared !== null && bytes > declared) return done(new ImageError('IMAGE_DOWNLOAD_FAILED', `The image ${shown} could not be downloaded: the server sent more than the ${declared} bytes its Content-Length declared.`, 'Fix the server; nothing of it was kept.'));
         if (bytes > limit.bytes) return done(limit.refuse(shown, `is more than`));
         touch();
         hash.update(chunk);
