@@ -324,7 +324,7 @@ const TABLE = [
   option({
     section: 'DEFAULT',
     name: 'image_download_idle_timeout',
-    type: { kind: 'int', min: 1 },
+    type: { kind: 'int', min: 1, max: 86400 },
     default: 60,
     novaletOwn: true,
     help: [
@@ -340,7 +340,7 @@ const TABLE = [
   option({
     section: 'DEFAULT',
     name: 'image_download_timeout',
-    type: { kind: 'int', min: 1 },
+    type: { kind: 'int', min: 1, max: 604800 },
     default: 3600,
     novaletOwn: true,
     help: [

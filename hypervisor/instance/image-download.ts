@@ -88,7 +88,7 @@ function sizeLimit(limits: DownloadLimits, space: SpaceBudget): { bytes: number;
       refuse: (shown, what) =>
         new ImageError(
           'IMAGE_NO_SPACE',
-          `The image ${shown} ${what} the ${Math.max(0, space.bytes)} bytes free in ${space.dir} beyond reserved_host_disk_mb = ${space.reservedMb}.`,
+          `The image ${shown} ${what} the ${space.bytes} bytes free in ${space.dir} beyond reserved_host_disk_mb = ${space.reservedMb}.`,
           'Free disk space there (or lower reserved_host_disk_mb); nothing of the image was kept.',
         ),
     };
@@ -231,12 +231,20 @@ export async function transferInto(source: string, file: string, options: Transf
   const limit = sizeLimit(limits, space);
   const handle = await open(file, 'wx', options.fileMode);
   try {
-    if (limit.bytes <= 0) throw limit.refuse(shown, 'cannot be taken in: there is no room, not even for');
+    if (space.bytes <= 0) {
+      throw new ImageError(
+        'IMAGE_NO_SPACE',
+        `The image ${shown} cannot be taken in: there is no room in ${space.dir}, whose free space is not more than reserved_host_disk_mb = ${space.reservedMb}.`,
+        'Free disk space there (or lower reserved_host_disk_mb).',
+      );
+    }
     touch();
     let body: Readable;
     let declared: number | null = null;
+    let at: URL | null = null;
     if (isUrl) {
-      const { response } = await follow(source, stopper.signal);
+      const { response, url } = await follow(source, stopper.signal);
+      at = url;
       const length = response.headers['content-length'];
       declared = length !== undefined && /^\d+$/.test(length) ? Number(length) : null;
       if (declared !== null && declared > limit.bytes) {
@@ -269,11 +277,11 @@ export async function transferInto(source: string, file: string, options: Transf
       if (!isUrl && (e.syscall === 'open' || e.syscall === 'read')) {
         throw new ImageError('IMAGE_NOT_FOUND', `The image file ${source} cannot be read: ${e.code ?? e.message}.`, 'Give the path of an existing, readable image file.');
       }
-      if (e.syscall === 'write') {
-        throw new ImageError('IMAGE_NO_SPACE', `The image ${shown} could not be written to ${space.dir}: ${e.code ?? e.message}.`, 'Free disk space there; nothing of the image was kept.');
+      if (e.code === 'ENOSPC' || e.code === 'EDQUOT') {
+        throw new ImageError('IMAGE_NO_SPACE', `The image ${shown} could not be written to ${space.dir}: ${e.code}.`, 'Free disk space there; nothing of the image was kept.');
       }
       const got = declared === null ? `after ${bytes} bytes` : `after ${bytes} of ${declared} bytes`;
-      throw new ImageError('IMAGE_DOWNLOAD_FAILED', `The ${verb} of ${shown} was cut off ${got}: ${isUrl ? describeNetworkError(err, new URL(source)) : e.message}.`, 'Try again; nothing partial was kept.');
+      throw new ImageError('IMAGE_DOWNLOAD_FAILED', `The ${verb} of ${shown} was cut off ${got}: ${at ? describeNetworkError(err, at) : e.message}.`, 'Try again; nothing partial was kept.');
     }
     if (declared !== null && bytes !== declared) {
       throw new ImageError('IMAGE_DOWNLOAD_FAILED', `The download of ${shown} was cut off: got ${bytes} of ${declared} bytes.`, 'Try again; nothing partial was kept.');

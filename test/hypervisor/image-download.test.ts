@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileModesFor, PRIVATE_MODES, QEMU_USER_APART_MODES } from '../../hypervisor/instance/file-modes.js';
 import { ImageCache, ImageError, type ImageCacheOptions } from '../../hypervisor/instance/image-cache.js';
 import { MAX_REDIRECTS, type DownloadLimits } from '../../hypervisor/instance/image-download.js';
+import { imageCacheFor } from '../../hypervisor/instance/libvirt-driver.js';
+import { parseConfigText } from '../../config/load-config.js';
 
 /**
  * Downloads into the image cache against hostile and broken servers: a real
@@ -323,5 +325,26 @@ describe('modes of the cache', () => {
     const got = await cache.fetch({ source: qcow2 });
     expect(statSync(cache.baseDir).mode & 0o777).toBe(0o711);
     expect(statSync(got.path).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('the configuration', () => {
+  it('gives the cache its limits, reserve and modes', () => {
+    const config = parseConfigText(
+      '[DEFAULT]\nimage_download_idle_timeout = 7\nimage_download_timeout = 90\nimage_download_max_size_mb = 2048\nreserved_host_disk_mb = 100\n[libvirt]\nconnection_uri = qemu:///system\n',
+      '/etc/novalet/novalet.conf',
+    ).values;
+    const cache = imageCacheFor(config, path.join(work, 'configured', '_base'));
+    expect(cache.limits).toEqual({ idleTimeoutMs: 7000, timeoutMs: 90_000, maxBytes: 2048 * MiB });
+    expect(cache.modes).toEqual(QEMU_USER_APART_MODES);
+    expect(imageCacheFor(parseConfigText('', '/etc/novalet/empty.conf').values, work).modes).toEqual(PRIVATE_MODES);
+  });
+
+  it('refuses a download when the reserve leaves no room, before asking the server', async () => {
+    const cache = newCache({ reservedHostDiskMb: 1024 * 1024 * 1024 });
+    const { err, ms } = await refusal(cache, `${base}/stall-headers`);
+    expect(err.code).toBe('IMAGE_NO_SPACE');
+    expect(err.message).toContain('cannot be taken in: there is no room');
+    expect(ms).toBeLessThan(LIMITS.idleTimeoutMs);
   });
 });
