@@ -14,7 +14,9 @@
  *   so QEMU must be able to pass through them: folders are 0711 — search
  *   only, nothing can be listed — and files stay 0600, readable only by
  *   their owner, whom libvirt sets. 0711 needs no knowledge of the QEMU
- *   group (qemu.conf's `group`), which 0750 with a chgrp would.
+ *   group (qemu.conf's `group`), which 0750 with a chgrp would. This relies
+ *   on libvirt's dynamic_ownership (on by default); with it off, libvirt
+ *   chowns nothing and QEMU cannot read the 0600 files.
  */
 
 export interface FileModes {
