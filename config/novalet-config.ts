@@ -22,6 +22,12 @@ export interface DefaultSection {
   initial_disk_allocation_ratio: number;
   reserved_host_memory_mb: number;
   reserved_host_disk_mb: number;
+  /** novalet's own: seconds an image download may go without a byte. */
+  image_download_idle_timeout: number;
+  /** novalet's own: seconds an image download may take in all. */
+  image_download_timeout: number;
+  /** novalet's own: the largest image, in MB, the image cache takes in. */
+  image_download_max_size_mb: number;
   debug: boolean;
 }
 

@@ -24,8 +24,7 @@ import type { HostProbe } from './host/facts.js';
 import { pathExists } from './host/path-exists.js';
 import { probeHost } from './host/probe.js';
 import { probeHostTools, type HostTools } from './host/tools.js';
-import { ImageCache } from './instance/image-cache.js';
-import { LibvirtDriver } from './instance/libvirt-driver.js';
+import { imageCacheFor, LibvirtDriver } from './instance/libvirt-driver.js';
 import { LibvirtConnection } from './libvirt/connection.js';
 import { embeddedRootOf, prepareEmbeddedRoot } from './libvirt/embedded-root.js';
 import { openEmbeddedRootFromPool } from './libvirt/embedded-root-pool.js';
@@ -163,7 +162,7 @@ export async function assembleComputeHost(options: ComputeHostOptions): Promise<
       config,
       host: { arch: probe.arch, verdict, qemuEmulators: tools.qemuEmulators },
       instancesPath,
-      imageCache: new ImageCache(path.join(config.DEFAULT.instances_path, '_base')),
+      imageCache: imageCacheFor(config, path.join(config.DEFAULT.instances_path, '_base')),
     });
     const owned = options.connection === undefined;
     return {

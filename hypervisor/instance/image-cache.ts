@@ -1,22 +1,22 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { pathExists } from '../host/path-exists.js';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { NovaletError } from '../../config/novalet-error.js';
-import { isImageUrl, type ImageRef } from './spec.js';
+import { maskUrlCredentials } from '../../config/mask-credentials.js';
+import { pathExists } from '../host/path-exists.js';
+import { PRIVATE_MODES, type FileModes } from './file-modes.js';
+import { DEFAULT_DOWNLOAD_LIMITS, ImageError, transferInto, type DownloadLimits, type SpaceBudget } from './image-download.js';
 import { imageInfo } from './qemu-img.js';
+import type { ImageRef } from './spec.js';
 
 /**
  * Images fetched once into `<instances_path>/_base`, named by their SHA-256,
  * as nova caches Glance images there. Each download or copy goes to a
  * temporary file first and is renamed into place only when complete and
- * verified: a partial or corrupt image is never used.
+ * verified: a partial or corrupt image is never used. Downloads and copies
+ * go through image-download.ts, bounded in time and size.
  */
 
-export class ImageError extends NovaletError {}
+export { ImageError };
 
 export interface CachedImage {
   path: string;
@@ -26,50 +26,25 @@ export interface CachedImage {
   virtualSize: number;
 }
 
+export interface ImageCacheOptions {
+  /** Timeouts and size limit of every download; the options' defaults unless given. */
+  limits?: DownloadLimits;
+  /** `[DEFAULT] reserved_host_disk_mb`: room a download must leave free. */
+  reservedHostDiskMb?: number;
+  /** Modes of `_base` and its files (file-modes.ts); owner-only unless given. */
+  modes?: FileModes;
+}
+
+export interface FetchOptions {
+  /** Aborting it stops the download; nothing of it is kept (IMAGE_DOWNLOAD_ABORTED). */
+  signal?: AbortSignal | undefined;
+}
+
 /** Formats novalet boots from; anything else is refused rather than guessed at. */
 const BOOTABLE_FORMATS = new Set(['qcow2', 'raw']);
 
 function expectedDigest(ref: ImageRef): string | null {
   return ref.checksum ? ref.checksum.slice('sha256:'.length) : null;
-}
-
-
-/** Copies or downloads into `tmp`, hashing on the way; returns the hex digest. */
-async function fetchInto(source: string, tmp: string): Promise<string> {
-  const hash = createHash('sha256');
-  const hasher = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      done(null, chunk);
-    },
-  });
-  if (isImageUrl(source)) {
-    let response: Response;
-    try {
-      response = await fetch(source, { redirect: 'follow' });
-    } catch (err) {
-      throw new ImageError('IMAGE_DOWNLOAD_FAILED', `The image ${source} could not be downloaded: ${(err as Error).message}.`, 'Check the URL and that the server is reachable.');
-    }
-    if (!response.ok || !response.body) {
-      throw new ImageError('IMAGE_DOWNLOAD_FAILED', `The image ${source} could not be downloaded: the server answered ${response.status} ${response.statusText}.`, 'Check the URL.');
-    }
-    const declared = Number(response.headers.get('content-length') ?? NaN);
-    try {
-      await pipeline(Readable.fromWeb(response.body as never), hasher, createWriteStream(tmp, { mode: 0o644 }));
-    } catch (err) {
-      throw new ImageError('IMAGE_DOWNLOAD_FAILED', `The download of ${source} was cut off: ${(err as Error).message}.`, 'Try again; nothing partial was kept.');
-    }
-    if (Number.isFinite(declared) && (await stat(tmp)).size !== declared) {
-      throw new ImageError('IMAGE_DOWNLOAD_FAILED', `The download of ${source} was cut off: got ${(await stat(tmp)).size} of ${declared} bytes.`, 'Try again; nothing partial was kept.');
-    }
-  } else {
-    try {
-      await pipeline(createReadStream(source), hasher, createWriteStream(tmp, { mode: 0o644 }));
-    } catch (err) {
-      throw new ImageError('IMAGE_NOT_FOUND', `The image file ${source} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}.`, 'Give the path of an existing, readable image file.');
-    }
-  }
-  return hash.digest('hex');
 }
 
 interface SidecarInfo {
@@ -90,7 +65,24 @@ async function inspect(file: string, source: string): Promise<SidecarInfo> {
 }
 
 export class ImageCache {
-  constructor(readonly baseDir: string) {}
+  readonly limits: DownloadLimits;
+  readonly modes: FileModes;
+  readonly #reservedMb: number;
+
+  constructor(
+    readonly baseDir: string,
+    options: ImageCacheOptions = {},
+  ) {
+    this.limits = options.limits ?? DEFAULT_DOWNLOAD_LIMITS;
+    this.modes = options.modes ?? PRIVATE_MODES;
+    this.#reservedMb = options.reservedHostDiskMb ?? 0;
+  }
+
+  /** What a download may take of the file system `_base` is on. */
+  private async space(): Promise<SpaceBudget> {
+    const fs = await statfs(this.baseDir);
+    return { bytes: fs.bavail * fs.bsize - this.#reservedMb * 1024 * 1024, dir: this.baseDir, reservedMb: this.#reservedMb };
+  }
 
   private cachedPath(sha256: string): string {
     return path.join(this.baseDir, sha256);
@@ -105,22 +97,25 @@ export class ImageCache {
   }
 
   /** The image in the cache, fetched and verified first if it is not there yet. */
-  async fetch(ref: ImageRef): Promise<CachedImage> {
+  async fetch(ref: ImageRef, options: FetchOptions = {}): Promise<CachedImage> {
     const expected = expectedDigest(ref);
+    const shown = maskUrlCredentials(ref.source);
     if (expected !== null && (await pathExists(this.cachedPath(expected)))) {
-      const info = (await this.readSidecar(expected)) ?? (await inspect(this.cachedPath(expected), ref.source));
+      const info = (await this.readSidecar(expected)) ?? (await inspect(this.cachedPath(expected), shown));
       return { path: this.cachedPath(expected), sha256: expected, ...info };
     }
-    await mkdir(this.baseDir, { recursive: true });
+    await mkdir(this.baseDir, { recursive: true, mode: this.modes.dir });
+    // Explicitly: mkdir's mode is masked by the umask and leaves a folder made earlier as it was.
+    await chmod(this.baseDir, this.modes.dir);
     const tmp = path.join(this.baseDir, `.partial-${randomBytes(8).toString('hex')}`);
     try {
-      const actual = await fetchInto(ref.source, tmp);
+      const { sha256: actual } = await transferInto(ref.source, tmp, { limits: this.limits, space: await this.space(), fileMode: this.modes.file, signal: options.signal });
       if (expected !== null && actual !== expected) {
-        throw new ImageError('IMAGE_CHECKSUM_MISMATCH', `The image ${ref.source} has SHA-256 ${actual}, not the expected ${expected}.`, 'Check the checksum and the image; the image was not kept.');
+        throw new ImageError('IMAGE_CHECKSUM_MISMATCH', `The image ${shown} has SHA-256 ${actual}, not the expected ${expected}.`, 'Check the checksum and the image; the image was not kept.');
       }
-      const info = await inspect(tmp, ref.source);
+      const info = await inspect(tmp, shown);
       const final = this.cachedPath(actual);
-      await writeFile(`${final}.info.json`, JSON.stringify(info));
+      await writeFile(`${final}.info.json`, JSON.stringify(info), { mode: this.modes.file });
       await rename(tmp, final);
       return { path: final, sha256: actual, ...info };
     } finally {

@@ -1,7 +1,8 @@
-import { access, constants, copyFile, mkdir, rm } from 'node:fs/promises';
+import { access, chmod, constants, copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { configuredMachineType } from '../../config/effective-values.js';
+import { configuredMachineType, effectiveConnectionUri } from '../../config/effective-values.js';
+import { maskUrlCredentials } from '../../config/mask-credentials.js';
 import type { NovaletConfig } from '../../config/novalet-config.js';
 import { NovaletError } from '../../config/novalet-error.js';
 import type { SupportedInstance } from '../../messaging/contracts/capability-report.js';
@@ -15,6 +16,7 @@ import type {
   PowerState,
   RebootType,
   SpawnedInstance,
+  SpawnOptions,
 } from '../compute-driver.js';
 import type { GuestCpu } from '../cpu/guest.js';
 import { checkGuestCpu, type CheckedGuestCpu } from '../cpu/guest-check.js';
@@ -28,7 +30,9 @@ import { decideVirtType, type VirtTypeDecision } from '../virt-type/decision.js'
 import { asKvmFault, KvmUnavailableError } from '../virt-type/kvm-fault.js';
 import { lastLines } from './console-log.js';
 import { buildDomainXml, domainNameFor, NOVALET_DOMAIN_PREFIX, type DomainDefinition } from './domain-xml.js';
+import { fileModesFor, type FileModes } from './file-modes.js';
 import { ImageCache, type CachedImage } from './image-cache.js';
+import { downloadLimitsFrom } from './image-download.js';
 import { createOverlay } from './qemu-img.js';
 import type { ValidInstanceSpec } from './spec.js';
 
@@ -66,11 +70,20 @@ export interface LibvirtDriverOptions {
   host: DriverHost;
   /** Where each instance's folder goes (`[DEFAULT] instances_path`). */
   instancesPath: string;
-  /** The image cache; `<instances_path>/_base` unless given. */
+  /** The image cache; `<instances_path>/_base`, with the configured limits and modes, unless given. */
   imageCache?: ImageCache;
 }
 
 export const CONSOLE_LOG = 'console.log';
+
+/** The image cache at `baseDir` with the configured download limits and the modes the connection needs. */
+export function imageCacheFor(config: NovaletConfig, baseDir: string): ImageCache {
+  return new ImageCache(baseDir, {
+    limits: downloadLimitsFrom(config.DEFAULT),
+    reservedHostDiskMb: config.DEFAULT.reserved_host_disk_mb,
+    modes: fileModesFor(effectiveConnectionUri(config)),
+  });
+}
 
 /**
  * Defaults for Arm guests, where libvirt's own are unusable for a kernel
@@ -108,8 +121,12 @@ export class LibvirtDriver implements ComputeDriver {
   /** The checked guest CPU per virt type (and whether TCG is the fallback): one libvirt query each. */
   readonly #guestCpus = new Map<string, Promise<CheckedGuestCpu>>();
 
+  /** Modes of instance folders and their files: who may read a guest's disk (file-modes.ts). */
+  readonly modes: FileModes;
+
   constructor(private readonly options: LibvirtDriverOptions) {
-    this.imageCache = options.imageCache ?? new ImageCache(path.join(options.instancesPath, '_base'));
+    this.modes = fileModesFor(effectiveConnectionUri(options.config));
+    this.imageCache = options.imageCache ?? imageCacheFor(options.config, path.join(options.instancesPath, '_base'));
   }
 
   get connection(): LibvirtConnection {
@@ -136,7 +153,7 @@ export class LibvirtDriver implements ComputeDriver {
   }
 
   /** Everything up to the domain's definition; throws before touching libvirt when the spec cannot run. */
-  private async prepare(spec: ValidInstanceSpec): Promise<{ def: DomainDefinition; image: CachedImage | null; guestCpu: LaunchedInstance['guestCpu'] }> {
+  private async prepare(spec: ValidInstanceSpec, signal: AbortSignal | undefined): Promise<{ def: DomainDefinition; image: CachedImage | null; guestCpu: LaunchedInstance['guestCpu'] }> {
     const { config, host } = this.options;
     const guestArch = spec.imageProperties.hw_architecture ?? host.arch;
     const decided = this.virtTypeFor(spec, guestArch);
@@ -148,7 +165,7 @@ export class LibvirtDriver implements ComputeDriver {
     const dir = this.instanceDir(spec.uuid);
     await mkdir(this.options.instancesPath, { recursive: true });
     try {
-      await mkdir(dir, { recursive: false });
+      await mkdir(dir, { recursive: false, mode: this.modes.dir });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
         throw new LaunchError('INSTANCE_EXISTS', `An instance ${spec.uuid} already has files in ${dir}.`, 'Delete that instance first, or use another UUID.');
@@ -156,12 +173,16 @@ export class LibvirtDriver implements ComputeDriver {
       throw err;
     }
     try {
+      // mkdir's mode is masked by the umask: set it exactly.
+      await chmod(dir, this.modes.dir);
       let image: CachedImage | null = null;
       let disk: DomainDefinition['disk'] = null;
       if (spec.image) {
-        image = await this.imageCache.fetch(spec.image);
+        image = await this.imageCache.fetch(spec.image, { signal });
         const overlay = path.join(dir, 'disk');
         await createOverlay(image.path, image.format, overlay);
+        // qemu-img creates it by the umask (0644 as a rule); the guest's writes are its data.
+        await chmod(overlay, this.modes.file);
         disk = { path: overlay, format: 'qcow2' };
       }
       // Copies, so that the guest can still boot after the caller's files change.
@@ -171,6 +192,8 @@ export class LibvirtDriver implements ComputeDriver {
         spec.kernel && kernel ? copyFile(spec.kernel, kernel, constants.COPYFILE_FICLONE) : null,
         spec.ramdisk && ramdisk ? copyFile(spec.ramdisk, ramdisk, constants.COPYFILE_FICLONE) : null,
       ]);
+      // copyFile keeps the source's mode; the copies are as private as the disk.
+      await Promise.all([kernel, ramdisk].map((f) => (f ? chmod(f, this.modes.file) : null)));
       const def: DomainDefinition = {
         uuid: spec.uuid,
         domainName: domainNameFor(spec.uuid),
@@ -191,7 +214,8 @@ export class LibvirtDriver implements ComputeDriver {
           createdAt: new Date().toISOString(),
           vcpus: spec.vcpus,
           memoryMiB: spec.memoryMiB,
-          image: spec.image?.source ?? null,
+          // The domain XML is readable by anyone libvirt lets in: no URL password.
+          image: spec.image ? maskUrlCredentials(spec.image.source) : null,
           virtType: decided.effective,
           virtTypeReason: decided.reason,
         },
@@ -238,8 +262,8 @@ export class LibvirtDriver implements ComputeDriver {
     }
   }
 
-  async spawn(spec: ValidInstanceSpec): Promise<LaunchedInstance> {
-    const { def, image, guestCpu } = await this.prepare(spec);
+  async spawn(spec: ValidInstanceSpec, options: SpawnOptions = {}): Promise<LaunchedInstance> {
+    const { def, image, guestCpu } = await this.prepare(spec, options.signal);
     let domain: LibvirtDomain | null = null;
     try {
       domain = await this.options.connection.defineDomain(buildDomainXml(def));

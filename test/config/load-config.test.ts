@@ -42,6 +42,9 @@ describe('a real nova.conf of a compute node', () => {
       initial_disk_allocation_ratio: 1,
       reserved_host_memory_mb: 4096,
       reserved_host_disk_mb: 10240,
+      image_download_idle_timeout: 60,
+      image_download_timeout: 3600,
+      image_download_max_size_mb: 1048576,
       debug: false,
     });
     expect(loaded.values.libvirt).toEqual({

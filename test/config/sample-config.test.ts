@@ -27,6 +27,9 @@ const DEFAULTS = {
     initial_disk_allocation_ratio: 1.0,
     reserved_host_memory_mb: 512,
     reserved_host_disk_mb: 0,
+    image_download_idle_timeout: 60,
+    image_download_timeout: 3600,
+    image_download_max_size_mb: 1048576,
     debug: false,
   },
   libvirt: {

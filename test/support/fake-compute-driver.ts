@@ -16,6 +16,7 @@ import type {
   PowerState,
   RebootType,
   SpawnedInstance,
+  SpawnOptions,
   ValidInstanceSpec,
 } from '../../hypervisor/compute-driver.js';
 
@@ -70,7 +71,8 @@ export class FakeComputeDriver implements ComputeDriver {
     this.#emit({ uuid, transition: 'started', byGuest: false, detail: 'booted' });
   }
 
-  async spawn(spec: ValidInstanceSpec): Promise<SpawnedInstance> {
+  // The signal stops a real driver's image download; the fake downloads nothing, so has nothing to stop.
+  async spawn(spec: ValidInstanceSpec, _options?: SpawnOptions): Promise<SpawnedInstance> {
     this.calls.push(`spawn ${spec.uuid}`);
     if (this.#guests.has(spec.uuid)) {
       throw new NovaletError('INSTANCE_EXISTS', `An instance ${spec.uuid} already exists on this host.`, 'Delete that instance first, or use another UUID.');
