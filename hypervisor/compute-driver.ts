@@ -60,13 +60,21 @@ export interface DriverHostCapabilities extends HypervisorCapabilities {
 
 export type RebootType = 'SOFT' | 'HARD';
 
+export interface SpawnOptions {
+  /**
+   * Aborting it stops the image download (the longest step), which then
+   * fails with IMAGE_DOWNLOAD_ABORTED and leaves nothing behind.
+   */
+  signal?: AbortSignal | undefined;
+}
+
 export interface ComputeDriver {
   /**
    * Creates and starts the instance: virt type decided, image fetched,
    * guest defined and started. A spawn that fails leaves nothing behind;
    * one for a UUID the driver already has fails with INSTANCE_EXISTS.
    */
-  spawn(spec: ValidInstanceSpec): Promise<SpawnedInstance>;
+  spawn(spec: ValidInstanceSpec, options?: SpawnOptions): Promise<SpawnedInstance>;
   /** Stops the guest and removes it and its files; nothing left is not an error. */
   destroy(uuid: string): Promise<void>;
   /**

@@ -15,6 +15,7 @@ import type {
   PowerState,
   RebootType,
   SpawnedInstance,
+  SpawnOptions,
 } from '../compute-driver.js';
 import type { GuestCpu } from '../cpu/guest.js';
 import { checkGuestCpu, type CheckedGuestCpu } from '../cpu/guest-check.js';
@@ -29,6 +30,7 @@ import { asKvmFault, KvmUnavailableError } from '../virt-type/kvm-fault.js';
 import { lastLines } from './console-log.js';
 import { buildDomainXml, domainNameFor, NOVALET_DOMAIN_PREFIX, type DomainDefinition } from './domain-xml.js';
 import { ImageCache, type CachedImage } from './image-cache.js';
+import type { DomainOwner } from './metadata.js';
 import { createOverlay } from './qemu-img.js';
 import type { ValidInstanceSpec } from './spec.js';
 
@@ -68,6 +70,8 @@ export interface LibvirtDriverOptions {
   instancesPath: string;
   /** The image cache; `<instances_path>/_base` unless given. */
   imageCache?: ImageCache;
+  /** Recorded in each domain's metadata, so that a start-up sweep knows whose it is (leftovers.ts). */
+  owner?: DomainOwner;
 }
 
 export const CONSOLE_LOG = 'console.log';
@@ -194,6 +198,7 @@ export class LibvirtDriver implements ComputeDriver {
           image: spec.image?.source ?? null,
           virtType: decided.effective,
           virtTypeReason: decided.reason,
+          ...(this.options.owner ? { owner: this.options.owner } : {}),
         },
       };
       return { def, image, guestCpu };
@@ -238,7 +243,7 @@ export class LibvirtDriver implements ComputeDriver {
     }
   }
 
-  async spawn(spec: ValidInstanceSpec): Promise<LaunchedInstance> {
+  async spawn(spec: ValidInstanceSpec, _options?: SpawnOptions): Promise<LaunchedInstance> {
     const { def, image, guestCpu } = await this.prepare(spec);
     let domain: LibvirtDomain | null = null;
     try {
