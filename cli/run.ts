@@ -5,6 +5,7 @@ import { validateInstanceSpec, type InstanceSpec, type ValidInstanceSpec } from 
 import type { Logger } from '../config/logger.js';
 import type { NovaletConfig } from '../config/novalet-config.js';
 import { CommandLifetime } from './command-lifetime.js';
+import { progressReporter } from './progress.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
@@ -118,7 +119,7 @@ async function runInstance(
   options: { config: NovaletConfig; log: Logger; lifetime: CommandLifetime; waitFor: RegExp | null; timeoutSeconds: number | null },
 ): Promise<number> {
   const { lifetime, waitFor, timeoutSeconds, log } = options;
-  const host = await assembleComputeHost({ config: options.config, purpose: 'command', selfTest: 'run', progress: (what) => say(`${what} …`), signal: lifetime.signal });
+  const host = await assembleComputeHost({ config: options.config, purpose: 'command', selfTest: 'run', progress: progressReporter('run', log), signal: lifetime.signal });
   const { driver } = host;
   try {
     if (host.swept.domains.length > 0) say(`removed what a killed novalet command left: ${host.swept.domains.join(', ')}.`);

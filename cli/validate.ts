@@ -3,6 +3,7 @@ import { validateThisHost } from '../hypervisor/validation/validate-host.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { loadCliConfig } from './load-cli-config.js';
 import { CommandLifetime } from './command-lifetime.js';
+import { progressReporter } from './progress.js';
 
 const HELP = `usage: novalet validate [--json] [--self-test] [--config-file FILE]... [--config-dir DIR]...
 
@@ -27,7 +28,7 @@ export async function runValidate(argv: string[]): Promise<number> {
   const lifetime = selfTest ? new CommandLifetime() : null;
   let report;
   try {
-    report = await validateThisHost(loaded.values, { selfTest, progress: (what) => log.info(what), ...(lifetime ? { signal: lifetime.signal } : {}) });
+    report = await validateThisHost(loaded.values, { selfTest, progress: progressReporter('validate', log), ...(lifetime ? { signal: lifetime.signal } : {}) });
   } catch (err) {
     if (lifetime?.interrupted == null) throw err;
     process.stderr.write(`novalet validate: ${lifetime.interrupted.message}; the self-test's guest is removed.\n`);

@@ -16,6 +16,7 @@
  *   `run`'s transient instances go under `<state_path>/run/instances`, apart
  *   from the service's `instances_path`; the image cache is shared.
  */
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { effectiveConnectionUri } from '../config/effective-values.js';
 import type { NovaletConfig } from '../config/novalet-config.js';
@@ -90,6 +91,17 @@ export async function openHostConnection(config: NovaletConfig, purpose: HostPur
   return LibvirtConnection.open(root === null ? uri : await prepareEmbeddedRoot(root));
 }
 
+/** True when an embedded root has no QEMU capabilities cached yet: its first query makes libvirt probe every emulator. */
+async function firstProbeAhead(connection: LibvirtConnection): Promise<boolean> {
+  const root = embeddedRootOf(connection.uri);
+  if (root === null) return false;
+  try {
+    return (await readdir(path.join(root, 'cache/qemu/capabilities'))).length === 0;
+  } catch {
+    return true;
+  }
+}
+
 /** Where this purpose's instances live. */
 export function instancesPathFor(config: NovaletConfig, purpose: HostPurpose): string {
   return purpose === 'service' ? config.DEFAULT.instances_path : path.join(config.DEFAULT.state_path, 'run', 'instances');
@@ -134,6 +146,9 @@ export async function assembleComputeHost(options: ComputeHostOptions): Promise<
   const [probe, tools, bootId] = await Promise.all([probeHost(), probeHostTools(), readBootId()]);
   const connection = options.connection ?? (await openHostConnection(config, purpose));
   try {
+    if (await firstProbeAhead(connection)) {
+      options.progress?.(`libvirt is probing QEMU for a new state folder (${embeddedRootOf(connection.uri)}): about 12 s, once`);
+    }
     // Before anything new starts: what killed commands and self-tests left goes (never the service's instances).
     const swept = await sweepLeftovers({ connection, bootId, commandInstancesPath: instancesPathFor(config, 'command'), stateDir: config.DEFAULT.state_path });
     const plan = planSelfTest(config, probe, tools);

@@ -7,8 +7,10 @@
  * no folder — and the next run starts clean. A run killed with SIGKILL
  * cannot clean up; the next command sweeps what it left.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { constants } from 'node:os';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +18,7 @@ import { loadConfig } from '../../config/load-config.js';
 import { probeHost } from '../../hypervisor/host/probe.js';
 import { selfTestNotNeeded } from '../../hypervisor/virt-type/decision.js';
 import { buildTestGuest } from '../guest/test-guest.js';
-import { definedDomains, kernelArgs, leftovers, qemuFor, stateWith } from '../support/run-command-state.js';
+import { definedDomains, guest, kernelArgs, leftovers, qemuFor, stateWith } from '../support/run-command-state.js';
 import { NOVALET, runNovalet } from '../support/run-novalet.js';
 
 beforeAll(() => {
@@ -107,6 +109,59 @@ describe('novalet run ended by a signal', () => {
     const next = await runNovalet(['run', '--config-file', conf, ...kernelArgs('next'), '--wait-for', 'NOVALET-TEST-GUEST-READY', '--timeout', '90']);
     expect(next.status).toBe(0);
     expect(next.stderr).toMatch(/novalet run: removed what a killed novalet command left: novalet-[0-9a-f-]{36}/);
+    expectNothingLeft(state);
+  });
+});
+
+/** libvirt's remembered-owner attributes on the files under `dir`. */
+function libvirtXattrs(dir: string): string[] {
+  const script = 'import os,sys\nfor top,_,files in os.walk(sys.argv[1]):\n  for f in files:\n    p=os.path.join(top,f)\n    for x in os.listxattr(p):\n      print(p, x)';
+  return execFileSync('/usr/bin/python3', ['-c', script, dir], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line.includes('trusted.libvirt.security'));
+}
+
+describe('a download ended by a signal', () => {
+  it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('%s while the image downloads: the partial image goes, exit 128+N', async (signal) => {
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    let firstByte: () => void = () => undefined;
+    const sending = new Promise<void>((resolve) => (firstByte = resolve));
+    // A byte every 100 ms, for ever: only the signal ends this download.
+    const server = createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const timer = setInterval(() => {
+        response.write('x');
+        firstByte();
+      }, 100);
+      response.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/image.qcow2`;
+      const run = start(['run', '--config-file', conf, '--image', url, '--checksum', `sha256:${'0'.repeat(64)}`]);
+      await sending;
+      send(run, signal);
+      expect(await run.exit).toBe(exitFor(signal));
+      expect(run.stderr()).toContain(`novalet run: interrupted by ${signal}; nothing it had started is left.`);
+      const base = path.join(state, 'instances/_base');
+      expect(existsSync(base) ? readdirSync(base) : [], 'no partial image').toEqual([]);
+      expectNothingLeft(state);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe('what a killed run could leave on files', () => {
+  it('libvirt keeps no owner attributes on instance files (QEMU runs as root), so a run killed mid-way leaves none to warn about', async () => {
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    const run = start(['run', '--config-file', conf, '--image', guest.disk]);
+    await run.shows('NOVALET-TEST-GUEST-READY');
+    const attributes = libvirtXattrs(state);
+    run.child.kill('SIGTERM');
+    expect(await run.exit).toBe(exitFor('SIGTERM'));
+    expect(attributes).toEqual([]);
     expectNothingLeft(state);
   });
 });
