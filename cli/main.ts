@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { NovaletError } from '../config/novalet-error.js';
+import { Interrupted } from '../config/interrupted.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 import { libvirtCallPool } from '../hypervisor/libvirt/call-pool.js';
@@ -64,6 +65,10 @@ export async function main(argv: string[]): Promise<number> {
     if (command.asksLibvirt && !rest.includes('--help')) libvirtCallPool().warm();
     return await command.run(rest);
   } catch (err) {
+    if (err instanceof Interrupted) {
+      process.stderr.write(`novalet: ${err.message}\n`);
+      return err.exitStatus;
+    }
     if (err instanceof NovaletError) {
       // Bad input and host problems get one line, never a stack.
       process.stderr.write(`novalet: ${err.message}\n`);

@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { assembleComputeHost } from '../hypervisor/compute-host.js';
 import { followConsole } from '../hypervisor/instance/console-follow.js';
-import { validateInstanceSpec, type InstanceSpec } from '../hypervisor/instance/spec.js';
+import { validateInstanceSpec, type InstanceSpec, type ValidInstanceSpec } from '../hypervisor/instance/spec.js';
+import type { Logger } from '../config/logger.js';
+import type { NovaletConfig } from '../config/novalet-config.js';
+import { CommandLifetime } from './command-lifetime.js';
+import { progressReporter } from './progress.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
@@ -26,8 +30,10 @@ removes the instance when it ends.
   --timeout SECONDS      stop with 124 after this long
 
 Exit status: 0 the guest powered off (or --wait-for matched), 124 timeout,
-130 interrupted, 1 the instance could not be launched, 2 bad arguments or
-configuration. The guest is destroyed and its files removed in every case.`;
+128+N ended by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP), 1 the
+instance could not be launched, 2 bad arguments or configuration. The guest
+is destroyed and its files removed in every case, in every phase (download,
+KVM self-test, start, console).`;
 
 const RUN_OPTIONS = {
   ...CONFIG_OPTIONS,
@@ -91,10 +97,32 @@ export async function runRun(argv: string[]): Promise<number> {
   // Nonsense is refused before anything is fetched, opened or started.
   const valid = validateInstanceSpec(spec);
   const { loaded, log } = loadCliConfig(values);
-  const say = (line: string) => process.stderr.write(`novalet run: ${line}\n`);
-  const host = await assembleComputeHost({ config: loaded.values, purpose: 'command', selfTest: 'run', progress: (what) => say(`${what} …`) });
+  const lifetime = new CommandLifetime();
+  try {
+    return await runInstance(valid, { config: loaded.values, log, lifetime, waitFor, timeoutSeconds });
+  } catch (err) {
+    const interrupted = lifetime.interrupted;
+    if (interrupted === null) throw err;
+    say(`${interrupted.message}; nothing it had started is left.`);
+    return interrupted.exitStatus;
+  } finally {
+    lifetime.close();
+  }
+}
+
+const say = (line: string): void => {
+  process.stderr.write(`novalet run: ${line}\n`);
+};
+
+async function runInstance(
+  valid: ValidInstanceSpec,
+  options: { config: NovaletConfig; log: Logger; lifetime: CommandLifetime; waitFor: RegExp | null; timeoutSeconds: number | null },
+): Promise<number> {
+  const { lifetime, waitFor, timeoutSeconds, log } = options;
+  const host = await assembleComputeHost({ config: options.config, purpose: 'command', selfTest: 'run', progress: progressReporter('run', log), signal: lifetime.signal });
   const { driver } = host;
   try {
+    if (host.swept.domains.length > 0) say(`removed what a killed novalet command left: ${host.swept.domains.join(', ')}.`);
     if (host.selfTest) {
       say(`KVM self-test ${host.selfTest.passed ? 'passed' : 'failed'}${host.selfTest.cached ? ' (cached for this boot)' : ''}: ${host.selfTest.detail}.`);
     }
@@ -104,11 +132,9 @@ export async function runRun(argv: string[]): Promise<number> {
       ending ??= e;
       stop.abort();
     };
-    // 'on', not 'once': a Ctrl-C can arrive twice (from the terminal and passed on by a
-    // relaunching parent), and the second must not kill us before the guest is removed.
-    const onSignal = (signal: NodeJS.Signals) => end({ status: 130, why: `interrupted by ${signal}` });
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const onInterrupt = () => end({ status: lifetime.interrupted?.exitStatus ?? 130, why: lifetime.interrupted?.message ?? 'interrupted' });
+    if (lifetime.signal.aborted) onInterrupt();
+    else lifetime.signal.addEventListener('abort', onInterrupt, { once: true });
     const unsubscribe = driver.onLifecycleEvent((event) => {
       if (event.uuid === valid.uuid && (event.transition === 'stopped' || event.transition === 'crashed')) {
         end({ status: event.transition === 'stopped' ? 0 : 1, why: `the guest ${event.transition} (${event.detail})` });
@@ -118,8 +144,9 @@ export async function runRun(argv: string[]): Promise<number> {
     try {
       let launched;
       try {
-        launched = await driver.spawn(valid);
+        launched = await driver.spawn(valid, { signal: lifetime.signal });
       } catch (err) {
+        lifetime.signal.throwIfAborted();
         if (!(err instanceof NovaletError)) throw err;
         say(`${valid.name} could not be launched: ${err.message}`);
         return 1;
@@ -137,8 +164,8 @@ export async function runRun(argv: string[]): Promise<number> {
     } finally {
       if (timer) clearTimeout(timer);
       unsubscribe();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      lifetime.signal.removeEventListener('abort', onInterrupt);
+      // Also after a failed or interrupted spawn: whatever part of the guest exists goes.
       await driver.destroy(valid.uuid);
     }
     const final: Ending = ending ?? { status: 1, why: 'the console ended' };

@@ -2,6 +2,8 @@ import { formatValidationReport } from '../hypervisor/validation/host-checks.js'
 import { validateThisHost } from '../hypervisor/validation/validate-host.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { loadCliConfig } from './load-cli-config.js';
+import { CommandLifetime } from './command-lifetime.js';
+import { progressReporter } from './progress.js';
 
 const HELP = `usage: novalet validate [--json] [--self-test] [--config-file FILE]... [--config-dir DIR]...
 
@@ -22,7 +24,18 @@ export async function runValidate(argv: string[]): Promise<number> {
   }
   const { loaded, log } = loadCliConfig(values);
   const selfTest = Boolean(values['self-test']);
-  const report = await validateThisHost(loaded.values, { selfTest, progress: (what) => log.info(what) });
+  // Only the self-test starts something (its guest) that a signal must not leave behind.
+  const lifetime = selfTest ? new CommandLifetime() : null;
+  let report;
+  try {
+    report = await validateThisHost(loaded.values, { selfTest, progress: progressReporter('validate', log), ...(lifetime ? { signal: lifetime.signal } : {}) });
+  } catch (err) {
+    if (lifetime?.interrupted == null) throw err;
+    process.stderr.write(`novalet validate: ${lifetime.interrupted.message}; the self-test's guest is removed.\n`);
+    return lifetime.interrupted.exitStatus;
+  } finally {
+    lifetime?.close();
+  }
   log.debug(
     { kvm_usable: report.kvm.usable, reasons: report.kvm.reasons.map((r) => r.code), virt_type: report.virt_type, effective_virt_type: report.effective_virt_type },
     'host validated',

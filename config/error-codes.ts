@@ -9,6 +9,7 @@
 export const ERROR_CODES = {
   // The command line and configuration
   CLI_USAGE: 'The command line is not one the command takes.',
+  INTERRUPTED: 'The command was ended by SIGINT, SIGTERM or SIGHUP; what it had started is removed.',
   CONFIG_PARSE: 'A configuration file is not nova.conf syntax, or not UTF-8 text.',
   CONFIG_INVALID_VALUE: "A value does not convert to its option's type or is not among its choices.",
   CONFIG_FILE_MISSING: 'A file named with --config-file does not exist.',

@@ -16,6 +16,7 @@
  *   `run`'s transient instances go under `<state_path>/run/instances`, apart
  *   from the service's `instances_path`; the image cache is shared.
  */
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { effectiveConnectionUri } from '../config/effective-values.js';
 import type { NovaletConfig } from '../config/novalet-config.js';
@@ -24,13 +25,14 @@ import type { HostProbe } from './host/facts.js';
 import { pathExists } from './host/path-exists.js';
 import { probeHost } from './host/probe.js';
 import { probeHostTools, type HostTools } from './host/tools.js';
+import { sweepLeftovers, type SweepResult } from './instance/leftovers.js';
 import { imageCacheFor, LibvirtDriver } from './instance/libvirt-driver.js';
 import { LibvirtConnection } from './libvirt/connection.js';
 import { embeddedRootOf, prepareEmbeddedRoot } from './libvirt/embedded-root.js';
 import { openEmbeddedRootFromPool } from './libvirt/embedded-root-pool.js';
 import { judgeKvm, selfTestNotNeeded } from './virt-type/decision.js';
 import { bootSelfTestGuest } from './virt-type/self-test-boot.js';
-import { kvmSelfTest, qemuVersion, readBootId, readCachedSelfTest, SELF_TEST_CACHE, type SelfTestResult } from './virt-type/self-test.js';
+import { kvmSelfTest, qemuVersion, readBootId, readCachedSelfTest, SELF_TEST_CACHE, selfTestDidNotRun, type SelfTestResult } from './virt-type/self-test.js';
 import { testGuestFiles } from './virt-type/test-guest.js';
 
 /** The compute service, or one of the commands (see the file comment). */
@@ -59,6 +61,8 @@ export interface ComputeHost extends KnownHost {
   config: NovaletConfig;
   connection: LibvirtConnection;
   driver: LibvirtDriver;
+  /** What the start-up sweep removed: leftovers of killed commands and self-tests. */
+  swept: SweepResult;
   /** Closes the connection, unless it was given. */
   close(): Promise<void>;
 }
@@ -71,6 +75,8 @@ export interface ComputeHostOptions {
   connection?: LibvirtConnection;
   /** Told before each long phase, so that nobody waits in silence. */
   progress?: (what: string) => void;
+  /** The command's lifetime: aborting it stops the self-test (its guest removed) and rejects with the reason. */
+  signal?: AbortSignal;
 }
 
 /** The connection `[libvirt] connection_uri` names, for this purpose. */
@@ -82,6 +88,17 @@ export async function openHostConnection(config: NovaletConfig, purpose: HostPur
   const uri = effectiveConnectionUri(config);
   const root = embeddedRootOf(uri);
   return LibvirtConnection.open(root === null ? uri : await prepareEmbeddedRoot(root));
+}
+
+/** True when an embedded root has no QEMU capabilities cached yet: its first query makes libvirt probe every emulator. */
+async function firstProbeAhead(connection: LibvirtConnection): Promise<boolean> {
+  const root = embeddedRootOf(connection.uri);
+  if (root === null) return false;
+  try {
+    return (await readdir(path.join(root, 'cache/qemu/capabilities'))).length === 0;
+  } catch {
+    return true;
+  }
 }
 
 /** Where this purpose's instances live. */
@@ -125,9 +142,14 @@ export async function knownHost(config: NovaletConfig): Promise<KnownHost> {
 
 export async function assembleComputeHost(options: ComputeHostOptions): Promise<ComputeHost> {
   const { config, purpose } = options;
-  const [probe, tools] = await Promise.all([probeHost(), probeHostTools()]);
+  const [probe, tools, bootId] = await Promise.all([probeHost(), probeHostTools(), readBootId()]);
   const connection = options.connection ?? (await openHostConnection(config, purpose));
   try {
+    if (await firstProbeAhead(connection)) {
+      options.progress?.(`libvirt is probing QEMU for a new state folder (${embeddedRootOf(connection.uri)}): about 12 s, once`);
+    }
+    // Before anything new starts: what killed commands and self-tests left goes (never the service's instances).
+    const swept = await sweepLeftovers({ connection, bootId, commandInstancesPath: instancesPathFor(config, 'command'), stateDir: config.DEFAULT.state_path });
     const plan = planSelfTest(config, probe, tools);
     let selfTest: SelfTestResult | null = null;
     let missing = plan.missing;
@@ -140,9 +162,9 @@ export async function assembleComputeHost(options: ComputeHostOptions): Promise<
         missing = `the self-test guest is missing from ${guestDir}, so KVM is judged by the host probe alone; build it with deploy/build-test-guest.sh ${guestDir}`;
       } else {
         const emulator = plan.emulator;
-        const [bootId, version] = await Promise.all([readBootId(), qemuVersion(emulator)]);
+        const version = await qemuVersion(emulator);
         const timeoutMs = config.libvirt.kvm_selftest_timeout * 1000;
-        selfTest = await kvmSelfTest({
+        const result = await kvmSelfTest({
           cacheFile: plan.cacheFile,
           bootId,
           qemuVersion: version,
@@ -150,9 +172,20 @@ export async function assembleComputeHost(options: ComputeHostOptions): Promise<
           again: options.selfTest === 'again',
           boot: (ms) => {
             options.progress?.(`checking that KVM really runs guests: booting a test guest under KVM (up to ${Math.round(ms / 1000)} s)`);
-            return bootSelfTestGuest({ connection, guestDir, emulator, arch: probe.arch, workDir: config.DEFAULT.state_path, timeoutMs: ms });
+            return bootSelfTestGuest({
+              connection,
+              guestDir,
+              emulator,
+              arch: probe.arch,
+              workDir: config.DEFAULT.state_path,
+              timeoutMs: ms,
+              bootId,
+              ...(options.signal ? { signal: options.signal } : {}),
+            });
           },
         });
+        if (selfTestDidNotRun(result)) missing = `the self-test could not be run, for a reason that is not about KVM: ${result.notRun}`;
+        else selfTest = result;
       }
     }
     const verdict = judgeKvm({ probe, selfTest });
@@ -163,6 +196,7 @@ export async function assembleComputeHost(options: ComputeHostOptions): Promise<
       host: { arch: probe.arch, verdict, qemuEmulators: tools.qemuEmulators },
       instancesPath,
       imageCache: imageCacheFor(config, path.join(config.DEFAULT.instances_path, '_base')),
+      owner: { kind: purpose === 'service' ? 'service' : 'command', pid: process.pid, bootId },
     });
     const owned = options.connection === undefined;
     return {
@@ -175,6 +209,7 @@ export async function assembleComputeHost(options: ComputeHostOptions): Promise<
       verdict,
       connection,
       driver,
+      swept,
       close: async () => {
         if (owned) await connection.close();
       },

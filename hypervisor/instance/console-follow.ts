@@ -50,9 +50,9 @@ export async function* followConsole(file: string, options: { signal?: AbortSign
   }
 }
 
-/** The first console line matching `pattern` within `timeoutMs`, or null. */
-export async function waitForConsoleLine(file: string, pattern: RegExp, timeoutMs: number): Promise<string | null> {
-  const signal = AbortSignal.timeout(timeoutMs);
+/** The first console line matching `pattern` within `timeoutMs` (or until `stop` aborts), or null. */
+export async function waitForConsoleLine(file: string, pattern: RegExp, timeoutMs: number, stop?: AbortSignal): Promise<string | null> {
+  const signal = stop ? AbortSignal.any([AbortSignal.timeout(timeoutMs), stop]) : AbortSignal.timeout(timeoutMs);
   for await (const line of followConsole(file, { signal })) {
     if (pattern.test(line)) return line;
   }

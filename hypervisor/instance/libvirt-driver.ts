@@ -33,6 +33,7 @@ import { buildDomainXml, domainNameFor, NOVALET_DOMAIN_PREFIX, type DomainDefini
 import { fileModesFor, type FileModes } from './file-modes.js';
 import { ImageCache, type CachedImage } from './image-cache.js';
 import { downloadLimitsFrom } from './image-download.js';
+import type { DomainOwner } from './metadata.js';
 import { createOverlay } from './qemu-img.js';
 import type { ValidInstanceSpec } from './spec.js';
 
@@ -72,6 +73,8 @@ export interface LibvirtDriverOptions {
   instancesPath: string;
   /** The image cache; `<instances_path>/_base`, with the configured limits and modes, unless given. */
   imageCache?: ImageCache;
+  /** Recorded in each domain's metadata, so that a start-up sweep knows whose it is (leftovers.ts). */
+  owner?: DomainOwner;
 }
 
 export const CONSOLE_LOG = 'console.log';
@@ -218,6 +221,7 @@ export class LibvirtDriver implements ComputeDriver {
           image: spec.image ? maskUrlCredentials(spec.image.source) : null,
           virtType: decided.effective,
           virtTypeReason: decided.reason,
+          ...(this.options.owner ? { owner: this.options.owner } : {}),
         },
       };
       return { def, image, guestCpu };

@@ -20,6 +20,12 @@ import { NovaletError } from '../../config/novalet-error.js';
  * - namespaces empty: no private /dev per QEMU. libvirt would rebuild /dev
  *   for each guest by moving mounts, which fails where /dev/kvm is itself a
  *   bind mount (a container passing the device in, or a test hiding it).
+ * - dynamic_ownership and remember_owner off: QEMU runs as root, so there is
+ *   nothing to chown, and libvirt would otherwise keep the original owners in
+ *   trusted.libvirt.security.* xattrs on every disk, kernel and log file.
+ *   A run killed before libvirt restored them leaves those behind, and the
+ *   next start warns about them from a forked child, over the command's
+ *   output ("virSecurityValidateTimestamp: Invalid XATTR timestamp").
  */
 export const EMBEDDED_QEMU_CONF = [
   '# Written by novalet for libvirt\'s embedded QEMU driver; rewritten when it differs.',
@@ -29,6 +35,8 @@ export const EMBEDDED_QEMU_CONF = [
   'security_driver = "none"',
   'cgroup_controllers = [ ]',
   'namespaces = [ ]',
+  'dynamic_ownership = 0',
+  'remember_owner = 0',
   '',
 ].join('\n');
 

@@ -14,10 +14,15 @@
  * "Unable to notify child process: Bad file descriptor" and libvirt reports
  * the child's "unexpected exit status 1".
  *
- * libuv's descriptors are fixed when Node starts, so the cure is at start:
- * one or more extra descriptors open at exec push libuv's pipe above 4.
- * runForkSafe() relaunches the process that way when needed; a service
- * started by systemd can equally be given them by its unit.
+ * libuv's descriptors are fixed when Node starts, so the cure is at start.
+ * Where they land depends on what the parent left open (a shell's `3>…`,
+ * sudo, systemd, CI runners all differ) and on how Node was built (Debian
+ * 13's shared libuv with io_uring takes one more), and a pipe can even be
+ * split around a gap. So novalet does not guess: runForkSafe() relaunches the
+ * process with descriptors 3 … 12 open on /dev/null, a layout it can check,
+ * in which libuv's descriptors lie above every number libvirt's child uses.
+ * A process that already has that layout (the relaunched one, or one started
+ * so by hand or by a unit) runs as it is.
  */
 import { spawn } from 'node:child_process';
 import { openSync, readdirSync, readlinkSync } from 'node:fs';
@@ -37,8 +42,11 @@ export function libvirtLogFiles(outputs: string | undefined): number {
 export function libvirtChildFds(logFiles: number): number {
   return LIBVIRT_HANDSHAKE_FDS + logFiles;
 }
-/** Set in the relaunched process, so that it never relaunches again. */
+/** Set in the relaunched process: it must have the layout, and never relaunches again. */
 export const FORK_SAFE_ENV = 'NOVALET_FORK_SAFE_FDS';
+
+/** The descriptors a fork-safe process has open on /dev/null. */
+export const RESERVED_FD_RANGE: readonly [number, number] = [3, 2 + RESERVED_FDS];
 
 function fdTarget(fd: number): string | null {
   try {
@@ -71,8 +79,22 @@ export function forkHazard(logFiles = libvirtLogFiles(process.env.LIBVIRT_LOG_OU
   return null;
 }
 
-/** Throws when QEMU cannot be started from this process (see the module comment). */
+/** True when descriptors 3 … 12 are all open on /dev/null (see the module comment). */
+export function hasForkSafeLayout(): boolean {
+  if (process.platform !== 'linux') return true;
+  for (let fd = RESERVED_FD_RANGE[0]; fd <= RESERVED_FD_RANGE[1]; fd++) {
+    if (fdTarget(fd) !== '/dev/null') return false;
+  }
+  return true;
+}
+
+/**
+ * Throws when QEMU cannot be started from this process (see the module
+ * comment). A process novalet did not start itself (a test worker, a program
+ * using the library) is judged by where libuv's pipe is found.
+ */
 export function assertForkSafe(action: string): void {
+  if (hasForkSafeLayout()) return;
   const hazard = forkHazard();
   if (hazard === null) return;
   throw new NovaletError(
@@ -83,15 +105,22 @@ export function assertForkSafe(action: string): void {
 }
 
 /**
- * Relaunches this process with extra descriptors open when libvirt could not
- * fork QEMU from it, and resolves with the relaunched process's exit code
- * (the caller exits with it); resolves null when this process is fine as it is.
- * Signals (SIGINT, SIGTERM, SIGHUP) are passed on to the relaunched process.
+ * Relaunches this process with descriptors 3 … 12 open on /dev/null unless
+ * it has that layout already, and resolves with the relaunched process's exit
+ * code (the caller exits with it); resolves null when this process is the
+ * one to go on. Signals (SIGINT, SIGTERM, SIGHUP) are passed on to the
+ * relaunched process, which cleans up and exits; this one then exits with its
+ * status.
  */
 export async function runForkSafe(): Promise<number | null> {
-  // Every novalet command logs libvirt to a file of its own unless told otherwise (cli/load-cli-config.ts).
-  const logFiles = process.env.LIBVIRT_LOG_OUTPUTS === undefined ? 1 : libvirtLogFiles(process.env.LIBVIRT_LOG_OUTPUTS);
-  if (process.env[FORK_SAFE_ENV] === '1' || forkHazard(logFiles) === null) return null;
+  if (hasForkSafeLayout()) return null;
+  if (process.env[FORK_SAFE_ENV] === '1') {
+    throw new NovaletError(
+      'LIBVIRT_FORK_HAZARD',
+      `novalet was relaunched with descriptors ${RESERVED_FD_RANGE[0]} to ${RESERVED_FD_RANGE[1]} on /dev/null but does not have them, so libvirt could not start QEMU from it safely.`,
+      `Do not set ${FORK_SAFE_ENV} yourself; if a wrapper closes descriptors, start novalet with ${RESERVED_FD_RANGE[0]}…${RESERVED_FD_RANGE[1]} open on /dev/null.`,
+    );
+  }
   const devNull = openSync('/dev/null', 'r');
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', ...Array.from({ length: RESERVED_FDS }, () => devNull)],

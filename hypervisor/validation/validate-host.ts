@@ -14,11 +14,21 @@ import { validateHost, type GuestCpuFinding, type ValidationReport } from './hos
  * tens of milliseconds. Where libvirt cannot be asked, the CPU options are
  * "not checked", never passed.
  */
-export async function validateThisHost(config: NovaletConfig, options: { selfTest: boolean; progress?: (what: string) => void }): Promise<ValidationReport> {
+export async function validateThisHost(
+  config: NovaletConfig,
+  options: { selfTest: boolean; progress?: (what: string) => void; signal?: AbortSignal },
+): Promise<ValidationReport> {
   let host: ComputeHost | null = null;
   try {
-    host = await assembleComputeHost({ config, purpose: 'command', selfTest: options.selfTest ? 'again' : 'recorded', ...(options.progress ? { progress: options.progress } : {}) });
+    host = await assembleComputeHost({
+      config,
+      purpose: 'command',
+      selfTest: options.selfTest ? 'again' : 'recorded',
+      ...(options.progress ? { progress: options.progress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   } catch (err) {
+    options.signal?.throwIfAborted();
     if (!(err instanceof NovaletError)) throw err;
     const known = await knownHost(config);
     const why = `libvirt cannot be asked: ${err.message}`;

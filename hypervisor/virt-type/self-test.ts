@@ -32,8 +32,21 @@ export interface SelfTestResult extends SelfTestRecord {
 /** The cache file's name under `[DEFAULT] state_path`. */
 export const SELF_TEST_CACHE = 'kvm-self-test.json';
 
+/**
+ * A self-test that could not be run for a reason that is not about KVM:
+ * QEMU did not start, or libvirt refused the domain, under TCG as well. It
+ * says nothing about KVM, so it is never recorded as this boot's result.
+ */
+export interface SelfTestNotRun {
+  notRun: string;
+}
+
+export function selfTestDidNotRun(result: SelfTestOutcome | SelfTestNotRun): result is SelfTestNotRun {
+  return 'notRun' in result;
+}
+
 /** Boots the test guest under KVM within `timeoutMs`; provided by the launch path. */
-export type SelfTestBoot = (timeoutMs: number) => Promise<SelfTestOutcome>;
+export type SelfTestBoot = (timeoutMs: number) => Promise<SelfTestOutcome | SelfTestNotRun>;
 
 const run = promisify(execFile);
 
@@ -72,7 +85,7 @@ export async function readCachedSelfTest(cacheFile: string, bootId: string, vers
 /**
  * The self-test result for this boot and QEMU version: from the cache file
  * when it matches (unless `again`), else by booting the guest (and caching
- * what it showed).
+ * what it showed about KVM; a test that could not run is not cached).
  */
 export async function kvmSelfTest(options: {
   cacheFile: string;
@@ -82,10 +95,11 @@ export async function kvmSelfTest(options: {
   boot: SelfTestBoot;
   /** Boot the guest even when this boot has a result on record (`novalet validate --self-test`). */
   again?: boolean;
-}): Promise<SelfTestResult> {
+}): Promise<SelfTestResult | SelfTestNotRun> {
   const cached = options.again ? null : await readCachedSelfTest(options.cacheFile, options.bootId, options.qemuVersion);
   if (cached) return cached;
   const outcome = await options.boot(options.timeoutMs);
+  if (selfTestDidNotRun(outcome)) return outcome;
   const record: SelfTestRecord = { ...outcome, bootId: options.bootId, qemuVersion: options.qemuVersion, at: new Date().toISOString() };
   await writeCache(options.cacheFile, record);
   return { ...record, cached: false };

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -44,6 +44,19 @@ describe('KVM self-test cache', () => {
     const again = await kvmSelfTest({ cacheFile, bootId: 'b2', qemuVersion: '8.0', timeoutMs: 5000, boot, again: true });
     expect(again).toMatchObject({ cached: false });
     expect(calls).toHaveLength(4);
+  });
+
+  it('a self-test that could not run (QEMU or libvirt failed, not KVM) is returned as such and never recorded', async () => {
+    const cacheFile = path.join(mkdtempSync(path.join(tmpdir(), 'novalet-selftest-')), 'kvm-self-test.json');
+    let boots = 0;
+    const boot = async () => {
+      boots += 1;
+      return { notRun: 'QEMU did not start under TCG either' };
+    };
+    expect(await kvmSelfTest({ cacheFile, bootId: 'b1', qemuVersion: '7.2', timeoutMs: 5000, boot })).toEqual({ notRun: 'QEMU did not start under TCG either' });
+    expect(existsSync(cacheFile)).toBe(false);
+    await kvmSelfTest({ cacheFile, bootId: 'b1', qemuVersion: '7.2', timeoutMs: 5000, boot });
+    expect(boots).toBe(2);
   });
 
   it('reads this machine\'s boot id and QEMU version', async () => {

@@ -7,13 +7,13 @@
  * descriptor 5 too. Vitest's forks log libvirt to stderr (test/libvirt-log.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { forkHazard, libvirtChildFds, libvirtLogFiles } from '../../hypervisor/libvirt/fork-safety.js';
+import { forkHazard, hasForkSafeLayout, libvirtChildFds, libvirtLogFiles } from '../../hypervisor/libvirt/fork-safety.js';
 import { processesMentioning, runNodeProgram, TEST_POOL_BASE } from './libvirt-test-support.js';
 
 function startDomainProgram(relaunch: boolean, logOutputs = '3:file:/tmp/novalet-test-fork-safety-libvirt.log'): string {
   return `
     process.env.LIBVIRT_LOG_OUTPUTS = ${JSON.stringify(logOutputs)};
-    const { forkHazard, runForkSafe } = await import('./dist/hypervisor/libvirt/fork-safety.js');
+    const { forkHazard, hasForkSafeLayout, runForkSafe } = await import('./dist/hypervisor/libvirt/fork-safety.js');
     const { openEmbeddedRootFromPool } = await import('./dist/hypervisor/libvirt/embedded-root-pool.js');
     if (${relaunch}) {
       const code = await runForkSafe();
@@ -24,7 +24,7 @@ function startDomainProgram(relaunch: boolean, logOutputs = '3:file:/tmp/novalet
     const domain = await connection.defineDomain(
       "<domain type='qemu'><name>" + name + "</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>" +
       "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices><serial type='file'><source path='" + root + "/" + name + ".log'/></serial></devices></domain>");
-    const answer = { hazard: forkHazard(), relaunched: process.env.NOVALET_FORK_SAFE_FDS ?? null, name };
+    const answer = { hazard: forkHazard(), relaunched: process.env.NOVALET_FORK_SAFE_FDS ?? null, name, layout: hasForkSafeLayout() };
     try {
       await domain.create();
       answer.state = (await domain.getState()).state;
@@ -72,7 +72,32 @@ describe('fork safety', () => {
     const result = await runNodeProgram(startDomainProgram(true), 60_000, { onlyStdio: true });
     expect(result.code).toBe(7);
     const answer = JSON.parse(result.stdout.trim()) as Record<string, unknown>;
-    expect(answer).toMatchObject({ hazard: null, relaunched: '1', state: 'running' });
+    expect(answer).toMatchObject({ hazard: null, relaunched: '1', state: 'running', layout: true });
     expect(await processesMentioning(`guest=${String(answer.name)},`)).toEqual([]);
   }, 60_000);
+
+  // What shells, sudo, systemd and CI pass differ; none may decide whether QEMU starts.
+  it.each([
+    ['descriptor 3', '3</dev/null'],
+    ['descriptors 3 to 6', '3</dev/null 4</dev/null 5</dev/null 6</dev/null'],
+    ['3 and 5 with a gap at 4', '3</dev/null 5</dev/null'],
+    ['a pipe at 3, then 4', '3< <(:) 4</dev/null'],
+  ])('started with %s inherited, runForkSafe relaunches into the known layout and QEMU starts', async (_what, inherited) => {
+    const result = await runNodeProgram(startDomainProgram(true), 60_000, { inherited });
+    expect(result.code).toBe(7);
+    const answer = JSON.parse(result.stdout.trim()) as Record<string, unknown>;
+    expect(answer).toMatchObject({ relaunched: '1', state: 'running', layout: true });
+    expect(await processesMentioning(`guest=${String(answer.name)},`)).toEqual([]);
+  }, 60_000);
+
+  it('a process started with 3 to 12 on /dev/null has the layout already and is not relaunched', async () => {
+    const inherited = Array.from({ length: 10 }, (_, i) => `${i + 3}</dev/null`).join(' ');
+    const result = await runNodeProgram(startDomainProgram(true), 60_000, { inherited });
+    expect(result.code).toBe(7);
+    expect(JSON.parse(result.stdout.trim())).toMatchObject({ relaunched: null, state: 'running', layout: true });
+  }, 60_000);
+
+  it('this vitest fork does not have the layout (so the relaunch is what gives it)', () => {
+    expect(hasForkSafeLayout()).toBe(false);
+  });
 });

@@ -102,19 +102,26 @@ export async function waitFor<T>(what: string, check: () => T | undefined, timeo
  */
 const ONLY_STDIO = 'for fd in $(seq 3 255); do eval "exec $fd<&-"; done; exec "$@"';
 
+/** Closes every descriptor above stderr, then opens the ones `redirections` names (e.g. `3</dev/null 5>/tmp/x`). */
+export function onlyStdioThen(redirections: string): string[] {
+  return ['/bin/bash', '-c', `for fd in $(seq 3 255); do eval "exec $fd<&-"; done; exec ${redirections} "$@"`, 'bash'];
+}
+
 /**
  * Runs a Node ES module program (text) against the built dist/ tree; resolves
  * with its output and exit code. With `onlyStdio`, the program starts with no
- * descriptor open but stdin, stdout and stderr.
+ * descriptor open but stdin, stdout and stderr; with `inherited`, with those
+ * and the descriptors its shell redirections open.
  */
 export async function runNodeProgram(
   source: string,
   timeoutMs = 60_000,
-  options: { onlyStdio?: boolean } = {},
+  options: { onlyStdio?: boolean; inherited?: string } = {},
 ): Promise<{ stdout: string; stderr: string; code: number | null; ms: number }> {
   const started = Date.now();
   const node = [process.execPath, '--input-type=module', '-e', source];
-  const [file, ...args] = options.onlyStdio ? ['/bin/bash', '-c', ONLY_STDIO, 'bash', ...node] : node;
+  const prefix = options.inherited !== undefined ? onlyStdioThen(options.inherited) : options.onlyStdio ? ['/bin/bash', '-c', ONLY_STDIO, 'bash'] : [];
+  const [file, ...args] = [...prefix, ...node];
   try {
     const { stdout, stderr } = await run(file!, args, {
       cwd: REPO,

@@ -1,0 +1,80 @@
+/**
+ * The start-up sweep (instance/leftovers.ts) against real libvirt: only
+ * domains a command or the self-test made, whose process is gone, are
+ * removed — with the command's instance folder and the self-test's work
+ * folder. The compute service's instances, live commands' domains and
+ * domains novalet did not make stay, whoever's process is gone.
+ */
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { sweepLeftovers } from '../../hypervisor/instance/leftovers.js';
+import { NOVALET_METADATA_PREFIX, NOVALET_METADATA_URI, parseOwner } from '../../hypervisor/instance/metadata.js';
+import type { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
+import type { LibvirtDomain } from '../../hypervisor/libvirt/domain.js';
+import { readBootId } from '../../hypervisor/virt-type/self-test.js';
+import { minimalDomainXml, openTestRoot, removeDomain, testDomainName } from '../libvirt/libvirt-test-support.js';
+
+/** Above any pid_max Linux allows (2^22): no process ever has it. */
+const GONE_PID = 4_194_304;
+
+const made: LibvirtDomain[] = [];
+let connection: LibvirtConnection | null = null;
+
+afterAll(async () => {
+  for (const domain of made) await removeDomain(domain);
+  await connection?.close();
+});
+
+async function domainOwnedBy(on: LibvirtConnection, owner: { kind: string; pid: number; bootId: string } | null, work: string): Promise<LibvirtDomain> {
+  const name = testDomainName('leftovers');
+  const domain = await on.defineDomain(minimalDomainXml({ name, serialLog: path.join(work, `${name}.log`), uuid: randomUUID() }));
+  made.push(domain);
+  if (owner !== null) {
+    await domain.setMetadata('element', `<instance><owner kind='${owner.kind}' pid='${owner.pid}' boot='${owner.bootId}'/></instance>`, NOVALET_METADATA_PREFIX, NOVALET_METADATA_URI);
+  }
+  return domain;
+}
+
+describe('start-up sweep', () => {
+  it('reads the owner back from libvirt as it was written', async () => {
+    expect(parseOwner(null)).toBeNull();
+    expect(parseOwner('<novalet:instance xmlns:novalet="x"><novalet:owner kind="command" pid="12" boot="b"/></novalet:instance>')).toEqual({ kind: 'command', pid: 12, bootId: 'b' });
+    expect(parseOwner('<novalet:instance xmlns:novalet="x"><novalet:owner kind="root" pid="12" boot="b"/></novalet:instance>')).toBeNull();
+    expect(parseOwner('<novalet:instance xmlns:novalet="x"><novalet:owner kind="command" pid="-1" boot="b"/></novalet:instance>')).toBeNull();
+    expect(parseOwner('not xml <')).toBeNull();
+  });
+
+  it('removes a dead command\'s and a dead self-test\'s domains and folders, and nothing else', async () => {
+    ({ connection } = await openTestRoot());
+    const bootId = await readBootId();
+    const work = mkdtempSync(path.join(tmpdir(), 'novalet-sweep-'));
+    const instances = path.join(work, 'run/instances');
+    const deadCommand = await domainOwnedBy(connection, { kind: 'command', pid: GONE_PID, bootId }, work);
+    const otherBoot = await domainOwnedBy(connection, { kind: 'self-test', pid: process.pid, bootId: 'another-boot' }, work);
+    const service = await domainOwnedBy(connection, { kind: 'service', pid: GONE_PID, bootId }, work);
+    const liveCommand = await domainOwnedBy(connection, { kind: 'command', pid: process.pid, bootId }, work);
+    const foreign = await domainOwnedBy(connection, null, work);
+    for (const domain of [deadCommand, liveCommand, service]) mkdirSync(path.join(instances, domain.uuid), { recursive: true });
+    mkdirSync(path.join(work, `kvm-self-test-${GONE_PID}-abcdef`));
+    mkdirSync(path.join(work, `kvm-self-test-${process.pid}-abcdef`));
+
+    const swept = await sweepLeftovers({ connection, bootId, commandInstancesPath: instances, stateDir: work });
+
+    expect(swept.domains.sort()).toEqual([deadCommand.name, otherBoot.name].sort());
+    expect(await connection.lookupByUuid(deadCommand.uuid)).toBeNull();
+    expect(await connection.lookupByUuid(otherBoot.uuid)).toBeNull();
+    for (const kept of [service, liveCommand, foreign]) {
+      const found = await connection.lookupByUuid(kept.uuid);
+      expect(found?.name, `${kept.name} stays`).toBe(kept.name);
+      found?.free();
+    }
+    expect(existsSync(path.join(instances, deadCommand.uuid))).toBe(false);
+    expect(existsSync(path.join(instances, liveCommand.uuid))).toBe(true);
+    expect(existsSync(path.join(instances, service.uuid))).toBe(true);
+    expect(existsSync(path.join(work, `kvm-self-test-${GONE_PID}-abcdef`))).toBe(false);
+    expect(existsSync(path.join(work, `kvm-self-test-${process.pid}-abcdef`))).toBe(true);
+  });
+});
