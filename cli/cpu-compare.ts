@@ -15,7 +15,8 @@ report from novalet capabilities --json) compatible with what this host provides
 type instances run with here (KVM where usable, else TCG)? Answers identical,
 superset or incompatible and names the features missing, as libvirt's
 virConnectCompareHypervisorCPU (virsh hypervisor-cpu-compare) does.
-Exit status as virsh's: 0 identical or superset, 1 incompatible or an error.`;
+Exit status: 0 identical or superset, 1 incompatible, 2 bad input or an error
+(one line on stderr).`;
 
 /** As virsh words them; 'superset' means the host's CPU holds all the described one asks for. */
 function sentence(result: 'identical' | 'superset' | 'incompatible', described: string, host: string): string {

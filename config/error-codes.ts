@@ -50,7 +50,7 @@ export const ERROR_CODES = {
 
   // Instances and images
   INSTANCE_SPEC_INVALID: 'An instance asks for something that cannot be (a field out of its range, nothing to boot, a URL without checksum).',
-  INSTANCE_FILE_MISSING: 'A kernel or ramdisk the instance names cannot be read.',
+  INSTANCE_FILE_MISSING: 'A kernel or ramdisk the instance names cannot be read, or is not a regular file.',
   INSTANCE_EXISTS: 'An instance with this UUID already exists on this host.',
   INSTANCE_NOT_FOUND: 'No instance with this UUID exists on this host.',
   INSTANCE_NOT_RUNNING: 'The operation needs a running instance, and this one is not running.',
