@@ -1,3 +1,4 @@
+import { printable } from '../config/quote-for-message.js';
 import { assembleComputeHost } from '../hypervisor/compute-host.js';
 import type { HostCpuReport, VirtTypeCpuReport } from '../hypervisor/cpu/host-report.js';
 import { CliUsageError } from './cli-usage-error.js';
@@ -87,7 +88,8 @@ export function formatCapabilities(report: HostCpuReport): string {
       lines.push(`  nova CPU traits (${guest.traits.length}):`, ...fill(guest.traits, '    '));
     }
   }
-  return lines.join('\n');
+  // Names come from libvirt and the configuration: no control character reaches the terminal.
+  return lines.map(printable).join('\n');
 }
 
 export async function runCapabilities(argv: string[]): Promise<number> {

@@ -15,8 +15,11 @@ hypervisor-cpu-baseline): a pool's migration-safe CPU. Each file may hold a
 <cpu>, a host's capabilities, a domain or domain capabilities, several of them
 pasted together; or JSON: nova's cpu_info (openstack hypervisor show -c
 cpu_info), a host's capability report (novalet capabilities --json), or a
-list of them. --features lists every feature of the model; --migratable
-drops the features that prevent migration.`;
+list of them. --features lists every feature of the model. --migratable
+asks libvirt to leave out features that block migration; libvirt 9.0 keeps
+invtsc and xsaves all the same, so check the result. --virt-type compares
+with KVM or TCG rather than what instances run with here (KVM where usable).
+Exit status: 0; 2 bad input (one line on stderr).`;
 
 /** libvirt refuses to baseline CPUs of different vendors; say which CPU is whose. */
 function vendorsDiffer(cpus: CpuDefinition[]): NovaletError {

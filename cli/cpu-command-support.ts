@@ -1,25 +1,64 @@
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { NovaletConfig } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { assembleComputeHost, type ComputeHost } from '../hypervisor/compute-host.js';
-import { readCpuDefinitions, type CpuDefinition } from '../hypervisor/cpu/definitions.js';
+import { MAX_CPU_DEFINITIONS, readCpuDefinitions, tooMany, type CpuDefinition } from '../hypervisor/cpu/definitions.js';
 import { isX86 } from '../hypervisor/host/cpuinfo.js';
 import { emulatorFor } from '../hypervisor/host/tools.js';
 import type { HypervisorCpuTarget } from '../hypervisor/libvirt/connection.js';
 import { decideVirtType } from '../hypervisor/virt-type/decision.js';
 
-/** The CPU definitions in the files named, in order. */
+/** Larger than any host's capabilities (some 30 KiB) times a pool's worth pasted together. */
+export const MAX_CPU_FILE_BYTES = 1024 * 1024;
+
+/**
+ * A CPU file's text: a regular file (not a directory, device or pipe), of at
+ * most MAX_CPU_FILE_BYTES, of which at most one byte more is read.
+ */
+async function readCpuFile(file: string): Promise<string> {
+  if (file === '') throw new NovaletError('CPU_FILE_UNREADABLE', 'The CPU FILE is an empty path.', 'Give the path of an XML or JSON file.');
+  let handle: FileHandle;
+  try {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer before it is refused.
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    throw new NovaletError('CPU_FILE_UNREADABLE', `The CPU file ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, 'Give the path of an XML or JSON file.');
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) {
+      const what = stat.isDirectory() ? 'a directory' : 'not a regular file (a device, pipe or socket)';
+      throw new NovaletError('CPU_FILE_UNREADABLE', `The CPU file ${file} is ${what}.`, 'Give the path of an XML or JSON file; save the output of a command to a file first.');
+    }
+    const buffer = Buffer.alloc(MAX_CPU_FILE_BYTES + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length > MAX_CPU_FILE_BYTES) {
+      throw new NovaletError(
+        'CPU_FILE_TOO_LARGE',
+        `The CPU file ${file} is larger than ${MAX_CPU_FILE_BYTES / 1024 / 1024} MiB, more than a pool's CPU definitions take.`,
+        'Give only the CPU definitions (a <cpu>, or `virsh capabilities` of each host), or baseline the pool in parts.',
+      );
+    }
+    return buffer.subarray(0, length).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The CPU definitions in the files named, in order; at most MAX_CPU_DEFINITIONS in all. */
 export async function cpuDefinitionsFromFiles(files: string[]): Promise<CpuDefinition[]> {
   const all: CpuDefinition[] = [];
   for (const file of files) {
-    let content: string;
-    try {
-      content = await readFile(file, 'utf8');
-    } catch (err) {
-      throw new NovaletError('CPU_FILE_UNREADABLE', `The CPU file ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, 'Give the path of an XML file.');
-    }
-    all.push(...readCpuDefinitions(content, file));
+    const found = readCpuDefinitions(await readCpuFile(file), file);
+    if (all.length + found.length > MAX_CPU_DEFINITIONS) throw tooMany(`The files given hold more than ${MAX_CPU_DEFINITIONS} CPU definitions`);
+    for (const cpu of found) all.push(cpu);
   }
   return all;
 }

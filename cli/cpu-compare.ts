@@ -1,4 +1,5 @@
 import { NovaletError } from '../config/novalet-error.js';
+import { printable } from '../config/quote-for-message.js';
 import { CompareCpu } from '../hypervisor/libvirt/constants.js';
 import { isLibvirtError } from '../hypervisor/libvirt/error.js';
 import { CliUsageError } from './cli-usage-error.js';
@@ -8,13 +9,14 @@ import { loadCliConfig } from './load-cli-config.js';
 
 const HELP = `usage: novalet cpu-compare FILE [--virt-type kvm|qemu] [--json]
 
-Is the CPU described in FILE (a <cpu>, a host's capabilities, a domain, or
+Is the CPU described in FILE (an XML <cpu>, a host's capabilities, a domain, or
 domain capabilities; or, as JSON, nova's cpu_info or a host's capability
 report from novalet capabilities --json) compatible with what this host provides for the virt
 type instances run with here (KVM where usable, else TCG)? Answers identical,
 superset or incompatible and names the features missing, as libvirt's
 virConnectCompareHypervisorCPU (virsh hypervisor-cpu-compare) does.
-Exit status as virsh's: 0 identical or superset, 1 incompatible or an error.`;
+Exit status: 0 identical or superset, 1 incompatible, 2 bad input or an error
+(one line on stderr).`;
 
 /** As virsh words them; 'superset' means the host's CPU holds all the described one asks for. */
 function sentence(result: 'identical' | 'superset' | 'incompatible', described: string, host: string): string {
@@ -54,8 +56,9 @@ export async function runCpuCompare(argv: string[]): Promise<number> {
     if (values.json) {
       process.stdout.write(`${JSON.stringify({ file, model: cpu.model, arch: cpu.arch, target, result, missing }, null, 2)}\n`);
     } else {
-      process.stdout.write(`${sentence(result, `${file} (${cpu.model})`, description)}\n`);
-      if (missing) process.stdout.write(`${missing}\n`);
+      // The file's name and model, and libvirt's words about its features, escaped: they reach a terminal.
+      process.stdout.write(`${printable(sentence(result, `${file} (${cpu.model})`, description))}\n`);
+      if (missing) process.stdout.write(`${printable(missing)}\n`);
     }
     return result === 'incompatible' ? 1 : 0;
   } finally {

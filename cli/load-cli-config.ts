@@ -1,8 +1,10 @@
 import { mkdirSync } from 'node:fs';
+import { machine } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../config/load-config.js';
 import { createDeferredLogger, type Logger } from '../config/logger.js';
 import type { LoadedConfig } from '../config/novalet-config.js';
+import { checkConfiguredCpuNames } from '../hypervisor/cpu/guest-choice.js';
 
 export interface CliConfigArgs {
   'config-file'?: string[];
@@ -13,6 +15,8 @@ export interface CliConfigArgs {
 /** Loads the configuration named on the command line and makes the logger it asks for. */
 export function loadCliConfig(args: CliConfigArgs): { loaded: LoadedConfig; log: Logger } {
   const loaded = loadConfig({ configFiles: args['config-file'], configDirs: args['config-dir'] });
+  // A CPU name libvirt does not know is bad configuration for every command, as nova's own rules are.
+  checkConfiguredCpuNames(loaded, machine());
   routeLibvirtLog(loaded.values.DEFAULT.state_path);
   const log = createDeferredLogger({ debug: Boolean(args.debug) || loaded.values.DEFAULT.debug });
   for (const item of loaded.ignored) {

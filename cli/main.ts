@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { NovaletError } from '../config/novalet-error.js';
 import { Interrupted } from '../config/interrupted.js';
+import { printable } from '../config/quote-for-message.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 import { libvirtCallPool } from '../hypervisor/libvirt/call-pool.js';
@@ -65,13 +66,17 @@ export async function main(argv: string[]): Promise<number> {
     if (command.asksLibvirt && !rest.includes('--help')) libvirtCallPool().warm();
     return await command.run(rest);
   } catch (err) {
+    // A command that failed before its first libvirt call: see LibvirtCallPool.settled.
+    await libvirtCallPool().settled();
     if (err instanceof Interrupted) {
       process.stderr.write(`novalet: ${err.message}\n`);
       return err.exitStatus;
     }
     if (err instanceof NovaletError) {
-      // Bad input and host problems get one line, never a stack.
-      process.stderr.write(`novalet: ${err.message}\n`);
+      // Bad input and host problems get one line, never a stack. The message
+      // quotes text from files and from libvirt: escaped here, once for all,
+      // so that no control character or line break reaches the terminal.
+      process.stderr.write(`novalet: ${printable(err.message)}\n`);
       return 2;
     }
     throw err;
@@ -83,8 +88,9 @@ main(process.argv.slice(2)).then(
     process.exitCode = status;
   },
   (err: unknown) => {
-    // Not bad input: a bug. Show everything.
-    process.stderr.write(`novalet: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    // Not bad input: a bug. Show everything, line breaks kept, but no raw control characters.
+    const shown = String((err as Error)?.stack ?? err).split('\n').map(printable).join('\n');
+    process.stderr.write(`novalet: internal error: ${shown}\n`);
     process.exitCode = 70;
   },
 );

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { XMLBuilder, XMLParser, XMLValidator } from '../libvirt/fast-xml-parser.js';
 import { NovaletError } from '../../config/novalet-error.js';
 import { isX86 } from '../host/cpuinfo.js';
+import { closeNames, featureSpelling, knownX86Features, knownX86Models } from './names.js';
 
 /**
  * `<cpu>` definitions read from what operators have at hand, as virsh's
@@ -49,13 +49,7 @@ const text = (value: unknown): string | null => {
   return null;
 };
 
-let x86Features: Set<string> | null = null;
-
-/** libvirt's own list of x86 CPU feature names (its cpu_map), read once. */
-export function knownX86Features(file = '/usr/share/libvirt/cpu_map/x86_features.xml'): Set<string> {
-  x86Features ??= new Set([...readFileSync(file, 'utf8').matchAll(/<feature name='([^']+)'/g)].map((m) => m[1] as string));
-  return x86Features;
-}
+export { knownX86Features } from './names.js';
 
 function definition(source: string, cpu: Node, arch: string | null, asCustom: boolean): CpuDefinition {
   const model = text(cpu.model);
@@ -63,11 +57,28 @@ function definition(source: string, cpu: Node, arch: string | null, asCustom: bo
   if (!model) throw new CpuDefinitionError('CPU_XML_NO_MODEL', `${source}: the <cpu> has no <model>.`, 'Give a CPU model, e.g. <model>Westmere</model>.');
   if (!cpuArch) throw new CpuDefinitionError('CPU_XML_NO_ARCH', `${source}: the <cpu> (model ${model}) has no architecture.`, 'Add <arch>x86_64</arch> to it.');
   const features = asNodes(cpu.feature).map((f) => ({ name: String(f['@_name'] ?? '').trim(), policy: f['@_policy'] === undefined ? null : String(f['@_policy']) }));
-  const known = isX86(cpuArch) ? knownX86Features() : null;
+  const x86 = isX86(cpuArch);
+  if (x86) {
+    const models = knownX86Models();
+    if (!models.includes(model)) {
+      const close = closeNames(model, models);
+      throw new CpuDefinitionError(
+        'CPU_XML_UNKNOWN_MODEL',
+        `${source}: '${model}' is not a CPU model libvirt knows for ${cpuArch} (its cpu_map).`,
+        close.length > 0 ? `Did you mean ${close.join(' or ')}?` : 'Use a model `virsh cpu-models x86_64` lists, such as Nehalem.',
+      );
+    }
+  }
+  const known = x86 ? knownX86Features() : null;
   for (const feature of features) {
     if (!feature.name) throw new CpuDefinitionError('CPU_XML_BAD_FEATURE', `${source}: a <feature> has no name.`, 'Give each feature a name attribute.');
     if (known && !known.has(feature.name)) {
-      throw new CpuDefinitionError('CPU_XML_UNKNOWN_FEATURE', `${source}: '${feature.name}' is not a CPU feature libvirt knows for ${cpuArch}.`, 'Check the spelling against libvirt\'s cpu_map (e.g. sse4.2, not sse4_2).');
+      const spelled = featureSpelling(feature.name, known);
+      throw new CpuDefinitionError(
+        'CPU_XML_UNKNOWN_FEATURE',
+        `${source}: '${feature.name}' is not a CPU feature libvirt knows for ${cpuArch} (its cpu_map).`,
+        spelled ? `Did you mean '${spelled}'?` : "Check the spelling against libvirt's cpu_map (e.g. sse4.2, not sse4_2).",
+      );
     }
   }
   const vendor = text(cpu.vendor);
@@ -126,8 +137,60 @@ function readCpuInfoJson(content: string, source: string): CpuDefinition[] {
     throw new CpuDefinitionError('CPU_JSON_INVALID', `${source} is not valid JSON: ${(err as Error).message}.`, "Give nova's cpu_info, a `novalet capabilities --json` report, or a list of them.");
   }
   const items = Array.isArray(parsed) ? parsed : [parsed];
+  if (items.length > MAX_CPU_DEFINITIONS) throw tooMany(`${source} holds ${items.length} CPU definitions`);
   if (items.length === 0) throw new CpuDefinitionError('CPU_XML_NO_CPU', `${source} holds no CPU definition.`, 'Give at least one cpu_info.');
   return items.map((item, i) => cpuInfoDefinition(`${source} (CPU ${i + 1})`, item));
+}
+
+/** What one command reads at most: a pool's hosts, not a dump (libvirt baselines them all in one call). */
+export const MAX_CPU_DEFINITIONS = 1000;
+
+const WRAPPER = 'novalet-cpus';
+
+/** Line (1-based) of an offset in `content`. */
+const lineAt = (content: string, offset: number) => content.slice(0, offset).split('\n').length;
+
+/**
+ * A DTD can declare entities that read files (`SYSTEM "file:///…"`) or grow
+ * without bound; libvirt's CPU documents never have one, so none is read.
+ * Only XML's five predefined entities and character references are taken.
+ */
+function refuseDoctypeAndEntities(content: string, source: string): void {
+  const declaration = /<!(DOCTYPE|ENTITY)/i.exec(content);
+  if (declaration) {
+    throw new CpuDefinitionError(
+      'CPU_XML_DOCTYPE',
+      `${source}, line ${lineAt(content, declaration.index)}: has a <!${declaration[1]!.toUpperCase()} …> declaration; novalet reads CPU documents without DTDs or entity declarations, as libvirt writes them.`,
+      'Remove the <!DOCTYPE …> declaration (and the entities it declares) from the file.',
+    );
+  }
+  const reference = /&(?!(?:lt|gt|amp|apos|quot|#[0-9]+|#x[0-9a-fA-F]+);)[^;\s<&]{0,40};?/.exec(content);
+  if (reference) {
+    throw new CpuDefinitionError(
+      'CPU_XML_INVALID',
+      `${source}, line ${lineAt(content, reference.index)}: '${reference[0]}' is not an entity XML defines (only &lt; &gt; &amp; &apos; &quot; and character references such as &#46; are).`,
+      "Write the character itself, or escape '&' as &amp;.",
+    );
+  }
+}
+
+/**
+ * The validator's complaint about the wrapped text, said of the operator's
+ * document: the wrapper is on a line of its own before it (so lines are one
+ * off) and after it (so a tag still open at the wrapper's end is never closed).
+ */
+function xmlProblem(err: { msg: string; line: number; col: number }, bodyLines: number): string {
+  const line = err.line - 1;
+  const opened = /^Expected closing tag '([^']+)' \(opened in line (\d+), col (\d+)\) instead of closing tag '([^']+)'\.$/.exec(err.msg);
+  if (opened) {
+    const [, tag, openLine, openCol, closing] = opened;
+    const where = `line ${Number(openLine) - 1}, col ${openCol}`;
+    if (closing === WRAPPER) return `the <${tag}> opened in ${where} is never closed`;
+    if (tag === WRAPPER) return `line ${line}, col ${err.col}: </${closing}> closes no open tag`;
+    return `line ${line}, col ${err.col}: </${closing}> where </${tag}> (opened in ${where}) is expected`;
+  }
+  if (err.msg.includes(WRAPPER) || line < 1 || line > bodyLines) return 'the document ends inside a tag, comment or CDATA section';
+  return `line ${line}, col ${err.col}: ${err.msg.replace(/\.$/, '')}`;
 }
 
 /**
@@ -137,32 +200,59 @@ function readCpuInfoJson(content: string, source: string): CpuDefinition[] {
  */
 export function readCpuDefinitions(content: string, source: string): CpuDefinition[] {
   const start = content.trimStart()[0];
-  if (start === '{' || start === '[') return readCpuInfoJson(content, source);
-  // Several documents pasted together are not one XML document: wrap them, as virsh does.
-  const body = content.replace(/<\?xml[^>]*\?>/g, '');
-  const wrapped = `<novalet-cpus>${body}</novalet-cpus>`;
+  const found = start === '{' || start === '[' ? readCpuInfoJson(content, source) : readCpuXml(content, source);
+  if (found.length > MAX_CPU_DEFINITIONS) throw tooMany(`${source} holds ${found.length} CPU definitions`);
+  return found;
+}
+
+/** `what`: "F holds 1200 CPU definitions" and the like. */
+export function tooMany(what: string): CpuDefinitionError {
+  return new CpuDefinitionError(
+    'CPU_TOO_MANY',
+    `${what}; novalet compares or baselines at most ${MAX_CPU_DEFINITIONS} at once.`,
+    'Baseline the pool in parts, then baseline the results together.',
+  );
+}
+
+function readCpuXml(content: string, source: string): CpuDefinition[] {
+  refuseDoctypeAndEntities(content, source);
+  // Several documents pasted together are not one XML document: wrap them, as
+  // virsh does. Each declaration becomes blanks, so that lines and columns stay.
+  const body = content.replace(/<\?xml[^>]*\?>/g, (decl) => decl.replace(/[^\n]/g, ' '));
+  const wrapped = `<${WRAPPER}>\n${body}\n</${WRAPPER}>`;
   const valid = XMLValidator.validate(wrapped);
   if (valid !== true) {
-    throw new CpuDefinitionError('CPU_XML_INVALID', `${source} is not valid XML: ${valid.err.msg} (line ${valid.err.line}).`, 'Give a <cpu>, capabilities, domain or domain capabilities XML document.');
+    throw new CpuDefinitionError('CPU_XML_INVALID', `${source} is not well-formed XML: ${xmlProblem(valid.err, body.split('\n').length)}.`, 'Give a <cpu>, capabilities, domain or domain capabilities XML document.');
   }
-  const root = (parser.parse(wrapped) as Node)['novalet-cpus'] as Node | string | undefined;
+  let parsed: Node;
+  try {
+    parsed = parser.parse(wrapped) as Node;
+  } catch (err) {
+    // The parser's own limits (nesting depth): still the document's fault.
+    throw new CpuDefinitionError('CPU_XML_INVALID', `${source} cannot be read as XML: ${(err as Error).message.replace(/\.$/, '')}.`, 'Give a <cpu>, capabilities, domain or domain capabilities XML document.');
+  }
+  const root = parsed[WRAPPER] as Node | string | undefined;
   const top: Node = typeof root === 'object' && root !== null ? root : {};
   const found: CpuDefinition[] = [];
   const label = (n: number) => `${source} (CPU ${n})`;
-  for (const cpu of asNodes(top.cpu)) found.push(definition(label(found.length + 1), cpu, null, false));
+  const add = (cpu: Node, arch: string | null, asCustom: boolean) => {
+    if (found.length === MAX_CPU_DEFINITIONS) throw tooMany(`${source} holds more than ${MAX_CPU_DEFINITIONS} CPU definitions`);
+    found.push(definition(label(found.length + 1), cpu, arch, asCustom));
+  };
+  for (const cpu of asNodes(top.cpu)) add(cpu, null, false);
   for (const caps of asNodes(top.capabilities)) {
-    for (const cpu of asNodes((caps.host as Node | undefined)?.cpu)) found.push(definition(label(found.length + 1), cpu, null, false));
+    for (const cpu of asNodes((caps.host as Node | undefined)?.cpu)) add(cpu, null, false);
   }
   for (const domain of asNodes(top.domain)) {
     const type = ((domain.os as Node | undefined)?.type ?? null) as Node | null;
     const arch = type && typeof type === 'object' ? (type['@_arch'] as string | undefined) ?? null : null;
-    for (const cpu of asNodes(domain.cpu)) found.push(definition(label(found.length + 1), cpu, arch, false));
+    for (const cpu of asNodes(domain.cpu)) add(cpu, arch, false);
   }
   for (const caps of asNodes(top.domainCapabilities)) {
     const arch = text(caps.arch);
     for (const cpu of asNodes(caps.cpu)) {
       const hostModel = asNodes(cpu.mode).find((m) => m['@_name'] === 'host-model' && m['@_supported'] === 'yes');
-      if (hostModel) found.push(definition(label(found.length + 1), hostModel, arch, true));
+      if (hostModel) add(hostModel, arch, true);
     }
   }
   if (found.length === 0) {

@@ -1,7 +1,7 @@
-import type { LibvirtSection } from '../../config/novalet-config.js';
+import type { LibvirtSection, LoadedConfig } from '../../config/novalet-config.js';
 import { NovaletError } from '../../config/novalet-error.js';
 import { effectiveCpuMode } from '../../config/cpu-compatibility-rules.js';
-import { knownX86Features } from './definitions.js';
+import { closeNames, featureSpelling, knownX86Features, knownX86Models } from './names.js';
 import { isX86 } from '../host/cpuinfo.js';
 import { guestCpu, parseExtraFlag, type GuestCpu } from './guest.js';
 import type { CpuModelCapability, DomainCapabilities } from '../libvirt/domain-capabilities.js';
@@ -57,28 +57,6 @@ function offered(models: CpuModelCapability[]): string[] {
   return plain.length > 0 ? plain : names;
 }
 
-/** Edit distance, for "did you mean": model names are short. */
-function distance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length] as number;
-}
-
-/** Names the operator probably meant: a misspelling (two edits), or the family named without its variant (Skylake → Skylake-Client). */
-function closeNames(name: string, names: string[]): string[] {
-  const lower = name.toLowerCase();
-  return names.filter((n) => {
-    const candidate = n.toLowerCase();
-    return distance(lower, candidate) <= 2 || candidate.startsWith(`${lower}-`);
-  });
-}
-
 function listed(names: string[]): string {
   return names.length > 0 ? names.join(', ') : '(none)';
 }
@@ -87,19 +65,70 @@ function blockedBy(model: CpuModelCapability): string {
   return model.blockers && model.blockers.length > 0 ? ` (it lacks ${model.blockers.join(', ')})` : '';
 }
 
+/** The error for a cpu_model_extra_flags entry libvirt does not know; `where` is "file:line: " or empty. */
+function unknownFlag(flag: string, arch: string, known: ReadonlySet<string>, where = ''): GuestCpuError {
+  const { name, policy } = parseExtraFlag(flag);
+  const spelled = featureSpelling(name, known);
+  const sign = /^[+-]/.test(flag) ? (policy === 'disable' ? '-' : '+') : '';
+  return new GuestCpuError(
+    'CPU_FLAG_UNKNOWN',
+    `${where}[libvirt] cpu_model_extra_flags: '${flag}' is not a CPU feature libvirt knows for ${arch} (its cpu_map).`,
+    spelled ? `Did you mean '${sign}${spelled}'? libvirt spells it ${spelled}.` : "Use libvirt's names from /usr/share/libvirt/cpu_map (e.g. pcid, avx2, sse4.2).",
+  );
+}
+
 function checkFlagNames(input: GuestCpuChoiceInput): void {
   const arch = input.domainCapabilities.arch;
   if (!isX86(arch)) return;
   const known = input.knownFeatures ?? knownX86Features();
   for (const flag of input.libvirt.cpu_model_extra_flags) {
-    const { name } = parseExtraFlag(flag);
-    if (known.has(name)) continue;
-    const spelled = [name.replace(/_/g, '.'), name.replace(/_/g, '-'), name.replace(/\./g, '_')].find((n) => n !== name && known.has(n));
-    throw new GuestCpuError(
-      'CPU_FLAG_UNKNOWN',
-      `[libvirt] cpu_model_extra_flags: '${flag}' is not a CPU feature libvirt knows for ${arch}.`,
-      spelled ? `Did you mean '${flag.replace(name, spelled)}'? libvirt spells it ${spelled}.` : "Use libvirt's names from /usr/share/libvirt/cpu_map (e.g. pcid, avx2, sse4.2).",
-    );
+    if (!known.has(parseExtraFlag(flag).name)) throw unknownFlag(flag, arch, known);
+  }
+}
+
+/**
+ * The names in cpu_models and cpu_model_extra_flags against libvirt's
+ * cpu_map, before any host is asked: a name libvirt does not know is a
+ * mistake in the configuration on every host (exit status 2 in every
+ * command), where a known model this host cannot give is this host's
+ * business (the domain capabilities, later). x86 only, as libvirt's cpu_map
+ * names only x86's features; models are matched without regard to case, as
+ * nova and chooseCustom do. Errors point at the file and line.
+ */
+export function checkConfiguredCpuNames(
+  loaded: Pick<LoadedConfig, 'values' | 'settings'>,
+  hostArch: string,
+  known: { models: readonly string[]; features: ReadonlySet<string> } | null = null,
+): void {
+  const libvirt = loaded.values.libvirt;
+  const mode = effectiveCpuMode(libvirt);
+  if (!isX86(hostArch) || mode === 'none') return;
+  const where = (option: string) => {
+    const setting = loaded.settings.libvirt[option];
+    return setting ? `${setting.file}:${setting.line}: ` : '';
+  };
+  let names = known;
+  try {
+    names ??= { models: knownX86Models(), features: knownX86Features() };
+  } catch {
+    // No cpu_map: libvirt is not installed, which validate reports; the domain capabilities check the names where there are any.
+    return;
+  }
+  const { models, features } = names;
+  if (mode === 'custom') {
+    const lower = new Set(models.map((m) => m.toLowerCase()));
+    for (const name of libvirt.cpu_models) {
+      if (lower.has(name.toLowerCase())) continue;
+      const close = closeNames(name, models);
+      throw new GuestCpuError(
+        'CPU_MODEL_UNKNOWN',
+        `${where('cpu_models')}[libvirt] cpu_models = ${libvirt.cpu_models.join(', ')}: '${name}' is not a CPU model libvirt knows for ${hostArch} (its cpu_map).`,
+        close.length > 0 ? `Did you mean ${close.join(' or ')}?` : 'Use a model `virsh cpu-models x86_64` lists, such as Nehalem.',
+      );
+    }
+  }
+  for (const flag of libvirt.cpu_model_extra_flags) {
+    if (!features.has(parseExtraFlag(flag).name)) throw unknownFlag(flag, hostArch, features, where('cpu_model_extra_flags'));
   }
 }
 

@@ -1,4 +1,4 @@
-import { access, chmod, constants, copyFile, mkdir, rm } from 'node:fs/promises';
+import { access, chmod, constants, copyFile, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { configuredMachineType, effectiveConnectionUri } from '../../config/effective-values.js';
@@ -102,8 +102,10 @@ const ARCH_DEFAULTS: Record<string, { machine: string; cpuModel: string }> = {
 async function requireReadable(file: string, what: string): Promise<void> {
   try {
     await access(file, constants.R_OK);
+    // A directory passes access(); copying it would fail with EISDIR.
+    if (!(await stat(file)).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'not a regular file' });
   } catch (err) {
-    throw new LaunchError('INSTANCE_FILE_MISSING', `The ${what} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, `Give the path of an existing ${what}.`);
+    throw new LaunchError('INSTANCE_FILE_MISSING', `The ${what} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, `Give the path of an existing ${what} file.`);
   }
 }
 

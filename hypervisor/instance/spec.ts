@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { NovaletError } from '../../config/novalet-error.js';
 
 /**
@@ -74,6 +75,23 @@ export function isImageUrl(source: string): boolean {
   return /^https?:\/\//i.test(source);
 }
 
+/**
+ * A kernel or ramdisk that is there but is a directory or a device is
+ * nonsense, refused here; one that cannot be read at all is the launch's to
+ * report (INSTANCE_FILE_MISSING), as the file may appear meanwhile.
+ */
+function requireRegularFile(field: 'kernel' | 'ramdisk', file: string): void {
+  let stat;
+  try {
+    stat = statSync(file);
+  } catch {
+    return;
+  }
+  if (stat.isFile()) return;
+  const what = stat.isDirectory() ? 'a directory' : 'not a regular file (a device, pipe or socket)';
+  throw new InstanceSpecError(field, `The ${field} ${file} is ${what}.`, `Give the path of a ${field} image file (novalet run --${field} FILE).`);
+}
+
 export function validateInstanceSpec(spec: InstanceSpec): ValidInstanceSpec {
   const uuid = (spec.uuid ?? randomUUID()).toLowerCase();
   if (!UUID.test(uuid)) {
@@ -100,6 +118,9 @@ export function validateInstanceSpec(spec: InstanceSpec): ValidInstanceSpec {
   }
   if ((spec.ramdisk || spec.cmdline) && !spec.kernel) {
     throw new InstanceSpecError('kernel', 'A ramdisk or kernel command line was given without a kernel.', 'Give --kernel too, or drop --ramdisk/--cmdline.');
+  }
+  for (const [field, file] of [['kernel', spec.kernel], ['ramdisk', spec.ramdisk]] as const) {
+    if (file) requireRegularFile(field, file);
   }
   if (spec.cmdline !== undefined && CONTROL.test(spec.cmdline)) {
     throw new InstanceSpecError('cmdline', 'The kernel command line contains a control character.', 'Use printable characters only.');

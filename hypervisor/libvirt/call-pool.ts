@@ -20,7 +20,7 @@ import { Worker } from 'node:worker_threads';
 import { NovaletError } from '../../config/novalet-error.js';
 import { LIBVIRT_SONAME } from './constants.js';
 import { CALL_WORKER_SOURCE } from './call-worker-source.js';
-import { LibvirtError, type LibvirtErrorRecord } from './error.js';
+import { callIsAboutDomain, LibvirtError, type LibvirtErrorRecord } from './error.js';
 
 /** A C pointer as an integer, the form in which pointers cross threads. */
 export type NativeAddress = number;
@@ -65,6 +65,8 @@ interface Job {
 interface CallThread {
   worker: Worker;
   job: Job | null;
+  /** Settles once the thread has loaded koffi and libvirt.so.0, or has stopped. */
+  ready: Promise<void>;
 }
 
 /** Enough for a create, a destroy and a few queries at once; more calls wait in line. */
@@ -94,6 +96,22 @@ export class LibvirtCallPool {
    */
   warm(): void {
     if (this.#threads.length === 0) this.#start();
+  }
+
+  /**
+   * Waits until every thread has finished loading. A process that exits
+   * while a thread is still inside koffi's native start-up (a command that
+   * failed on its input right after warm()) can abort in koffi, exit status
+   * 134 instead of the command's own; the threads are held referenced meanwhile.
+   */
+  async settled(): Promise<void> {
+    const threads = [...this.#threads];
+    for (const thread of threads) thread.worker.ref();
+    try {
+      await Promise.all(threads.map((thread) => thread.ready));
+    } finally {
+      for (const thread of threads) if (thread.job === null) thread.worker.unref();
+    }
   }
 
   call(call: NativeCall): Promise<NativeOutcome> {
@@ -129,15 +147,21 @@ export class LibvirtCallPool {
       workerData: { koffiPath, soname: LIBVIRT_SONAME },
       name: 'novalet-libvirt-call',
     });
-    const thread: CallThread = { worker, job: null };
-    worker.unref();
-    // Node refs a worker's port again when its thread comes online; an idle thread must not hold the process.
-    worker.once('online', () => {
-      if (thread.job === null) worker.unref();
+    let loaded = () => {};
+    const thread: CallThread = { worker, job: null, ready: new Promise((resolve) => (loaded = resolve)) };
+    worker.on('message', (reply: Reply | { ready: true }) => ('ready' in reply ? loaded() : this.#finish(thread, reply)));
+    worker.on('error', (error) => {
+      loaded();
+      this.#lose(thread, error);
     });
-    worker.on('message', (reply: Reply) => this.#finish(thread, reply));
-    worker.on('error', (error) => this.#lose(thread, error));
-    worker.on('exit', (exitCode) => this.#lose(thread, new Error(`the thread exited with code ${exitCode}`)));
+    worker.on('exit', (exitCode) => {
+      loaded();
+      this.#lose(thread, new Error(`the thread exited with code ${exitCode}`));
+    });
+    // After the listeners: a 'message' listener refs the worker's port again,
+    // and a thread warmed but never called (a command that fails on its input
+    // first) would keep the process alive for ever.
+    worker.unref();
     this.#threads.push(thread);
     return thread;
   }
@@ -158,7 +182,7 @@ export class LibvirtCallPool {
           ),
         );
       } else {
-        job.reject(new LibvirtError(job.call.operation, reply.error ?? null));
+        job.reject(new LibvirtError(job.call.operation, reply.error ?? null, { aboutDomain: callIsAboutDomain(job.call.proto) }));
       }
     }
     this.#dispatch();

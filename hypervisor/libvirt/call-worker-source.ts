@@ -101,5 +101,7 @@ parentPort.on('message', (request) => {
   }
   parentPort.postMessage(reply);
 });
+// koffi and libvirt.so.0 are loaded: the thread may now be stopped at any time.
+parentPort.postMessage({ ready: true });
 })();
 `;

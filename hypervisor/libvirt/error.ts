@@ -41,12 +41,30 @@ const REMEDIES: Record<string, string> = {
   VIR_ERR_CPU_INCOMPATIBLE:
     'Choose a CPU model that the domain capabilities list as usable for this virt type, or leave out the features the hypervisor lacks.',
   VIR_ERR_SYSTEM_ERROR: 'Check that the file, device or directory named exists and that novalet (running as root) may use it.',
+  VIR_ERR_RESOURCE_BUSY: 'Another job holds the resource; retry when it has finished.',
+};
+
+/**
+ * For the codes libvirt uses for almost anything: where more is said. A
+ * domain's log exists only for a call on a domain (QEMU writes it when it
+ * starts); for the rest, libvirt's own log.
+ */
+const DOMAIN_LOG_REMEDIES: Record<string, string> = {
   VIR_ERR_INTERNAL_ERROR:
     "If QEMU failed to start, its own words are in the domain's log (log/qemu/NAME.log under the embedded root, /var/log/libvirt/qemu/NAME.log with libvirtd).",
   VIR_ERR_OPERATION_FAILED:
     "If QEMU refused the operation, its own words are in the domain's log (log/qemu/NAME.log under the embedded root, /var/log/libvirt/qemu/NAME.log with libvirtd).",
-  VIR_ERR_RESOURCE_BUSY: 'Another job holds the resource; retry when it has finished.',
 };
+
+function libvirtLogRemedy(): string {
+  const file = /^\d+:file:(.+)$/.exec(process.env.LIBVIRT_LOG_OUTPUTS ?? '')?.[1];
+  return file ? `libvirt's own log may say more: ${file}.` : "libvirt's own log may say more: run with LIBVIRT_LOG_OUTPUTS=3:stderr to see it.";
+}
+
+function remedyFor(codeName: string, aboutDomain: boolean): string | undefined {
+  if (codeName in DOMAIN_LOG_REMEDIES) return aboutDomain ? DOMAIN_LOG_REMEDIES[codeName] : libvirtLogRemedy();
+  return REMEDIES[codeName];
+}
 
 /** libvirt's message on one line: the caret lines that point into XML excerpts carry nothing once flattened. */
 function oneLine(text: string): string {
@@ -68,6 +86,13 @@ export interface LibvirtErrorOptions {
   message?: string;
   /** Replaces the remedy looked up by libvirt's code. */
   remedy?: string;
+  /** The call was on a domain (or started one), so the domain may have a log to read. */
+  aboutDomain?: boolean;
+}
+
+/** Whether a call (by its C prototype) is on a domain or starts one: only then can a domain's log tell more. */
+export function callIsAboutDomain(proto: string): boolean {
+  return /\(uintptr_t domain\b/.test(proto) || /\bvirDomainCreateXML\(/.test(proto);
 }
 
 /**
@@ -96,7 +121,7 @@ export class LibvirtError extends NovaletError {
     const libvirtMessage = record?.message ?? 'libvirt reported a failure but no error (the cause is unknown)';
     const codeName = libvirtErrorName(libvirtCode);
     const first = options.message ?? sentence(`libvirt could not ${operation}: ${oneLine(libvirtMessage)} (${codeName})`);
-    super(options.code ?? 'LIBVIRT_ERROR', first, options.remedy ?? REMEDIES[codeName]);
+    super(options.code ?? 'LIBVIRT_ERROR', first, options.remedy ?? remedyFor(codeName, options.aboutDomain ?? false));
     this.libvirtCode = libvirtCode;
     this.libvirtCodeName = codeName;
     this.libvirtDomain = libvirtDomain;

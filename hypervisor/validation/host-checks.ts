@@ -1,5 +1,6 @@
 import type { NovaletConfig } from '../../config/novalet-config.js';
 import { effectiveCpuMode } from '../../config/cpu-compatibility-rules.js';
+import { printable } from '../../config/quote-for-message.js';
 import type { EffectiveVirtType, KvmReasonCode, KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
 import { isX86 } from '../host/cpuinfo.js';
 import type { HostProbe } from '../host/facts.js';
@@ -268,7 +269,8 @@ function summarize(decision: VirtTypeDecision, blocking: ValidationCheck[], unpr
   const { effective, reason } = decision;
   if (effective === null) return `Instances cannot run on this host: ${reason}`;
   if (blocking.length > 0) {
-    return `Instances cannot run on this host: ${blocking.map((c) => `${c.name}: ${c.detail}`).join('; ')}.`;
+    const why = blocking.map((c) => `${c.name}: ${c.detail}`).join('; ');
+    return `Instances cannot run on this host: ${why}${why.endsWith('.') ? '' : '.'}`;
   }
   if (effective === 'kvm' && unproven) {
     const otherwise = fallback === 'qemu' ? 'if it fails, they fall back to TCG software emulation ([libvirt] fallback_virt_type = qemu)' : 'if it fails, they cannot run here (fallback_virt_type is empty)';
@@ -286,5 +288,6 @@ export function formatValidationReport(report: ValidationReport): string {
     return `${c.result.padEnd(4)}  ${c.name.padEnd(width)} : ${c.detail}${hint}`;
   });
   lines.push('', report.summary);
-  return lines.join('\n');
+  // Details quote configuration, files and libvirt: no control character reaches the terminal.
+  return lines.map(printable).join('\n');
 }

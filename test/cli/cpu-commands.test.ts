@@ -7,10 +7,10 @@
  * with --virt-type qemu, which every host has.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMBEDDED_QEMU_CONF } from '../../hypervisor/libvirt/embedded-root.js';
 import { runNovalet, TOP } from '../support/run-novalet.js';
 import { virtTypeHere } from '../support/this-host.js';
@@ -45,6 +45,8 @@ beforeAll(() => {
   writeFileSync(path.join(VIRSH_ROOT, 'etc/qemu.conf'), EMBEDDED_QEMU_CONF);
   writeFileSync(conf, `[DEFAULT]\nstate_path = ${state}\n`);
 });
+
+afterAll(() => rmSync(state, { recursive: true, force: true }));
 
 /** Why virsh says the CPU in `file` is incompatible under TCG here (from --error), or null when it is not. */
 function virshIncompatibility(file: string): string | null {
@@ -119,7 +121,60 @@ describe('novalet cpu-compare', () => {
     const run = await runNovalet(['cpu-compare', '--config-file', conf, file]);
     expect(run.status).toBe(2);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
-    expect(run.stderr).toContain(`${file} is not valid XML`);
+    expect(run.stderr).toContain(`${file} is not well-formed XML`);
+  });
+
+  /** One line on stderr starting `novalet: `, exit 2; a process that never exits fails by the test's timeout. */
+  async function refused(args: string[]): Promise<string> {
+    const run = await runNovalet([...args, '--config-file', conf]);
+    expect(run.status, run.stderr).toBe(2);
+    const lines = run.stderr.trim().split('\n');
+    expect(lines, run.stderr).toHaveLength(1);
+    expect(lines[0]).toMatch(/^novalet: /);
+    expect(run.stderr).not.toMatch(/internal error|\n\s+at /);
+    return lines[0] as string;
+  }
+
+  it('a DOCTYPE with an external or a parameter entity: refused in one line, never read', async () => {
+    const xxe = path.join(state, 'xxe.xml');
+    writeFileSync(xxe, '<!DOCTYPE cpu [<!ENTITY x SYSTEM "file:///etc/passwd">]><cpu><arch>x86_64</arch><model>&x;</model></cpu>');
+    expect(await refused(['cpu-compare', xxe])).toContain(`${xxe}, line 1: has a <!DOCTYPE …> declaration`);
+    const pe = path.join(state, 'pe.xml');
+    writeFileSync(pe, '<!DOCTYPE cpu [<!ENTITY % p "x">]><cpu><arch>x86_64</arch><model>qemu64</model></cpu>');
+    expect(await refused(['cpu-baseline', pe])).toContain('has a <!DOCTYPE …> declaration');
+  });
+
+  it('20 MB of pasted <cpu> documents: refused by size, read no further', async () => {
+    const big = path.join(state, 'big.xml');
+    writeFileSync(big, '<cpu><arch>x86_64</arch><model>qemu64</model></cpu>\n'.repeat(400_000));
+    expect(await refused(['cpu-compare', big])).toContain(`The CPU file ${big} is larger than 1 MiB`);
+    const many = path.join(state, 'many.xml');
+    writeFileSync(many, '<cpu><arch>x86_64</arch><model>qemu64</model></cpu>\n'.repeat(1001));
+    expect(await refused(['cpu-baseline', many])).toContain('holds more than 1000 CPU definitions');
+  });
+
+  it('a directory, a device, an empty path: one line naming the FILE', async () => {
+    expect(await refused(['cpu-compare', state])).toContain(`The CPU file ${state} is a directory.`);
+    expect(await refused(['cpu-baseline', '/dev/null'])).toContain('The CPU file /dev/null is not a regular file');
+    const empty = await refused(['cpu-compare', '']);
+    expect(empty).toBe('novalet: The CPU FILE is an empty path. Give the path of an XML or JSON file.');
+    expect(await refused(['cpu-compare', path.join(state, 'absent.json')])).toContain('Give the path of an XML or JSON file.');
+  });
+
+  it("control characters in a file's names are escaped: no line of the file's making reaches the terminal", async () => {
+    const sneaky = path.join(state, 'sneaky.xml');
+    writeFileSync(sneaky, '<cpu><arch>x86_64</arch><model>qemu64</model><feature name="sse4.2\nnovalet: everything is fine\u001b[2J"/></cpu>');
+    const line = await refused(['cpu-compare', sneaky]);
+    expect(line).toContain("'sse4.2\\nnovalet: everything is fine\\x1b[2J' is not a CPU feature libvirt knows");
+    expect(line).not.toContain('\u001b');
+  });
+
+  it("a model libvirt does not know: named with the file, and no domain's log to read", async () => {
+    const file = path.join(state, 'unknown-model.xml');
+    writeFileSync(file, '<cpu><arch>x86_64</arch><model>Skylake-Clientt</model></cpu>');
+    const line = await refused(['cpu-compare', '--virt-type', 'qemu', file]);
+    expect(line).toContain(`${file} (CPU 1): 'Skylake-Clientt' is not a CPU model libvirt knows for x86_64 (its cpu_map). Did you mean Skylake-Client`);
+    expect(line).not.toContain("domain's log");
   });
 });
 
@@ -228,5 +283,27 @@ describe('novalet cpu-baseline', () => {
     const expanded = await runNovalet(['cpu-baseline', '--features', '--migratable', '--virt-type', 'qemu', '--config-file', conf, ...files]);
     expect(expanded.status).toBe(0);
     expect((expanded.stdout.match(/<feature /g) ?? []).length).toBeGreaterThan((run.stdout.match(/<feature /g) ?? []).length);
+  });
+});
+
+describe('cpu-baseline --migratable and --virt-type, as the README and --help say', () => {
+  it('--help documents --virt-type and what --migratable leaves in', async () => {
+    const help = await runNovalet(['cpu-baseline', '--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^usage: novalet cpu-baseline FILE\.\.\. \[--features\] \[--migratable\] \[--virt-type kvm\|qemu\]/);
+    expect(help.stdout).toContain('--virt-type compares');
+    expect(help.stdout).toContain('keeps\ninvtsc and xsaves');
+  });
+
+  it('--migratable keeps invtsc and xsaves, as virsh hypervisor-cpu-baseline --migratable does', async () => {
+    const file = path.join(state, 'invtsc.xml');
+    writeFileSync(file, "<cpu><arch>x86_64</arch><model>Skylake-Client</model><vendor>Intel</vendor><feature name='invtsc'/><feature name='xsaves'/></cpu>");
+    const run = await runNovalet(['cpu-baseline', '--migratable', '--virt-type', 'qemu', '--config-file', conf, file]);
+    expect(run.status, run.stderr).toBe(0);
+    const theirs = virsh('hypervisor-cpu-baseline', file, '--virttype', 'qemu', '--migratable');
+    for (const feature of ['invtsc', 'xsaves']) {
+      expect(run.stdout).toContain(`name='${feature}'`);
+      expect(theirs).toContain(`name='${feature}'`);
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -235,5 +235,50 @@ describe('novalet validate and the KVM self-test', () => {
     expect(report.effective_virt_type).toBe(here.effective);
     const later = JSON.parse((await runNovalet(['validate', '--json', '--config-file', file])).stdout) as Report;
     expect(later.self_test).toEqual(report.self_test);
+  });
+});
+
+describe('CPU names libvirt does not know: bad configuration in every command, exit 2 with a "did you mean"', () => {
+  // Names outside libvirt's cpu_map are unknown on every host; no host's CPU decides these answers.
+  it.each([
+    ['[libvirt]\ncpu_mode = custom\ncpu_models = Skylake-Clientt', /nova\.conf:3: \[libvirt\] cpu_models = Skylake-Clientt: 'Skylake-Clientt' is not a CPU model libvirt knows for \w+ \(its cpu_map\)\. Did you mean Skylake-Client\b/],
+    ['[libvirt]\ncpu_model_extra_flags = sse4_2', /nova\.conf:2: \[libvirt\] cpu_model_extra_flags: 'sse4_2' is not a CPU feature libvirt knows for \w+ \(its cpu_map\)\. Did you mean 'sse4\.2'\?/],
+  ])('%s', async (text, words) => {
+    const file = configFile(text);
+    try {
+      for (const command of [['validate'], ['capabilities'], ['validate', '--json'], ['run', '--kernel', '/nonexistent-kernel']]) {
+        const run = await runNovalet([...command, '--config-file', file]);
+        expect(run.status, `${command.join(' ')}: ${run.stderr}`).toBe(2);
+        const lines = run.stderr.trim().split('\n').filter((l) => l.startsWith('novalet'));
+        expect(lines, command.join(' ')).toHaveLength(1);
+        expect(lines[0]).toMatch(words);
+      }
+    } finally {
+      rmSync(path.dirname(file), { recursive: true, force: true });
+    }
+  });
+
+  it('a known model, even one this host cannot give, is no configuration error: validate says FAIL or PASS, exit 0 or 1', async () => {
+    const file = configFile('[libvirt]\ncpu_mode = custom\ncpu_models = Nehalem');
+    try {
+      const run = await runNovalet(['validate', '--config-file', file]);
+      expect([0, 1]).toContain(run.status);
+      expect(run.stdout).toMatch(/CPU options\s+: cpu_mode = custom, cpu_models = Nehalem/);
+    } finally {
+      rmSync(path.dirname(file), { recursive: true, force: true });
+    }
+  });
+});
+
+describe('run: a kernel or ramdisk that is a directory', () => {
+  it('one line naming the option, exit 2, before any host is assembled', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'novalet-validate-'));
+    try {
+      const run = await runNovalet(['run', '--kernel', dir]);
+      expect(run.status, run.stderr).toBe(2);
+      expect(run.stderr.trim()).toBe(`novalet: The kernel ${dir} is a directory. Give the path of a kernel image file (novalet run --kernel FILE).`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

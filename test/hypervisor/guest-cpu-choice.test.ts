@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../config/load-config.js';
-import { chooseGuestCpu, GuestCpuError, usableModels, type GuestCpuChoiceInput } from '../../hypervisor/cpu/guest-choice.js';
+import { checkConfiguredCpuNames, chooseGuestCpu, GuestCpuError, usableModels, type GuestCpuChoiceInput } from '../../hypervisor/cpu/guest-choice.js';
 import { parseDomainCapabilities } from '../../hypervisor/libvirt/domain-capabilities.js';
 
 const fixture = (name: string) => parseDomainCapabilities(readFileSync(path.join(import.meta.dirname, '../fixtures/cpus', name), 'utf8'));
@@ -177,8 +177,26 @@ describe('cpu_model_extra_flags names', () => {
   it('a name libvirt does not know is refused, with its spelling when it is only spelled differently', () => {
     const err = refusal(onTcg('cpu_mode = host-model\ncpu_model_extra_flags = +sse4_2'));
     expect(err.code).toBe('CPU_FLAG_UNKNOWN');
-    expect(err.message).toBe("[libvirt] cpu_model_extra_flags: '+sse4_2' is not a CPU feature libvirt knows for x86_64. Did you mean '+sse4.2'? libvirt spells it sse4.2.");
+    expect(err.message).toBe("[libvirt] cpu_model_extra_flags: '+sse4_2' is not a CPU feature libvirt knows for x86_64 (its cpu_map). Did you mean '+sse4.2'? libvirt spells it sse4.2.");
     const other = refusal(onKvm('cpu_mode = host-passthrough\ncpu_model_extra_flags = -warp-drive'));
-    expect(other.message).toContain("'-warp-drive' is not a CPU feature libvirt knows for x86_64. Use libvirt's names");
+    expect(other.message).toContain("'-warp-drive' is not a CPU feature libvirt knows for x86_64 (its cpu_map). Use libvirt's names");
+  });
+});
+
+describe("the configured CPU names against libvirt's cpu_map, at configuration load", () => {
+  const known = { models: ['Skylake-Client', 'Skylake-Client-IBRS', 'Nehalem'], features: new Set(['sse4.2', 'pcid']) };
+  const check = (lines: string, arch = 'x86_64') => () => checkConfiguredCpuNames(parseConfigText(`[libvirt]\n${lines}\n`, 'nova.conf'), arch, known);
+
+  it('an unknown model or flag: file, line and a "did you mean"', () => {
+    expect(check('cpu_mode = custom\ncpu_models = Nehalem, Skylake-Clientt')).toThrow(
+      new GuestCpuError('CPU_MODEL_UNKNOWN', "nova.conf:3: [libvirt] cpu_models = Nehalem, Skylake-Clientt: 'Skylake-Clientt' is not a CPU model libvirt knows for x86_64 (its cpu_map).", 'Did you mean Skylake-Client?'),
+    );
+    expect(check('cpu_model_extra_flags = -SSE4_2')).toThrow("nova.conf:2: [libvirt] cpu_model_extra_flags: '-sse4_2' is not a CPU feature libvirt knows for x86_64 (its cpu_map). Did you mean '-sse4.2'?");
+  });
+
+  it('known names pass, models without regard to case as nova matches them; flags are not checked where cpu_mode = none ignores them, nor off x86', () => {
+    expect(check('cpu_mode = custom\ncpu_models = skylake-client\ncpu_model_extra_flags = +PCID')).not.toThrow();
+    expect(check('cpu_mode = none\ncpu_model_extra_flags = warp')).not.toThrow();
+    expect(check('cpu_mode = custom\ncpu_models = cortex-a57', 'aarch64')).not.toThrow();
   });
 });

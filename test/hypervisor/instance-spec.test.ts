@@ -46,3 +46,24 @@ describe('instance spec validation', () => {
     expect(err.message).toContain(words);
   });
 });
+
+describe('kernel and ramdisk files', () => {
+  it('a directory or a device is refused, naming the field and the option', () => {
+    for (const [spec, field, words] of [
+      [{ ...OK, kernel: '/tmp' }, 'kernel', 'The kernel /tmp is a directory. Give the path of a kernel image file (novalet run --kernel FILE).'],
+      [{ ...OK, ramdisk: '/dev/null' }, 'ramdisk', 'The ramdisk /dev/null is not a regular file (a device, pipe or socket).'],
+    ] as const) {
+      let err: unknown;
+      try {
+        validateInstanceSpec(spec);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(InstanceSpecError);
+      expect((err as InstanceSpecError).field).toBe(field);
+      expect((err as Error).message).toContain(words);
+    }
+    // A path that is not there yet is the launch's to report.
+    expect(() => validateInstanceSpec({ ...OK, kernel: '/nonexistent/vmlinuz' })).not.toThrow();
+  });
+});

@@ -1,7 +1,7 @@
 /** LibvirtError's words and numbers, and the open failures novalet names itself; no libvirt needed. */
 import { describe, expect, it } from 'vitest';
 import { libvirtErrorCode, libvirtErrorDomainName, libvirtErrorName } from '../../hypervisor/libvirt/error-names.js';
-import { LibvirtError, type LibvirtErrorRecord } from '../../hypervisor/libvirt/error.js';
+import { callIsAboutDomain, LibvirtError, type LibvirtErrorRecord } from '../../hypervisor/libvirt/error.js';
 import { explainOpenFailure } from '../../hypervisor/libvirt/open-failure.js';
 
 function record(code: number, domain: number, message: string): LibvirtErrorRecord {
@@ -108,5 +108,24 @@ describe('explainOpenFailure', () => {
     const original = new LibvirtError(`open a connection to ${uri}`, record(8, 45, "invalid argument: Missing URI parameter 'root'"));
     expect(explainOpenFailure(uri, original)).toBe(original);
     expect(explainOpenFailure('test:///default', original)).toBe(original);
+  });
+});
+
+describe("the domain's log: said only where there is a domain", () => {
+  it('a CPU comparison has no domain: the remedy points at libvirt\'s own log', () => {
+    const compare = 'int virConnectCompareHypervisorCPU(uintptr_t conn, const char *emulator, const char *arch, const char *machine, const char *virttype, const char *xmlCPU, unsigned int flags)';
+    expect(callIsAboutDomain(compare)).toBe(false);
+    const error = new LibvirtError('compare a CPU with what the hypervisor provides', record(1, 31, 'internal error: Unknown CPU model FooBar'), { aboutDomain: callIsAboutDomain(compare) });
+    expect(error.message).not.toContain("domain's log");
+    expect(error.message).toMatch(/libvirt's own log may say more/);
+  });
+
+  it('starting a domain: the remedy names its log', () => {
+    for (const proto of ['int virDomainCreateWithFlags(uintptr_t domain, unsigned int flags)', 'uintptr_t virDomainCreateXML(uintptr_t conn, const char *xmlDesc, unsigned int flags)']) {
+      expect(callIsAboutDomain(proto), proto).toBe(true);
+      const error = new LibvirtError('start the domain', record(1, 10, 'internal error: qemu unexpectedly closed the monitor'), { aboutDomain: true });
+      expect(error.message).toContain("its own words are in the domain's log");
+    }
+    expect(callIsAboutDomain('uintptr_t virDomainDefineXML(uintptr_t conn, const char *xml)')).toBe(false);
   });
 });
