@@ -4,6 +4,7 @@ import type { HostCpuReport, VirtTypeCpuReport } from '../hypervisor/cpu/host-re
 import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { loadCliConfig } from './load-cli-config.js';
+import { progressReporter } from './progress.js';
 
 const HELP = `usage: novalet capabilities [--json] [--config-file FILE]... [--config-dir DIR]...
 
@@ -99,9 +100,9 @@ export async function runCapabilities(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length > 0) throw new CliUsageError(`capabilities: unexpected argument '${positionals[0]}'; the command takes options only (see novalet capabilities --help).`);
-  const { loaded } = loadCliConfig(values);
+  const { loaded, log } = loadCliConfig(values);
   const config = loaded.values;
-  const host = await assembleComputeHost({ config, purpose: 'command', selfTest: 'recorded' });
+  const host = await assembleComputeHost({ config, purpose: 'command', selfTest: 'recorded', progress: progressReporter('capabilities', log) });
   let report: HostCpuReport;
   try {
     report = (await host.driver.hostCapabilities()).cpu;

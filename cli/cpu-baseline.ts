@@ -6,6 +6,7 @@ import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { cpuCommandHost, cpuDefinitionsFromFiles, cpuTarget } from './cpu-command-support.js';
 import { loadCliConfig } from './load-cli-config.js';
+import { progressReporter } from './progress.js';
 
 const HELP = `usage: novalet cpu-baseline FILE... [--features] [--migratable] [--virt-type kvm|qemu]
 
@@ -47,10 +48,10 @@ export async function runCpuBaseline(argv: string[]): Promise<number> {
   if (positionals.length === 0) throw new CliUsageError('cpu-baseline: give at least one FILE.');
   const requested = values['virt-type'];
   if (requested !== undefined && requested !== 'kvm' && requested !== 'qemu') throw new CliUsageError(`cpu-baseline: --virt-type must be kvm or qemu, not '${requested}'.`);
-  const { loaded } = loadCliConfig(values);
+  const { loaded, log } = loadCliConfig(values);
   const cpus = await cpuDefinitionsFromFiles(positionals);
   const flags = (values.features ? BaselineCpu.EXPAND_FEATURES : 0) | (values.migratable ? BaselineCpu.MIGRATABLE : 0);
-  const host = await cpuCommandHost(loaded.values);
+  const host = await cpuCommandHost(loaded.values, progressReporter('cpu-baseline', log));
   const { connection } = host;
   try {
     const { target } = cpuTarget(host, cpus.map((c) => c.arch), requested);

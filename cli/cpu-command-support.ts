@@ -98,6 +98,6 @@ export function targetArch(cpuArches: string[], hostArch: string): string {
 }
 
 /** The host the CPU commands compare against, through the one assembly (this boot's self-test, never a new one). */
-export function cpuCommandHost(config: NovaletConfig): Promise<ComputeHost> {
-  return assembleComputeHost({ config, purpose: 'command', selfTest: 'recorded' });
+export function cpuCommandHost(config: NovaletConfig, progress: (what: string) => void): Promise<ComputeHost> {
+  return assembleComputeHost({ config, purpose: 'command', selfTest: 'recorded', progress });
 }

@@ -6,6 +6,7 @@ import { CliUsageError } from './cli-usage-error.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { cpuCommandHost, cpuDefinitionsFromFiles, cpuTarget } from './cpu-command-support.js';
 import { loadCliConfig } from './load-cli-config.js';
+import { progressReporter } from './progress.js';
 
 const HELP = `usage: novalet cpu-compare FILE [--virt-type kvm|qemu] [--json]
 
@@ -33,12 +34,12 @@ export async function runCpuCompare(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new CliUsageError('cpu-compare: give exactly one FILE.');
   const requested = values['virt-type'];
   if (requested !== undefined && requested !== 'kvm' && requested !== 'qemu') throw new CliUsageError(`cpu-compare: --virt-type must be kvm or qemu, not '${requested}'.`);
-  const { loaded } = loadCliConfig(values);
+  const { loaded, log } = loadCliConfig(values);
   const file = positionals[0] as string;
   // As virsh: the first CPU definition in the file is the one compared.
   const [cpu] = await cpuDefinitionsFromFiles([file]);
   if (!cpu) throw new NovaletError('CPU_XML_NO_CPU', `${file} holds no CPU definition.`);
-  const host = await cpuCommandHost(loaded.values);
+  const host = await cpuCommandHost(loaded.values, progressReporter('cpu-compare', log));
   const { connection } = host;
   try {
     const { target, description } = cpuTarget(host, [cpu.arch], requested);

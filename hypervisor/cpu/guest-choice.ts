@@ -103,6 +103,8 @@ export function checkConfiguredCpuNames(
   const libvirt = loaded.values.libvirt;
   const mode = effectiveCpuMode(libvirt);
   if (!isX86(hostArch) || mode === 'none') return;
+  // Nothing named, nothing to read: most hosts, and validate's 0.5 s.
+  if ((mode !== 'custom' || libvirt.cpu_models.length === 0) && libvirt.cpu_model_extra_flags.length === 0) return;
   const where = (option: string) => {
     const setting = loaded.settings.libvirt[option];
     return setting ? `${setting.file}:${setting.line}: ` : '';

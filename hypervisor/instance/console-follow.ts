@@ -52,9 +52,19 @@ export async function* followConsole(file: string, options: { signal?: AbortSign
 
 /** The first console line matching `pattern` within `timeoutMs` (or until `stop` aborts), or null. */
 export async function waitForConsoleLine(file: string, pattern: RegExp, timeoutMs: number, stop?: AbortSignal): Promise<string | null> {
-  const signal = stop ? AbortSignal.any([AbortSignal.timeout(timeoutMs), stop]) : AbortSignal.timeout(timeoutMs);
-  for await (const line of followConsole(file, { signal })) {
-    if (pattern.test(line)) return line;
+  // A timer and a listener of our own: Node 20 can collect an AbortSignal.timeout() joined by AbortSignal.any() before it fires.
+  const ended = new AbortController();
+  const end = () => ended.abort();
+  const timer = setTimeout(end, timeoutMs);
+  stop?.addEventListener('abort', end, { once: true });
+  if (stop?.aborted) end();
+  try {
+    for await (const line of followConsole(file, { signal: ended.signal })) {
+      if (pattern.test(line)) return line;
+    }
+    return null;
+  } finally {
+    clearTimeout(timer);
+    stop?.removeEventListener('abort', end);
   }
-  return null;
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { LibvirtConnection } from '../libvirt/connection.js';
@@ -38,10 +39,21 @@ export function processIsGone(pid: number, bootId: string | null, thisBoot: stri
   if (pid === process.pid) return false;
   try {
     process.kill(pid, 0);
-    return false;
   } catch (err) {
     // EPERM: it exists, as another user's process.
     return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  // A killed process nobody reaped (a container's init may not) is a zombie: gone all the same.
+  return zombie(pid);
+}
+
+function zombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) S …": the state follows the last ')', as comm may hold one.
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
   }
 }
 

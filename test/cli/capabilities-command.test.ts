@@ -248,6 +248,22 @@ describe('novalet capabilities, for people', () => {
     expect(stray.stderr.trim().split('\n')).toHaveLength(1);
     expect(stray.stderr).toContain("novalet: capabilities: unexpected argument 'extra'");
   });
+
+  it("says so before libvirt's first, seconds-long probe of QEMU in a new state folder, and only then", async () => {
+    const fresh = mkdtempSync(path.join(tmpdir(), 'novalet-first-probe-'));
+    try {
+      const conf = path.join(fresh, 'novalet.conf');
+      writeFileSync(conf, `[DEFAULT]\nstate_path = ${fresh}\n`);
+      const notice = 'libvirt is probing QEMU for a new state folder';
+      const first = await runNovalet(['capabilities', '--json', '--config-file', conf]);
+      expect(first.stderr).toContain(notice);
+      const second = await runNovalet(['capabilities', '--json', '--config-file', conf]);
+      expect(second.stderr).not.toContain(notice);
+      expect(second.stdout).toBe(first.stdout);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
 
 function writeCpu(model: string): string {

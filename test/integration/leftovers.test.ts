@@ -5,12 +5,13 @@
  * folder. The compute service's instances, live commands' domains and
  * domains novalet did not make stay, whoever's process is gone.
  */
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { sweepLeftovers } from '../../hypervisor/instance/leftovers.js';
+import { processIsGone, sweepLeftovers } from '../../hypervisor/instance/leftovers.js';
 import { NOVALET_METADATA_PREFIX, NOVALET_METADATA_URI, parseOwner } from '../../hypervisor/instance/metadata.js';
 import type { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
 import type { LibvirtDomain } from '../../hypervisor/libvirt/domain.js';
@@ -45,6 +46,23 @@ describe('start-up sweep', () => {
     expect(parseOwner('<novalet:instance xmlns:novalet="x"><novalet:owner kind="root" pid="12" boot="b"/></novalet:instance>')).toBeNull();
     expect(parseOwner('<novalet:instance xmlns:novalet="x"><novalet:owner kind="command" pid="-1" boot="b"/></novalet:instance>')).toBeNull();
     expect(parseOwner('not xml <')).toBeNull();
+  });
+
+  it('a killed process nobody reaped (a zombie) counts as gone; a live one and this one do not', async () => {
+    // The inner sleep exits at once; its parent, now `sleep 5`, never waits for it.
+    const outer = spawn('/bin/bash', ['-c', 'sleep 0 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const pid = Number(await new Promise<string>((resolve) => outer.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(readFileSync(`/proc/${pid}/stat`, 'utf8')).toMatch(/\) Z /);
+      expect(processIsGone(pid, null, 'boot')).toBe(true);
+      expect(processIsGone(outer.pid!, null, 'boot')).toBe(false);
+      expect(processIsGone(process.pid, 'boot', 'boot')).toBe(false);
+      expect(processIsGone(process.pid, 'other-boot', 'boot')).toBe(true);
+      expect(processIsGone(GONE_PID, null, 'boot')).toBe(true);
+    } finally {
+      outer.kill('SIGKILL');
+    }
   });
 
   it('removes a dead command\'s and a dead self-test\'s domains and folders, and nothing else', async () => {
