@@ -105,11 +105,16 @@ describe('novalet run ended by a signal', () => {
     await run.shows('NOVALET-TEST-GUEST-READY');
     process.kill(-run.child.pid!, 'SIGKILL');
     await run.exit;
-    expect(qemuFor(state).length, 'QEMU outlives a killed run').toBeGreaterThan(0);
-    const next = await runNovalet(['run', '--config-file', conf, ...kernelArgs('next'), '--wait-for', 'NOVALET-TEST-GUEST-READY', '--timeout', '90']);
-    expect(next.status).toBe(0);
-    expect(next.stderr).toMatch(/novalet run: removed what a killed novalet command left: novalet-[0-9a-f-]{36}/);
-    expectNothingLeft(state);
+    try {
+      expect(qemuFor(state).length, 'QEMU outlives a killed run').toBeGreaterThan(0);
+      const next = await runNovalet(['run', '--config-file', conf, ...kernelArgs('next'), '--wait-for', 'NOVALET-TEST-GUEST-READY', '--timeout', '90']);
+      expect(next.status).toBe(0);
+      expect(next.stderr).toMatch(/novalet run: removed what a killed novalet command left: novalet-[0-9a-f-]{36}/);
+      expectNothingLeft(state);
+    } finally {
+      // Should the sweep fail, the orphan must still not outlive the test.
+      for (const pid of qemuFor(state)) process.kill(Number(pid), 'SIGKILL');
+    }
   });
 });
 
