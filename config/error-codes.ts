@@ -13,6 +13,8 @@ export const ERROR_CODES = {
   CONFIG_INVALID_VALUE: "A value does not convert to its option's type or is not among its choices.",
   CONFIG_FILE_MISSING: 'A file named with --config-file does not exist.',
   CONFIG_FILE_UNREADABLE: 'A configuration file exists but cannot be read.',
+  CONFIG_FILE_NOT_REGULAR: 'A path given or found as a configuration file is not a regular file (a directory, FIFO, device or socket).',
+  CONFIG_FILE_TOO_LARGE: 'A configuration file is larger than novalet reads (1 MiB).',
   CONFIG_DIR_MISSING: 'A directory named with --config-dir does not exist or cannot be listed.',
   CONFIG_SUBSTITUTION: 'A $reference in a value cannot be resolved, refers to itself, or nests too deeply.',
   CONFIG_CPU_RULE: "The CPU options break nova's _check_cpu_compatibility rules or the flag syntax.",

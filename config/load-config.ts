@@ -14,7 +14,7 @@
  * Bad input never throws anything but ConfigError.
  */
 
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './config-error.js';
 import { checkCpuCompatibility } from './cpu-compatibility-rules.js';
@@ -53,12 +53,12 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const dirs = options.configDirs ?? [];
   const sources: ConfigSource[] = [];
   if (files.length === 0 && dirs.length === 0) {
-    const text = readConfigFile(DEFAULT_CONFIG_FILE, { missingOk: true });
+    const text = readConfigFile(DEFAULT_CONFIG_FILE, { missingOk: true, via: 'file' });
     if (text !== null) sources.push({ file: DEFAULT_CONFIG_FILE, text });
   } else {
-    for (const file of files) sources.push({ file, text: readConfigFile(file, { missingOk: false })! });
+    for (const file of files) sources.push({ file, text: readConfigFile(file, { missingOk: false, via: 'file' })! });
     for (const dir of dirs) {
-      for (const file of confFilesIn(dir)) sources.push({ file, text: readConfigFile(file, { missingOk: false })! });
+      for (const file of confFilesIn(dir)) sources.push({ file, text: readConfigFile(file, { missingOk: false, via: 'dir' })! });
     }
   }
   return loadConfigFromSources(sources);
@@ -78,10 +78,32 @@ export function loadConfigFromSources(sources: readonly ConfigSource[]): LoadedC
   return new ConfigResolution(docs).result();
 }
 
-function readConfigFile(file: string, { missingOk }: { missingOk: boolean }): Uint8Array | null {
+/**
+ * The most a configuration file may hold. nova.conf files are a few tens of
+ * KiB; anything near this is not one (and `/dev/zero` or a growing log must
+ * not be read into memory whole).
+ */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+type ReadVia = 'file' | 'dir';
+
+/**
+ * Reads a configuration file: a regular file only, at most
+ * MAX_CONFIG_FILE_BYTES. It is stat'ed before it is opened, because opening
+ * some devices does something (/dev/watchdog arms the watchdog); opened
+ * non-blocking, so that a FIFO swapped in meanwhile cannot hang the open; and
+ * checked again with fstat on the descriptor, so that what is read is what
+ * was checked. At most the limit plus one byte is read, so that a file that
+ * grows meanwhile cannot blow the limit up.
+ */
+function readConfigFile(file: string, { missingOk, via }: { missingOk: boolean; via: ReadVia }): Uint8Array | null {
+  let fd: number;
   try {
-    return readFileSync(file);
+    const stat = statSync(file);
+    if (!stat.isFile()) throw notRegular(file, kindOf(stat), via);
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
       if (missingOk) return null;
@@ -92,19 +114,74 @@ function readConfigFile(file: string, { missingOk }: { missingOk: boolean }): Ui
         remedy: 'Check the --config-file path.',
       });
     }
-    const why =
-      code === 'EACCES' || code === 'EPERM'
-        ? 'permission denied'
-        : code === 'EISDIR'
-          ? 'it is a directory'
-          : `${code ?? 'error'}: ${(err as Error).message}`;
-    throw new ConfigError({
-      code: 'CONFIG_FILE_UNREADABLE',
-      file,
-      problem: `the configuration file cannot be read (${why}).`,
-      remedy: 'Make it a readable file for the user novalet runs as.',
-    });
+    throw unreadable(file, err);
   }
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw notRegular(file, kindOf(stat), via);
+    // Sized by fstat; a file that grows meanwhile gets one bigger buffer, still bounded.
+    let buffer = Buffer.alloc(Math.min(stat.size, MAX_CONFIG_FILE_BYTES) + 1);
+    let length = 0;
+    for (;;) {
+      if (length === buffer.length) {
+        if (length > MAX_CONFIG_FILE_BYTES) throw tooLarge(file);
+        const bigger = Buffer.alloc(MAX_CONFIG_FILE_BYTES + 1);
+        buffer.copy(bigger);
+        buffer = bigger;
+      }
+      const n = readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) return buffer.subarray(0, length);
+      length += n;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw unreadable(file, err);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function kindOf(stat: Stats): string {
+  if (stat.isDirectory()) return 'a directory';
+  if (stat.isFIFO()) return 'a FIFO';
+  if (stat.isCharacterDevice()) return 'a character device';
+  if (stat.isBlockDevice()) return 'a block device';
+  if (stat.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+function notRegular(file: string, kind: string, via: ReadVia): ConfigError {
+  return new ConfigError({
+    code: 'CONFIG_FILE_NOT_REGULAR',
+    file,
+    problem: `the configuration file is ${kind}; only a regular file is read as configuration.`,
+    remedy: via === 'dir' ? 'Only regular files ending in .conf belong in a --config-dir.' : 'Name a regular file with --config-file.',
+  });
+}
+
+function tooLarge(file: string): ConfigError {
+  return new ConfigError({
+    code: 'CONFIG_FILE_TOO_LARGE',
+    file,
+    problem: `the configuration file is larger than ${MAX_CONFIG_FILE_BYTES / 1024 / 1024} MiB, far more than any nova.conf.`,
+    remedy: 'Check that it is the configuration file you meant.',
+  });
+}
+
+function unreadable(file: string, err: unknown): ConfigError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === 'EACCES' || code === 'EPERM'
+      ? 'permission denied'
+      : code === 'EAGAIN'
+        ? 'it has nothing to read yet'
+        : `${code ?? 'error'}: ${(err as Error).message}`;
+  return new ConfigError({
+    code: 'CONFIG_FILE_UNREADABLE',
+    file,
+    problem: `the configuration file cannot be read (${why}).`,
+    remedy: 'Make it a readable file for the user novalet runs as.',
+  });
 }
 
 /** oslo.config's sorted(glob(dir/*.conf)): hidden files excluded, sorted by name. */
@@ -130,22 +207,6 @@ function confFilesIn(dir: string): string[] {
     .filter((name) => name.endsWith('.conf') && !name.startsWith('.'))
     .map((name) => path.join(dir, name))
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const file of files) {
-    let isDirectory = false;
-    try {
-      isDirectory = statSync(file).isDirectory();
-    } catch {
-      // A dangling link: reading it reports the missing file.
-    }
-    if (isDirectory) {
-      throw new ConfigError({
-        code: 'CONFIG_FILE_UNREADABLE',
-        file,
-        problem: 'the configuration file cannot be read (it is a directory).',
-        remedy: 'Only files ending in .conf belong in a --config-dir.',
-      });
-    }
-  }
   return files;
 }
 

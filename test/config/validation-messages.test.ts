@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -254,10 +254,56 @@ describe('files', () => {
     }
   });
 
-  it('a directory given as a file is an error', () => {
-    expect(() => loadConfig({ configFiles: [work] })).toThrow(
-      `${work}: the configuration file cannot be read (it is a directory). Make it a readable file for the user novalet runs as.`,
+  /** The ConfigError loading these files and folders throws. */
+  function loadError(options: Parameters<typeof loadConfig>[0]): ConfigError {
+    try {
+      loadConfig(options);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return err as ConfigError;
+    }
+    throw new Error('no error');
+  }
+
+  // FIFOs and /dev/zero, which hang or exhaust memory without the rule, are in fuzz.test.ts, through the command.
+  it('only a regular file is read: a directory or a device is refused, by name and kind', () => {
+    expect(loadError({ configFiles: [work] })).toMatchObject({
+      code: 'CONFIG_FILE_NOT_REGULAR',
+      message: `${work}: the configuration file is a directory; only a regular file is read as configuration. Name a regular file with --config-file.`,
+    });
+    expect(loadError({ configFiles: ['/dev/null'] }).message).toBe(
+      '/dev/null: the configuration file is a character device; only a regular file is read as configuration. Name a regular file with --config-file.',
     );
+  });
+
+  it('files found through --config-dir are held to the same rules', () => {
+    const dir = mkdtempSync(path.join(work, 'dir-'));
+    writeFileSync(path.join(dir, '10-good.conf'), '[DEFAULT]\ndebug = true\n');
+    symlinkSync('/dev/null', path.join(dir, '20-null.conf'));
+    expect(loadError({ configDirs: [dir] })).toMatchObject({
+      code: 'CONFIG_FILE_NOT_REGULAR',
+      message: `${dir}/20-null.conf: the configuration file is a character device; only a regular file is read as configuration. Only regular files ending in .conf belong in a --config-dir.`,
+    });
+    rmSync(path.join(dir, '20-null.conf'));
+    mkdirSync(path.join(dir, '30-folder.conf'));
+    expect(loadError({ configDirs: [dir] }).message).toContain(`${dir}/30-folder.conf: the configuration file is a directory;`);
+    rmSync(dir, { recursive: true });
+  });
+
+  it('a file larger than 1 MiB is refused without being read whole', () => {
+    const big = path.join(work, 'big.conf');
+    writeFileSync(big, '[DEFAULT]\n');
+    truncateSync(big, 8 * 1024 * 1024 * 1024); // sparse: 8 GiB of NULs that take no disk
+    const started = Date.now();
+    expect(loadError({ configFiles: [big] })).toMatchObject({
+      code: 'CONFIG_FILE_TOO_LARGE',
+      message: `${big}: the configuration file is larger than 1 MiB, far more than any nova.conf. Check that it is the configuration file you meant.`,
+    });
+    expect(Date.now() - started).toBeLessThan(2000);
+    // Exactly the limit is still read (and judged on its content).
+    truncateSync(big, 1024 * 1024);
+    expect(loadError({ configFiles: [big] }).code).toBe('CONFIG_PARSE');
+    rmSync(big);
   });
 
   it('errors in a later file name that file', () => {
