@@ -249,7 +249,7 @@ class ConfigResolution {
         const known = this.names.get(entryKey(section, name));
         if (!known) return undefined;
         const value = this.evaluate(known.def);
-        return value === null ? null : valueAsText(value);
+        return value === null ? null : { text: valueAsText(value), secret: known.def.secret };
       },
       unknownOptionSite: (section, name) => {
         for (let i = this.lastInFile.length - 1; i >= 0; i--) {
@@ -294,7 +294,7 @@ class ConfigResolution {
         raw: entry.value,
         secret: def.secret,
       };
-      const text = this.substituter.expand(site, optionKey);
+      const { text } = this.substituter.expand(site, optionKey);
       const conversion = convertValue(def.type, text, def.default === null);
       if (!conversion.ok) {
         const substituted = text !== entry.value && !def.secret ? `(after substitution ${quoteForMessage(text)}) ` : '';
@@ -329,10 +329,10 @@ class ConfigResolution {
   /** Defaults are substituted too (`$state_path/instances`), as oslo does. */
   private substituteDefault(def: OptionDefinition, optionKey: string): unknown {
     const site = (raw: string): SubstitutionSite => ({ section: def.section, option: def.name, raw, secret: def.secret });
-    if (typeof def.default === 'string') return this.substituter.expand(site(def.default), optionKey);
+    if (typeof def.default === 'string') return this.substituter.expand(site(def.default), optionKey).text;
     if (Array.isArray(def.default)) {
       return def.default.map((item: unknown) =>
-        typeof item === 'string' ? this.substituter.expand(site(item), optionKey) : item,
+        typeof item === 'string' ? this.substituter.expand(site(item), optionKey).text : item,
       );
     }
     return def.default;
