@@ -29,6 +29,7 @@ import type {
   ValueSource,
 } from './novalet-config.js';
 import { OPTION_DEFINITIONS, SECTION_ORDER, type OptionDefinition } from './option-definitions.js';
+import { looksSecret, maskUrlCredentials } from './mask-credentials.js';
 import { quoteForMessage } from './quote-for-message.js';
 import { Substituter, type SubstitutionSite } from './substitution.js';
 import { convertValue, valueAsText } from './value-types.js';
@@ -226,6 +227,8 @@ class ConfigResolution {
   private readonly chosen = new Map<OptionDefinition, Chosen>();
   private readonly evaluated = new Map<OptionDefinition, unknown>();
   private readonly settings = new Map<OptionDefinition, Setting>();
+  /** Options whose effective value is secret: marked so, or taking text from a secret value. */
+  private readonly secret = new Set<OptionDefinition>();
   private readonly substituter: Substituter;
 
   constructor(private readonly docs: IniDocument[]) {
@@ -249,13 +252,20 @@ class ConfigResolution {
         const known = this.names.get(entryKey(section, name));
         if (!known) return undefined;
         const value = this.evaluate(known.def);
-        return value === null ? null : { text: valueAsText(value), secret: known.def.secret };
+        return value === null ? null : { text: valueAsText(value), secret: this.secret.has(known.def) };
       },
       unknownOptionSite: (section, name) => {
         for (let i = this.lastInFile.length - 1; i >= 0; i--) {
           const entry = this.lastInFile[i]!.get(entryKey(section, name));
           if (entry) {
-            return { file: entry.file, line: entry.line, section: entry.section, option: entry.key, raw: entry.value };
+            return {
+              file: entry.file,
+              line: entry.line,
+              section: entry.section,
+              option: entry.key,
+              raw: entry.value,
+              secret: looksSecret(entry.key, entry.value),
+            };
           }
         }
         return undefined;
@@ -294,17 +304,24 @@ class ConfigResolution {
         raw: entry.value,
         secret: def.secret,
       };
-      const { text } = this.substituter.expand(site, optionKey);
+      const { text, secret } = this.substituter.expand(site, optionKey);
+      if (secret) this.secret.add(def);
       const conversion = convertValue(def.type, text, def.default === null);
       if (!conversion.ok) {
-        const substituted = text !== entry.value && !def.secret ? `(after substitution ${quoteForMessage(text)}) ` : '';
+        // A value that took text from a secret one is shown as written ('$transport_url'), never expanded.
+        const substituted =
+          text === entry.value || def.secret
+            ? ''
+            : secret
+              ? '(after substitution, which takes text from a secret option) '
+              : `(after substitution ${quoteForMessage(text)}) `;
         throw new ConfigError({
           code: 'CONFIG_INVALID_VALUE',
           file: entry.file,
           line: entry.line,
           section: entry.section,
           option: entry.key,
-          value: entry.value,
+          value: def.secret ? entry.value : maskUrlCredentials(entry.value),
           secret: def.secret,
           problem: substituted + conversion.problem,
           predicate: true,
@@ -318,6 +335,7 @@ class ConfigResolution {
         option: entry.key,
         raw: entry.value,
         text,
+        secret,
       });
     } else {
       value = this.substituteDefault(def, optionKey);
@@ -328,13 +346,14 @@ class ConfigResolution {
 
   /** Defaults are substituted too (`$state_path/instances`), as oslo does. */
   private substituteDefault(def: OptionDefinition, optionKey: string): unknown {
-    const site = (raw: string): SubstitutionSite => ({ section: def.section, option: def.name, raw, secret: def.secret });
-    if (typeof def.default === 'string') return this.substituter.expand(site(def.default), optionKey).text;
-    if (Array.isArray(def.default)) {
-      return def.default.map((item: unknown) =>
-        typeof item === 'string' ? this.substituter.expand(site(item), optionKey).text : item,
-      );
-    }
+    const expand = (raw: string): string => {
+      const expansion = this.substituter.expand({ section: def.section, option: def.name, raw, secret: def.secret }, optionKey);
+      if (expansion.secret) this.secret.add(def);
+      return expansion.text;
+    };
+    if (def.secret) this.secret.add(def);
+    if (typeof def.default === 'string') return expand(def.default);
+    if (Array.isArray(def.default)) return def.default.map((item: unknown) => (typeof item === 'string' ? expand(item) : item));
     return def.default;
   }
 
@@ -342,8 +361,10 @@ class ConfigResolution {
     const values = emptyBySection<Record<string, unknown>>();
     const sources = emptyBySection<Record<string, ValueSource>>();
     const settings = emptyBySection<Record<string, Setting>>();
+    const secret = emptyBySection<Record<string, boolean>>();
     for (const def of OPTION_DEFINITIONS) {
       values[def.section][def.name] = this.evaluate(def);
+      secret[def.section][def.name] = this.secret.has(def);
       const setting = this.settings.get(def);
       sources[def.section][def.name] = setting ? { file: setting.file, line: setting.line } : 'default';
       if (setting) settings[def.section][def.name] = setting;
@@ -375,6 +396,7 @@ class ConfigResolution {
       values: typed,
       sources: sources as LoadedConfig['sources'],
       settings: settings as LoadedConfig['settings'],
+      secret: secret as LoadedConfig['secret'],
       files: this.docs.map((d) => d.file),
       ignored,
       deprecated,

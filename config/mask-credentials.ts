@@ -59,3 +59,14 @@ function maskUserInfo(userInfo: string): string {
 export function maskSecretValue(value: string): string {
   return SCHEME.test(value) ? maskUrlCredentials(value) : MASK;
 }
+
+/**
+ * Whether an option novalet does not know holds a secret, judged as
+ * oslo.config's `secret=True` options are named (keystone_authtoken's
+ * password, rabbit_password, metadata_proxy_shared_secret, auth tokens) or
+ * by a password inside a URL ([database] connection). It decides only how
+ * text taken from it through `$name` is shown: when in doubt, masked.
+ */
+export function looksSecret(name: string, value: string): boolean {
+  return /pass(?:word|wd)?(?:$|_)|secret|token|credential|private_key|api_key/i.test(name) || maskUrlCredentials(value) !== value;
+}

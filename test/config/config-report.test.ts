@@ -74,3 +74,18 @@ describe('describeConfig', () => {
     expect(describeConfig(parseConfigText('', '/x.conf')).DEFAULT.transport_url).toEqual({ value: null, source: 'default' });
   });
 });
+
+describe('describeConfig and secrets taken through substitution', () => {
+  it('masks whole a value that took text from a secret option, unless showSecrets', () => {
+    const loaded = parseConfigText(
+      '[DEFAULT]\ntransport_url = rabbit://admin:Hunter2pw@rmq1:5672/\nhost = $transport_url\n[libvirt]\ncpu_mode = custom\ncpu_models = Nehalem,$transport_url\n',
+      '/etc/nova/nova.conf',
+    );
+    const report = describeConfig(loaded);
+    expect(report.DEFAULT.host).toEqual({ value: '***', source: '/etc/nova/nova.conf:3' });
+    expect(report.DEFAULT.transport_url?.value).toBe('rabbit://admin:***@rmq1:5672/');
+    expect(report.libvirt.cpu_models?.value).toEqual(['***', '***']);
+    expect(JSON.stringify(report)).not.toContain('Hunter2pw');
+    expect(describeConfig(loaded, { showSecrets: true }).DEFAULT.host?.value).toBe('rabbit://admin:Hunter2pw@rmq1:5672/');
+  });
+});
