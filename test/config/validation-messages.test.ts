@@ -191,9 +191,15 @@ describe('syntax errors name the file and line', () => {
     );
     expect(e).toMatchObject({ code: 'CONFIG_PARSE', file: '/etc/nova/nova.conf', line: 3, section: null });
     // No inline comments: the bracket must end the line.
-    expect(message('[libvirt] # hypervisor\n')).toBe(
-      "/etc/nova/nova.conf:1: invalid section header '[libvirt] # hypervisor': it must end with ']'. Write a section header alone on its line, as in [libvirt].",
+    expect(message('[DEFAULT]\n[libvirt] # hypervisor\n')).toBe(
+      "/etc/nova/nova.conf:2: invalid section header '[libvirt] # hypervisor': it must end with ']'. Write a section header alone on its line, as in [libvirt].",
     );
+    // Before any section header nothing of the line is shown: the file may not be a configuration.
+    expect(message('[libvirt] # hypervisor\n')).toBe(
+      "/etc/nova/nova.conf:1: invalid section header: it must end with ']'. Write a section header alone on its line, as in [libvirt].",
+    );
+    // After one, at most 40 characters.
+    expect(message(`[DEFAULT]\n[${'x'.repeat(60)}\n`)).toContain(`invalid section header '[${'x'.repeat(39)}'…: it must end`);
   });
 
   it('an empty section name', () => {
@@ -202,13 +208,13 @@ describe('syntax errors name the file and line', () => {
 
   it('an assignment before any section', () => {
     expect(message('# nova.conf\n\ndebug = true\n[DEFAULT]\n')).toBe(
-      "/etc/nova/nova.conf:3: section must be started before assignment: 'debug = true'. Put a section header such as [DEFAULT] above it.",
+      '/etc/nova/nova.conf:3: an option is set before any section header, so this does not read as a configuration file. Put a section header such as [DEFAULT] above it, or check that this is the configuration file you meant.',
     );
   });
 
   it('an unexpected continuation line', () => {
     expect(message('[DEFAULT]\n  debug = true\n')).toBe(
-      "/etc/nova/nova.conf:2: unexpected continuation line '  debug = true': a line starting with a space or tab continues the value above it, and there is none. Remove the leading whitespace, or put the line right after an option.",
+      "/etc/nova/nova.conf:2: unexpected continuation line starting 'debug': a line starting with a space or tab continues the value above it, and there is none. Remove the leading whitespace, or put the line right after an option.",
     );
     // A blank line or a comment ends the value above, as in oslo.config.
     expect(message('[DEFAULT]\ndebug = true\n\n\tfalse\n')).toContain('/etc/nova/nova.conf:4: unexpected continuation line');
@@ -217,13 +223,20 @@ describe('syntax errors name the file and line', () => {
 
   it('an empty key', () => {
     expect(message('[DEFAULT]\n = true\n'.replace('\n = ', '\n= '))).toBe(
-      "/etc/nova/nova.conf:2: key cannot be empty: '= true'. Name the option: write options as name = value below a section header such as [DEFAULT].",
+      "/etc/nova/nova.conf:2: key cannot be empty: the line starts with '='. Name the option: write options as name = value below a section header such as [DEFAULT].",
     );
   });
 
   it('a line that is no assignment', () => {
     expect(message('[DEFAULT]\ndebug\n')).toBe(
-      "/etc/nova/nova.conf:2: no ':' or '=' found in assignment 'debug'. To set an option, write options as name = value below a section header such as [DEFAULT].",
+      "/etc/nova/nova.conf:2: no ':' or '=' found in the line starting 'debug'. To set an option, write options as name = value below a section header such as [DEFAULT].",
+    );
+    // Only the first word: the rest may be a password written without '='.
+    expect(message('[keystone_authtoken]\npassword Hunter2pw\n')).toBe(
+      "/etc/nova/nova.conf:2: no ':' or '=' found in the line starting 'password'. To set an option, write options as name = value below a section header such as [DEFAULT].",
+    );
+    expect(message('debug\n')).toBe(
+      "/etc/nova/nova.conf:1: the line is not 'name = value', a [section] header or a comment. To set an option, write options as name = value below a section header such as [DEFAULT].",
     );
   });
 
@@ -235,6 +248,31 @@ describe('syntax errors name the file and line', () => {
     expect(message('[DEFAULT]\nhost = a\0b\n')).toBe(
       '/etc/nova/nova.conf:2: the file contains a NUL byte at column 9; a configuration file must be text. Remove the stray byte (was the file truncated or overwritten?).',
     );
+  });
+});
+
+describe('a file that is not a configuration: nothing of its content is shown', () => {
+  // The shape of /etc/shadow and /etc/passwd, with a marker where the hash is.
+  const MARKER = 'MARKERxSECRETx7f3a';
+  const shadowLike = [
+    `root:$y$j9T$${MARKER}$Zx0:19700:0:99999:7:::`,
+    'daemon:*:19700:0:99999:7:::',
+    ` ${MARKER}`,
+    `[${MARKER}`,
+    `${MARKER} ${MARKER}`,
+    `=${MARKER}`,
+  ];
+
+  it('whichever of its lines comes first, the error names only file and line', () => {
+    for (let first = 0; first < shadowLike.length; first++) {
+      const lines = [...shadowLike.slice(first), ...shadowLike.slice(0, first)];
+      const e = errorFor(lines.join('\n') + '\n', '/etc/shadow');
+      expect(e.code).toBe('CONFIG_PARSE');
+      expect(e.message).toMatch(/^\/etc\/shadow:1: /);
+      expect(e.message).not.toContain(MARKER);
+      expect(e.message).not.toContain('root');
+      expect(e.message).not.toContain('$y$');
+    }
   });
 });
 
