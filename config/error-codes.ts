@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   CONFIG_DIR_MISSING: 'A directory named with --config-dir does not exist or cannot be listed.',
   CONFIG_SUBSTITUTION: 'A $reference in a value cannot be resolved, refers to itself, or nests too deeply.',
   CONFIG_SUBSTITUTION_TOO_LARGE: 'A value expands to more than 64 KiB once its $references are substituted, or all values together to more than 1 MiB.',
+  CONFIG_STATE_PATH: 'A folder novalet writes in (state_path, instances_path) is a file, under /proc or /sys, or cannot be created or written.',
   CONFIG_CPU_RULE: "The CPU options break nova's _check_cpu_compatibility rules or the flag syntax.",
   CONFIG_UNSUPPORTED: 'A setting nova accepts that novalet cannot honour (virt_type lxc or parallels).',
 

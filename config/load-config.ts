@@ -14,7 +14,7 @@
  * Bad input never throws anything but ConfigError.
  */
 
-import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './config-error.js';
 import { checkCpuCompatibility } from './cpu-compatibility-rules.js';
@@ -31,6 +31,7 @@ import type {
 import { OPTION_DEFINITIONS, SECTION_ORDER, type OptionDefinition } from './option-definitions.js';
 import { looksSecret, maskUrlCredentials } from './mask-credentials.js';
 import { quoteForMessage } from './quote-for-message.js';
+import { fileKind } from './state-folders.js';
 import { Substituter, type SubstitutionSite } from './substitution.js';
 import { convertValue, valueAsText } from './value-types.js';
 
@@ -101,7 +102,7 @@ function readConfigFile(file: string, { missingOk, via }: { missingOk: boolean; 
   let fd: number;
   try {
     const stat = statSync(file);
-    if (!stat.isFile()) throw notRegular(file, kindOf(stat), via);
+    if (!stat.isFile()) throw notRegular(file, fileKind(stat), via);
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
@@ -119,7 +120,7 @@ function readConfigFile(file: string, { missingOk, via }: { missingOk: boolean; 
   }
   try {
     const stat = fstatSync(fd);
-    if (!stat.isFile()) throw notRegular(file, kindOf(stat), via);
+    if (!stat.isFile()) throw notRegular(file, fileKind(stat), via);
     // Sized by fstat; a file that grows meanwhile gets one bigger buffer, still bounded.
     let buffer = Buffer.alloc(Math.min(stat.size, MAX_CONFIG_FILE_BYTES) + 1);
     let length = 0;
@@ -140,15 +141,6 @@ function readConfigFile(file: string, { missingOk, via }: { missingOk: boolean; 
   } finally {
     closeSync(fd);
   }
-}
-
-function kindOf(stat: Stats): string {
-  if (stat.isDirectory()) return 'a directory';
-  if (stat.isFIFO()) return 'a FIFO';
-  if (stat.isCharacterDevice()) return 'a character device';
-  if (stat.isBlockDevice()) return 'a block device';
-  if (stat.isSocket()) return 'a socket';
-  return 'not a regular file';
 }
 
 function notRegular(file: string, kind: string, via: ReadVia): ConfigError {
