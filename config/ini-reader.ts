@@ -51,9 +51,9 @@ const SHOWN = 40;
  *
  * An error never echoes a whole line: the file may not be a configuration
  * at all (`--config-file /etc/shadow`). Before the first section header
- * nothing of the line is shown; after it, at most its first word (or the
- * first SHOWN characters of a section header), which names the line without
- * showing a value that may be a password.
+ * nothing of the line is shown; after it, at most its first word (up to a
+ * space, '=' or ':', at most SHOWN characters), which names the line without
+ * showing a value that may be a password (`[transport_url = rabbit://u:pw@…`).
  */
 export function parseIni(text: string, file: string): IniDocument {
   const entries: IniEntry[] = [];
@@ -111,8 +111,7 @@ export function parseIni(text: string, file: string): IniDocument {
     flush();
     if (line[0] === '[') {
       if (!line.endsWith(']')) {
-        const shown = section === null ? '' : ` ${quotePrefix(line, SHOWN)}`;
-        fail(lineNo, `invalid section header${shown}: it must end with ']'.`, 'Write a section header alone on its line, as in [libvirt].');
+        fail(lineNo, `invalid section header${startingWith(line)}: it must end with ']'.`, 'Write a section header alone on its line, as in [libvirt].');
       }
       if (line.length <= 2) {
         fail(lineNo, "empty section name '[]'.", 'Name the section, as in [libvirt].');

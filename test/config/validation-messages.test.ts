@@ -187,19 +187,20 @@ describe('syntax errors name the file and line', () => {
   it('a section header without its closing bracket', () => {
     const e = errorFor('[DEFAULT]\ndebug = true\n[libvirt\nvirt_type = qemu\n');
     expect(e.message).toBe(
-      "/etc/nova/nova.conf:3: invalid section header '[libvirt': it must end with ']'. Write a section header alone on its line, as in [libvirt].",
+      "/etc/nova/nova.conf:3: invalid section header starting '[libvirt': it must end with ']'. Write a section header alone on its line, as in [libvirt].",
     );
     expect(e).toMatchObject({ code: 'CONFIG_PARSE', file: '/etc/nova/nova.conf', line: 3, section: null });
     // No inline comments: the bracket must end the line.
     expect(message('[DEFAULT]\n[libvirt] # hypervisor\n')).toBe(
-      "/etc/nova/nova.conf:2: invalid section header '[libvirt] # hypervisor': it must end with ']'. Write a section header alone on its line, as in [libvirt].",
+      "/etc/nova/nova.conf:2: invalid section header starting '[libvirt]': it must end with ']'. Write a section header alone on its line, as in [libvirt].",
     );
     // Before any section header nothing of the line is shown: the file may not be a configuration.
     expect(message('[libvirt] # hypervisor\n')).toBe(
       "/etc/nova/nova.conf:1: invalid section header: it must end with ']'. Write a section header alone on its line, as in [libvirt].",
     );
-    // After one, at most 40 characters.
-    expect(message(`[DEFAULT]\n[${'x'.repeat(60)}\n`)).toContain(`invalid section header '[${'x'.repeat(39)}'…: it must end`);
+    // After one, at most its first word, of at most 40 characters: never a value.
+    expect(message(`[DEFAULT]\n[${'x'.repeat(60)}\n`)).toContain(`invalid section header starting '[${'x'.repeat(39)}'…: it must end`);
+    expect(message('[DEFAULT]\n[transport_url = rabbit://nova:Hunter2pw@rmq1/\n')).toContain("invalid section header starting '[transport_url': it must end");
   });
 
   it('an empty section name', () => {
