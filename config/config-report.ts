@@ -7,7 +7,7 @@
  * a secret one through `$name` (LoadedConfig.secret).
  */
 
-import { MASK, maskSecretValue, maskUrlCredentials } from './mask-credentials.js';
+import { MASK, maskCredentialsInText, maskSecretValue, maskUrlCredentials } from './mask-credentials.js';
 import type { LoadedConfig, SectionName } from './novalet-config.js';
 import { OPTION_DEFINITIONS } from './option-definitions.js';
 
@@ -27,7 +27,7 @@ export function describeConfig(loaded: LoadedConfig, options: { showSecrets?: bo
     const raw: unknown = (loaded.values[def.section] as unknown as Record<string, unknown>)[def.name];
     const source = loaded.sources[def.section][def.name] ?? 'default';
     section[def.name] = {
-      value: options.showSecrets ? raw : def.secret ? maskSecret(raw) : loaded.secret[def.section][def.name] ? maskWhole(raw) : raw,
+      value: options.showSecrets ? raw : def.secret ? maskSecret(raw) : loaded.secret[def.section][def.name] ? maskWhole(raw) : maskInText(raw),
       source: source === 'default' ? 'default' : `${source.file}:${source.line}`,
     };
   }
@@ -42,6 +42,13 @@ export function describeConfig(loaded: LoadedConfig, options: { showSecrets?: bo
 function maskWhole(value: unknown): unknown {
   if (value === null || value === undefined || value === '') return value;
   return Array.isArray(value) ? value.map(() => MASK) : MASK;
+}
+
+/** A URL password inside any other value (a connection_uri with one, or a value joined with the line below it). */
+function maskInText(value: unknown): unknown {
+  if (typeof value === 'string') return maskCredentialsInText(value);
+  if (Array.isArray(value)) return value.map((v: unknown) => (typeof v === 'string' ? maskCredentialsInText(v) : v));
+  return value;
 }
 
 function maskSecret(value: unknown): unknown {

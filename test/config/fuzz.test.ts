@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../config/config-error.js';
+import { describeConfig } from '../../config/config-report.js';
 import { loadConfig, parseConfigText } from '../../config/load-config.js';
 import type { LoadedConfig } from '../../config/novalet-config.js';
 import { OPTION_DEFINITIONS } from '../../config/option-definitions.js';
@@ -40,7 +41,12 @@ const VALUES = [
   '9'.repeat(400), '99999999999999999999', '0x10', '1_000', '1__0', 'kvm', 'qemu', 'lxc', 'parallels', 'custom', 'host-model',
   'none', 'Nehalem', 'a,b,,c', ',', '$host', '${DEFAULT.state_path}', '$$', '\\$x', '$undefined_thing', '${libvirt.virt_type}',
   '${', '$', '"quoted"', "'", '+pcid', 'PCID, vm x', 'rabbit://u:p@h/', '\u00e9\u4e2d\u{1f600}',
+  // Secrets of the fixture, through references.
+  '$transport_url', '${DEFAULT.transport_url}', 'x-${transport_url}', '${keystone_authtoken.password}', 'a,${neutron.metadata_proxy_shared_secret}',
+  '${cinder.password}/x', '$database.connection', '${oslo_messaging_notifications.transport_url}',
 ];
+/** The fixture's passwords: no error message and no masked report may hold one. */
+const SECRETS = ['Zq8s!pWd', 'Nova-Keystone-Pass', 'Cinder-Pass-42', 'Neutron-Pass-7', 'Met4data-Shar3d', 'Db-S3cret'];
 const OPTION_NAMES = [...new Set(OPTION_DEFINITIONS.flatMap((d) => [d.name, ...d.deprecatedNames.map((o) => o.name)]))];
 const SECTIONS = ['[DEFAULT]', '[libvirt]', '[scheduler]', '[api]', '[filter_scheduler]', '[LIBVIRT]', '[', '[]', '[x', 'x]', '[ DEFAULT ]'];
 
@@ -186,6 +192,8 @@ describe(`fuzz: ${CASES} seeded mutations of a valid nova.conf`, () => {
       try {
         const loaded = viaFile ? loadConfig({ configFiles: [file] }) : parseConfigText(bytes, file);
         checkTypes(loaded);
+        const report = JSON.stringify(describeConfig(loaded));
+        for (const secret of SECRETS) expect(report, `case ${n}`).not.toContain(secret);
         outcomes.set('loaded', (outcomes.get('loaded') ?? 0) + 1);
       } catch (err) {
         if (!(err instanceof ConfigError)) {
@@ -193,6 +201,7 @@ describe(`fuzz: ${CASES} seeded mutations of a valid nova.conf`, () => {
         }
         expect(err.message, `case ${n}`).not.toMatch(/[\n\r\u2028\u2029]/);
         expect(err.message.startsWith(`${file}:`), `case ${n}: ${err.message}`).toBe(true);
+        for (const secret of SECRETS) expect(err.message, `case ${n}`).not.toContain(secret);
         outcomes.set(err.code, (outcomes.get(err.code) ?? 0) + 1);
       }
     }
