@@ -66,8 +66,12 @@ export function maskSecretValue(value: string): string {
   return wellFormedAuthority(masked.slice(scheme[1]!.length)) ? masked : `${scheme[1]!}${MASK}`;
 }
 
-/** `user:***@host:port`, `user@host`, `host:port` or `[v6]:port`, comma-separated, and nothing else. */
-const AUTHORITY_ENTRY = /^(?:[A-Za-z0-9._~%-]*(?::\*\*\*)?@)?(?:[A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])(?::\d*)?$/;
+/**
+ * `user:***@host:port`, `user@host`, `host:port` or `[v6]:port`,
+ * comma-separated, and nothing else; `$name` references are allowed, as a
+ * raw value in an error shows them.
+ */
+const AUTHORITY_ENTRY = /^(?:[A-Za-z0-9._~%${}-]*(?::\*\*\*)?@)?(?:[A-Za-z0-9._${}-]*|\[[0-9A-Fa-f:.]+\])(?::(?:\d*|\$\{?[A-Za-z0-9._]+\}?))?$/;
 
 function wellFormedAuthority(rest: string): boolean {
   const end = rest.search(/[/?#]/);
