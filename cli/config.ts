@@ -30,7 +30,7 @@ export async function runConfig(argv: string[]): Promise<number> {
       process.stdout.write(renderSampleConfig());
       return 0;
     case 'show': {
-      const { loaded } = loadCliConfig(values);
+      const { loaded } = loadCliConfig(values, { state: false });
       const report = describeConfig(loaded, { showSecrets: Boolean(values['show-secrets']) });
       process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatConfigReport(report));
       return 0;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { loadConfig } from '../config/load-config.js';
 import { createDeferredLogger, type Logger } from '../config/logger.js';
 import type { LoadedConfig } from '../config/novalet-config.js';
+import { checkStateFolders } from '../config/state-folders.js';
 import { checkConfiguredCpuNames } from '../hypervisor/cpu/guest-choice.js';
 
 export interface CliConfigArgs {
@@ -12,12 +13,26 @@ export interface CliConfigArgs {
   debug?: boolean;
 }
 
+export interface CliConfigUse {
+  /**
+   * The command keeps state or uses libvirt (every command but `config show`,
+   * which only prints the configuration, a bad state_path included): the
+   * folders novalet writes in are checked (config/state-folders.ts) and
+   * libvirt's log is routed below state_path.
+   */
+  state: boolean;
+}
+
 /** Loads the configuration named on the command line and makes the logger it asks for. */
-export function loadCliConfig(args: CliConfigArgs): { loaded: LoadedConfig; log: Logger } {
+export function loadCliConfig(args: CliConfigArgs, use: CliConfigUse = { state: true }): { loaded: LoadedConfig; log: Logger } {
   const loaded = loadConfig({ configFiles: args['config-file'], configDirs: args['config-dir'] });
-  // A CPU name libvirt does not know is bad configuration for every command, as nova's own rules are.
-  checkConfiguredCpuNames(loaded, machine());
-  routeLibvirtLog(loaded.values.DEFAULT.state_path);
+  if (use.state) {
+    // A CPU name libvirt does not know is bad configuration for every command that uses it, as nova's own rules are.
+    checkConfiguredCpuNames(loaded, machine());
+    // Before anything creates them: mkdir -p below /proc spins forever.
+    checkStateFolders(loaded);
+    routeLibvirtLog(loaded.values.DEFAULT.state_path);
+  }
   const log = createDeferredLogger({ debug: Boolean(args.debug) || loaded.values.DEFAULT.debug });
   for (const item of loaded.ignored) {
     log.debug({ file: item.file, line: item.line, section: item.section, option: item.option }, 'ignoring an option novalet does not implement');

@@ -8,7 +8,7 @@
  */
 
 import { NovaletError, type ErrorCode } from './novalet-error.js';
-import { maskSecretValue } from './mask-credentials.js';
+import { maskCredentialsInText, maskSecretValue } from './mask-credentials.js';
 import { printable, quoteForMessage } from './quote-for-message.js';
 
 /** The configuration's own codes (their meanings are in error-codes.ts). */
@@ -68,5 +68,6 @@ function formatMessage(d: ConfigErrorDetails): string {
   const joiner = subject === '' ? '' : d.predicate ? ' ' : ': ';
   // Problems quote user text already; this keeps the one-line promise even
   // for text from elsewhere (an operating system error naming a path).
-  return `${where}: ${subject}${joiner}${d.problem}`.replace(/[\r\n\u0085\u2028\u2029]/g, (ch) => printable(ch));
+  // A URL password anywhere in the message (a value joined with the line below, say) is masked too.
+  return maskCredentialsInText(`${where}: ${subject}${joiner}${d.problem}`.replace(/[\r\n\u0085\u2028\u2029]/g, (ch) => printable(ch)));
 }

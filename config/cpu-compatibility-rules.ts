@@ -17,6 +17,7 @@
  */
 
 import { ConfigError, type ConfigErrorCode } from './config-error.js';
+import { maskUrlCredentials } from './mask-credentials.js';
 import { quoteForMessage } from './quote-for-message.js';
 import type { CpuMode, LibvirtSection, NovaletConfig, SectionName, Setting } from './novalet-config.js';
 import { splitList, valueAsText } from './value-types.js';
@@ -76,7 +77,8 @@ export function checkCpuCompatibility(values: NovaletConfig, originOf: OriginLoo
       fail(
         'CONFIG_CPU_RULE',
         'cpu_model_extra_flags',
-        `${quoteForMessage(written[i] ?? flag)} is not a CPU flag.`,
+        // Text taken from a secret option through $name is never quoted.
+        origin?.secret ? `entry ${i + 1} is not a CPU flag (its text comes from a secret option).` : `${quoteForMessage(written[i] ?? flag)} is not a CPU flag.`,
         "Write each entry as flag, +flag or -flag, where flag is a name such as pcid or avx512f (letters, digits, '_', '.', '-').",
       );
     }
@@ -107,7 +109,7 @@ function blame(
       line: origin.line,
       section: origin.section,
       option: origin.option,
-      value: origin.raw,
+      value: origin.secret ? maskUrlCredentials(origin.raw) : origin.raw,
       problem,
       remedy,
     });

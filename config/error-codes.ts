@@ -9,13 +9,17 @@
 export const ERROR_CODES = {
   // The command line and configuration
   CLI_USAGE: 'The command line is not one the command takes.',
-  INTERRUPTED: 'The command was ended by SIGINT, SIGTERM or SIGHUP; what it had started is removed.',
+  COMMAND_INTERRUPTED: 'The command was ended by SIGINT, SIGTERM or SIGHUP; what it had started is removed.',
   CONFIG_PARSE: 'A configuration file is not nova.conf syntax, or not UTF-8 text.',
   CONFIG_INVALID_VALUE: "A value does not convert to its option's type or is not among its choices.",
   CONFIG_FILE_MISSING: 'A file named with --config-file does not exist.',
   CONFIG_FILE_UNREADABLE: 'A configuration file exists but cannot be read.',
+  CONFIG_FILE_NOT_REGULAR: 'A path given or found as a configuration file is not a regular file (a directory, FIFO, device or socket).',
+  CONFIG_FILE_TOO_LARGE: 'A configuration file is larger than novalet reads (1 MiB).',
   CONFIG_DIR_MISSING: 'A directory named with --config-dir does not exist or cannot be listed.',
   CONFIG_SUBSTITUTION: 'A $reference in a value cannot be resolved, refers to itself, or nests too deeply.',
+  CONFIG_SUBSTITUTION_TOO_LARGE: 'A value expands to more than 64 KiB once its $references are substituted, or all values together to more than 1 MiB.',
+  CONFIG_STATE_PATH: 'A folder novalet writes in (state_path, instances_path) is a file, under /proc or /sys, or cannot be created or written.',
   CONFIG_CPU_RULE: "The CPU options break nova's _check_cpu_compatibility rules or the flag syntax.",
   CONFIG_UNSUPPORTED: 'A setting nova accepts that novalet cannot honour (virt_type lxc or parallels).',
 

@@ -17,7 +17,7 @@
  */
 
 import { ConfigError } from './config-error.js';
-import { quoteForMessage } from './quote-for-message.js';
+import { quotePrefix } from './quote-for-message.js';
 import { pythonLstrip, pythonRstrip, pythonStrip } from './python-whitespace.js';
 
 export interface IniEntry {
@@ -43,8 +43,18 @@ export function normalizeSectionName(name: string): string {
 }
 
 const EXAMPLE = 'write options as name = value below a section header such as [DEFAULT]';
+/** The most of a bad line an error shows (see `named`). */
+const SHOWN = 40;
 
-/** Parse nova.conf text. Throws ConfigError (CONFIG_PARSE) with file and line. */
+/**
+ * Parse nova.conf text. Throws ConfigError (CONFIG_PARSE) with file and line.
+ *
+ * An error never echoes a whole line: the file may not be a configuration
+ * at all (`--config-file /etc/shadow`). Before the first section header
+ * nothing of the line is shown; after it, at most its first word (up to a
+ * space, '=' or ':', at most SHOWN characters), which names the line without
+ * showing a value that may be a password (`[transport_url = rabbit://u:pw@…`).
+ */
 export function parseIni(text: string, file: string): IniDocument {
   const entries: IniEntry[] = [];
   // Python reads files with universal newlines: \r\n, \r and \n all end a line.
@@ -54,11 +64,16 @@ export function parseIni(text: string, file: string): IniDocument {
   let section: string | null = null;
   let key: string | null = null;
   let keyLine = 0;
-  let keyText = '';
   let valueLines: string[] = [];
 
   const fail = (line: number, problem: string, remedy: string): never => {
     throw new ConfigError({ code: 'CONFIG_PARSE', file, line, problem, remedy });
+  };
+  /** ` starting 'word'` once the file has shown a section header, else ''. */
+  const startingWith = (line: string): string => {
+    if (section === null) return '';
+    const word = pythonStrip(line).split(/[\s=:]/)[0]!;
+    return word === '' ? '' : ` starting ${quotePrefix(word, SHOWN)}`;
   };
 
   const flush = (): void => {
@@ -66,8 +81,8 @@ export function parseIni(text: string, file: string): IniDocument {
     if (section === null) {
       fail(
         keyLine,
-        `section must be started before assignment: ${quoteForMessage(keyText)}.`,
-        'Put a section header such as [DEFAULT] above it.',
+        'an option is set before any section header, so this does not read as a configuration file.',
+        'Put a section header such as [DEFAULT] above it, or check that this is the configuration file you meant.',
       );
     }
     entries.push({ file, line: keyLine, section: section!, key, value: valueLines.join('\n') });
@@ -86,7 +101,7 @@ export function parseIni(text: string, file: string): IniDocument {
       if (key === null) {
         fail(
           lineNo,
-          `unexpected continuation line ${quoteForMessage(line)}: a line starting with a space or tab continues the value above it, and there is none.`,
+          `unexpected continuation line${startingWith(line)}: a line starting with a space or tab continues the value above it, and there is none.`,
           'Remove the leading whitespace, or put the line right after an option.',
         );
       }
@@ -96,14 +111,10 @@ export function parseIni(text: string, file: string): IniDocument {
     flush();
     if (line[0] === '[') {
       if (!line.endsWith(']')) {
-        fail(
-          lineNo,
-          `invalid section header ${quoteForMessage(line)}: it must end with ']'.`,
-          'Write a section header alone on its line, as in [libvirt].',
-        );
+        fail(lineNo, `invalid section header${startingWith(line)}: it must end with ']'.`, 'Write a section header alone on its line, as in [libvirt].');
       }
       if (line.length <= 2) {
-        fail(lineNo, `empty section name ${quoteForMessage(line)}.`, 'Name the section, as in [libvirt].');
+        fail(lineNo, "empty section name '[]'.", 'Name the section, as in [libvirt].');
       }
       section = normalizeSectionName(line.slice(1, -1));
     } else if (line[0] === '#' || line[0] === ';') {
@@ -112,16 +123,21 @@ export function parseIni(text: string, file: string): IniDocument {
       const colon = line.indexOf(':');
       const equal = line.indexOf('=');
       if (colon < 0 && equal < 0) {
-        fail(lineNo, `no ':' or '=' found in assignment ${quoteForMessage(line)}.`, `To set an option, ${EXAMPLE}.`);
+        fail(
+          lineNo,
+          section === null
+            ? "the line is not 'name = value', a [section] header or a comment."
+            : `no ':' or '=' found in the line${startingWith(line)}.`,
+          `To set an option, ${EXAMPLE}.`,
+        );
       }
       const at = colon < 0 || (equal >= 0 && equal < colon) ? equal : colon;
       const k = pythonStrip(line.slice(0, at));
       if (k === '') {
-        fail(lineNo, `key cannot be empty: ${quoteForMessage(line)}.`, `Name the option: ${EXAMPLE}.`);
+        fail(lineNo, `key cannot be empty: the line starts with '${line[at]}'.`, `Name the option: ${EXAMPLE}.`);
       }
       key = k;
       keyLine = lineNo;
-      keyText = line;
       valueLines = [unquote(pythonStrip(line.slice(at + 1)))];
     }
   }

@@ -9,7 +9,7 @@ import { NovaletError } from './novalet-error.js';
  */
 export class Interrupted extends NovaletError {
   constructor(readonly signal: NodeJS.Signals) {
-    super('INTERRUPTED', `interrupted by ${signal}`);
+    super('COMMAND_INTERRUPTED', `interrupted by ${signal}`);
   }
 
   get exitStatus(): number {

@@ -14,7 +14,7 @@
  * Bad input never throws anything but ConfigError.
  */
 
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './config-error.js';
 import { checkCpuCompatibility } from './cpu-compatibility-rules.js';
@@ -29,7 +29,9 @@ import type {
   ValueSource,
 } from './novalet-config.js';
 import { OPTION_DEFINITIONS, SECTION_ORDER, type OptionDefinition } from './option-definitions.js';
+import { looksSecret, maskUrlCredentials } from './mask-credentials.js';
 import { quoteForMessage } from './quote-for-message.js';
+import { fileKind } from './state-folders.js';
 import { Substituter, type SubstitutionSite } from './substitution.js';
 import { convertValue, valueAsText } from './value-types.js';
 
@@ -53,12 +55,12 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const dirs = options.configDirs ?? [];
   const sources: ConfigSource[] = [];
   if (files.length === 0 && dirs.length === 0) {
-    const text = readConfigFile(DEFAULT_CONFIG_FILE, { missingOk: true });
+    const text = readConfigFile(DEFAULT_CONFIG_FILE, { missingOk: true, via: 'file' });
     if (text !== null) sources.push({ file: DEFAULT_CONFIG_FILE, text });
   } else {
-    for (const file of files) sources.push({ file, text: readConfigFile(file, { missingOk: false })! });
+    for (const file of files) sources.push({ file, text: readConfigFile(file, { missingOk: false, via: 'file' })! });
     for (const dir of dirs) {
-      for (const file of confFilesIn(dir)) sources.push({ file, text: readConfigFile(file, { missingOk: false })! });
+      for (const file of confFilesIn(dir)) sources.push({ file, text: readConfigFile(file, { missingOk: false, via: 'dir' })! });
     }
   }
   return loadConfigFromSources(sources);
@@ -78,10 +80,32 @@ export function loadConfigFromSources(sources: readonly ConfigSource[]): LoadedC
   return new ConfigResolution(docs).result();
 }
 
-function readConfigFile(file: string, { missingOk }: { missingOk: boolean }): Uint8Array | null {
+/**
+ * The most a configuration file may hold. nova.conf files are a few tens of
+ * KiB; anything near this is not one (and `/dev/zero` or a growing log must
+ * not be read into memory whole).
+ */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+type ReadVia = 'file' | 'dir';
+
+/**
+ * Reads a configuration file: a regular file only, at most
+ * MAX_CONFIG_FILE_BYTES. It is stat'ed before it is opened, because opening
+ * some devices does something (/dev/watchdog arms the watchdog); opened
+ * non-blocking, so that a FIFO swapped in meanwhile cannot hang the open; and
+ * checked again with fstat on the descriptor, so that what is read is what
+ * was checked. At most the limit plus one byte is read, so that a file that
+ * grows meanwhile cannot blow the limit up.
+ */
+function readConfigFile(file: string, { missingOk, via }: { missingOk: boolean; via: ReadVia }): Uint8Array | null {
+  let fd: number;
   try {
-    return readFileSync(file);
+    const stat = statSync(file);
+    if (!stat.isFile()) throw notRegular(file, fileKind(stat), via);
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
       if (missingOk) return null;
@@ -92,19 +116,65 @@ function readConfigFile(file: string, { missingOk }: { missingOk: boolean }): Ui
         remedy: 'Check the --config-file path.',
       });
     }
-    const why =
-      code === 'EACCES' || code === 'EPERM'
-        ? 'permission denied'
-        : code === 'EISDIR'
-          ? 'it is a directory'
-          : `${code ?? 'error'}: ${(err as Error).message}`;
-    throw new ConfigError({
-      code: 'CONFIG_FILE_UNREADABLE',
-      file,
-      problem: `the configuration file cannot be read (${why}).`,
-      remedy: 'Make it a readable file for the user novalet runs as.',
-    });
+    throw unreadable(file, err);
   }
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw notRegular(file, fileKind(stat), via);
+    // Sized by fstat; a file that grows meanwhile gets one bigger buffer, still bounded.
+    let buffer = Buffer.alloc(Math.min(stat.size, MAX_CONFIG_FILE_BYTES) + 1);
+    let length = 0;
+    for (;;) {
+      if (length === buffer.length) {
+        if (length > MAX_CONFIG_FILE_BYTES) throw tooLarge(file);
+        const bigger = Buffer.alloc(MAX_CONFIG_FILE_BYTES + 1);
+        buffer.copy(bigger);
+        buffer = bigger;
+      }
+      const n = readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) return buffer.subarray(0, length);
+      length += n;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw unreadable(file, err);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function notRegular(file: string, kind: string, via: ReadVia): ConfigError {
+  return new ConfigError({
+    code: 'CONFIG_FILE_NOT_REGULAR',
+    file,
+    problem: `the configuration file is ${kind}; only a regular file is read as configuration.`,
+    remedy: via === 'dir' ? 'Only regular files ending in .conf belong in a --config-dir.' : 'Name a regular file with --config-file.',
+  });
+}
+
+function tooLarge(file: string): ConfigError {
+  return new ConfigError({
+    code: 'CONFIG_FILE_TOO_LARGE',
+    file,
+    problem: `the configuration file is larger than ${MAX_CONFIG_FILE_BYTES / 1024 / 1024} MiB, far more than any nova.conf.`,
+    remedy: 'Check that it is the configuration file you meant.',
+  });
+}
+
+function unreadable(file: string, err: unknown): ConfigError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === 'EACCES' || code === 'EPERM'
+      ? 'permission denied'
+      : code === 'EAGAIN'
+        ? 'it has nothing to read yet'
+        : `${code ?? 'error'}: ${(err as Error).message}`;
+  return new ConfigError({
+    code: 'CONFIG_FILE_UNREADABLE',
+    file,
+    problem: `the configuration file cannot be read (${why}).`,
+    remedy: 'Make it a readable file for the user novalet runs as.',
+  });
 }
 
 /** oslo.config's sorted(glob(dir/*.conf)): hidden files excluded, sorted by name. */
@@ -130,22 +200,6 @@ function confFilesIn(dir: string): string[] {
     .filter((name) => name.endsWith('.conf') && !name.startsWith('.'))
     .map((name) => path.join(dir, name))
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const file of files) {
-    let isDirectory = false;
-    try {
-      isDirectory = statSync(file).isDirectory();
-    } catch {
-      // A dangling link: reading it reports the missing file.
-    }
-    if (isDirectory) {
-      throw new ConfigError({
-        code: 'CONFIG_FILE_UNREADABLE',
-        file,
-        problem: 'the configuration file cannot be read (it is a directory).',
-        remedy: 'Only files ending in .conf belong in a --config-dir.',
-      });
-    }
-  }
   return files;
 }
 
@@ -165,6 +219,8 @@ class ConfigResolution {
   private readonly chosen = new Map<OptionDefinition, Chosen>();
   private readonly evaluated = new Map<OptionDefinition, unknown>();
   private readonly settings = new Map<OptionDefinition, Setting>();
+  /** Options whose effective value is secret: marked so, or taking text from a secret value. */
+  private readonly secret = new Set<OptionDefinition>();
   private readonly substituter: Substituter;
 
   constructor(private readonly docs: IniDocument[]) {
@@ -188,13 +244,20 @@ class ConfigResolution {
         const known = this.names.get(entryKey(section, name));
         if (!known) return undefined;
         const value = this.evaluate(known.def);
-        return value === null ? null : valueAsText(value);
+        return value === null ? null : { text: valueAsText(value), secret: this.secret.has(known.def) };
       },
       unknownOptionSite: (section, name) => {
         for (let i = this.lastInFile.length - 1; i >= 0; i--) {
           const entry = this.lastInFile[i]!.get(entryKey(section, name));
           if (entry) {
-            return { file: entry.file, line: entry.line, section: entry.section, option: entry.key, raw: entry.value };
+            return {
+              file: entry.file,
+              line: entry.line,
+              section: entry.section,
+              option: entry.key,
+              raw: entry.value,
+              secret: looksSecret(entry.key, entry.value),
+            };
           }
         }
         return undefined;
@@ -233,17 +296,24 @@ class ConfigResolution {
         raw: entry.value,
         secret: def.secret,
       };
-      const text = this.substituter.expand(site, optionKey);
+      const { text, secret } = this.substituter.expand(site, optionKey);
+      if (secret) this.secret.add(def);
       const conversion = convertValue(def.type, text, def.default === null);
       if (!conversion.ok) {
-        const substituted = text !== entry.value && !def.secret ? `(after substitution ${quoteForMessage(text)}) ` : '';
+        // A value that took text from a secret one is shown as written ('$transport_url'), never expanded.
+        const substituted =
+          text === entry.value || def.secret
+            ? ''
+            : secret
+              ? '(after substitution, which takes text from a secret option) '
+              : `(after substitution ${quoteForMessage(text)}) `;
         throw new ConfigError({
           code: 'CONFIG_INVALID_VALUE',
           file: entry.file,
           line: entry.line,
           section: entry.section,
           option: entry.key,
-          value: entry.value,
+          value: def.secret ? entry.value : maskUrlCredentials(entry.value),
           secret: def.secret,
           problem: substituted + conversion.problem,
           predicate: true,
@@ -257,6 +327,7 @@ class ConfigResolution {
         option: entry.key,
         raw: entry.value,
         text,
+        secret,
       });
     } else {
       value = this.substituteDefault(def, optionKey);
@@ -267,13 +338,14 @@ class ConfigResolution {
 
   /** Defaults are substituted too (`$state_path/instances`), as oslo does. */
   private substituteDefault(def: OptionDefinition, optionKey: string): unknown {
-    const site = (raw: string): SubstitutionSite => ({ section: def.section, option: def.name, raw, secret: def.secret });
-    if (typeof def.default === 'string') return this.substituter.expand(site(def.default), optionKey);
-    if (Array.isArray(def.default)) {
-      return def.default.map((item: unknown) =>
-        typeof item === 'string' ? this.substituter.expand(site(item), optionKey) : item,
-      );
-    }
+    const expand = (raw: string): string => {
+      const expansion = this.substituter.expand({ section: def.section, option: def.name, raw, secret: def.secret }, optionKey);
+      if (expansion.secret) this.secret.add(def);
+      return expansion.text;
+    };
+    if (def.secret) this.secret.add(def);
+    if (typeof def.default === 'string') return expand(def.default);
+    if (Array.isArray(def.default)) return def.default.map((item: unknown) => (typeof item === 'string' ? expand(item) : item));
     return def.default;
   }
 
@@ -281,8 +353,10 @@ class ConfigResolution {
     const values = emptyBySection<Record<string, unknown>>();
     const sources = emptyBySection<Record<string, ValueSource>>();
     const settings = emptyBySection<Record<string, Setting>>();
+    const secret = emptyBySection<Record<string, boolean>>();
     for (const def of OPTION_DEFINITIONS) {
       values[def.section][def.name] = this.evaluate(def);
+      secret[def.section][def.name] = this.secret.has(def);
       const setting = this.settings.get(def);
       sources[def.section][def.name] = setting ? { file: setting.file, line: setting.line } : 'default';
       if (setting) settings[def.section][def.name] = setting;
@@ -314,6 +388,7 @@ class ConfigResolution {
       values: typed,
       sources: sources as LoadedConfig['sources'],
       settings: settings as LoadedConfig['settings'],
+      secret: secret as LoadedConfig['secret'],
       files: this.docs.map((d) => d.file),
       ignored,
       deprecated,

@@ -57,5 +57,46 @@ function maskUserInfo(userInfo: string): string {
  * with its passwords masked, anything else entirely `***`.
  */
 export function maskSecretValue(value: string): string {
-  return SCHEME.test(value) ? maskUrlCredentials(value) : MASK;
+  const scheme = SCHEME.exec(value);
+  if (!scheme) return MASK;
+  const masked = maskUrlCredentials(value);
+  // A URL that does not read as one (a ':' typed as '!', a truncated host
+  // list) may have its password where a user or host should be: all of its
+  // authority is masked then.
+  return wellFormedAuthority(masked.slice(scheme[1]!.length)) ? masked : `${scheme[1]!}${MASK}`;
+}
+
+/**
+ * `user:***@host:port`, `user@host`, `host:port` or `[v6]:port`,
+ * comma-separated, and nothing else; `$name` references are allowed, as a
+ * raw value in an error shows them.
+ */
+const AUTHORITY_ENTRY = /^(?:[A-Za-z0-9._~%${}-]*(?::\*\*\*)?@)?(?:[A-Za-z0-9._${}-]*|\[[0-9A-Fa-f:.]+\])(?::(?:\d*|\$\{?[A-Za-z0-9._]+\}?))?$/;
+
+function wellFormedAuthority(rest: string): boolean {
+  const end = rest.search(/[/?#]/);
+  return (end < 0 ? rest : rest.slice(0, end)).split(',').every((entry) => AUTHORITY_ENTRY.test(entry));
+}
+
+/**
+ * Whether an option novalet does not know holds a secret, judged as
+ * oslo.config's `secret=True` options are named (keystone_authtoken's
+ * password, rabbit_password, metadata_proxy_shared_secret, auth tokens) or
+ * by a password inside a URL ([database] connection). It decides only how
+ * text taken from it through `$name` is shown: when in doubt, masked.
+ */
+export function looksSecret(name: string, value: string): boolean {
+  return /pass(?:word|wd)?(?:$|_)|secret|token|credential|private_key|api_key/i.test(name) || maskUrlCredentials(value) !== value;
+}
+
+const URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s'"]*/g;
+
+/**
+ * Every URL password within free text masked, wherever the URL sits: a
+ * line that a stray indent joined to the value above (`10\n  transport_url =
+ * rabbit://nova:pw@…`) or a connection_uri with a password. Applied to
+ * every configuration error message and shown value, secret or not.
+ */
+export function maskCredentialsInText(text: string): string {
+  return text.includes('://') ? text.replace(URL_IN_TEXT, (url) => maskUrlCredentials(url)) : text;
 }

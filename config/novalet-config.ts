@@ -109,6 +109,11 @@ export interface Setting {
   raw: string;
   /** The value after `$` substitution, before conversion to its type. */
   text: string;
+  /**
+   * The option is secret, or its value took text from a secret one through
+   * `$name` (host = $transport_url): `text` is never to be shown unmasked.
+   */
+  secret: boolean;
 }
 
 export interface LoadedConfig {
@@ -118,6 +123,12 @@ export interface LoadedConfig {
   sources: { [S in SectionName]: Record<string, ValueSource> };
   /** For options set in a file: how they were written there, settings[section][option]. */
   settings: { [S in SectionName]: Record<string, Setting> };
+  /**
+   * secret[section][option]: the option is secret, or its effective value
+   * (its default included) took text from a secret one through `$name`.
+   * Such values are shown masked, and error messages never quote them.
+   */
+  secret: { [S in SectionName]: Record<string, boolean> };
   /** The files read, in the order read (later wins). */
   files: string[];
   /** Options and sections novalet does not know, in the order read. */

@@ -35,3 +35,14 @@ export function quoteForMessage(value: string): string {
   }
   return `'${printable(shown).replace(/'/g, "\\'")}'${suffix}`;
 }
+
+/**
+ * At most the first `max` characters of `text`, quoted and escaped, with `…`
+ * when there is more: how a line that does not parse is named, so that an
+ * error never shows a whole line of a file that may not be a configuration.
+ */
+export function quotePrefix(text: string, max: number): string {
+  const chars = Array.from(text);
+  const shown = chars.length > max ? chars.slice(0, max).join('') : text;
+  return `'${printable(shown).replace(/'/g, "\\'")}'${chars.length > max ? '…' : ''}`;
+}

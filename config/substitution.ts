@@ -10,7 +10,10 @@
  *   option novalet does not know gives its raw value from the files (so
  *   `server_listen = $my_ip` works though novalet has no my_ip);
  * - a reference that resolves to nothing, a cycle, or references nested
- *   too deeply is a ConfigError naming the file and line.
+ *   too deeply is a ConfigError naming the file and line, and so is a value
+ *   that expands to more than MAX_EXPANDED_CHARS (or all of them together
+ *   to more than MAX_TOTAL_EXPANDED_CHARS);
+ * - a value that takes text from a secret one is itself secret (Expansion).
  */
 
 import { ConfigError } from './config-error.js';
@@ -77,27 +80,47 @@ export interface SubstitutionSite {
   secret?: boolean;
 }
 
+/** A value with its references substituted, and whether any of its text is secret. */
+export interface Expansion {
+  text: string;
+  /**
+   * The value is secret, or took text from a secret value through a
+   * reference: it is shown masked, and never quoted in an error.
+   */
+  secret: boolean;
+}
+
 export interface SubstitutionSources {
   /**
-   * The effective value of a known option as text, or undefined when
-   * novalet has no such option; null when the option is unset. It may call
-   * `expand` again for the option's own value.
+   * The effective value of a known option as text, with whether it is
+   * secret, or undefined when novalet has no such option; null when the
+   * option is unset. It may call `expand` again for the option's own value.
    */
-  knownOptionText(section: string, name: string): string | null | undefined;
+  knownOptionText(section: string, name: string): Expansion | null | undefined;
   /** The site of an option novalet does not know, as last set in the files, or undefined. */
   unknownOptionSite(section: string, name: string): SubstitutionSite | undefined;
 }
 
 const MAX_DEPTH = 32;
+/**
+ * The most text one value may expand to, and all values of one load
+ * together. No nova option needs more; without a bound, values that double
+ * the one before (`v2 = $v1$v1`, …) grow to gigabytes from a few lines.
+ */
+export const MAX_EXPANDED_CHARS = 64 * 1024;
+export const MAX_TOTAL_EXPANDED_CHARS = 1024 * 1024;
 
 interface Frame {
   key: string;
   site: SubstitutionSite;
 }
 
-/** Expands references with cycle detection; one per load. */
+/** Expands references with cycle detection and bounds on size; one per load. */
 export class Substituter {
   private readonly stack: Frame[] = [];
+  /** Expansions of options novalet does not know, by key: each is expanded once per load. */
+  private readonly expanded = new Map<string, Expansion>();
+  private total = 0;
 
   constructor(private readonly sources: SubstitutionSources) {}
 
@@ -106,7 +129,7 @@ export class Substituter {
    * (one key per option) so that a value that refers back to itself is
    * caught.
    */
-  expand(site: SubstitutionSite, key: string): string {
+  expand(site: SubstitutionSite, key: string): Expansion {
     const seen = this.stack.findIndex((frame) => frame.key === key);
     if (seen >= 0) throw this.cycleError(seen, site);
     if (this.stack.length >= MAX_DEPTH) {
@@ -116,17 +139,38 @@ export class Substituter {
         'Refer to the value you mean directly.',
       );
     }
+    const secret = site.secret ?? false;
     const parts = parseTemplate(site.raw);
-    if (parts.every((p) => 'literal' in p)) return parts.map((p) => ('literal' in p ? p.literal : '')).join('');
+    if (parts.every((p) => 'literal' in p)) return { text: parts.map((p) => ('literal' in p ? p.literal : '')).join(''), secret };
     this.stack.push({ key, site });
     try {
-      return parts.map((part) => ('literal' in part ? part.literal : this.resolve(site, part.reference))).join('');
+      const texts: string[] = [];
+      let length = 0;
+      let tainted = secret;
+      for (const part of parts) {
+        const piece = 'literal' in part ? { text: part.literal, secret: false } : this.resolve(site, part.reference);
+        // Checked before the text is joined, so that a bomb fails at the first value past the bound.
+        length += piece.text.length;
+        if (length > MAX_EXPANDED_CHARS) {
+          throw sizeError(site, `expands to more than ${MAX_EXPANDED_CHARS / 1024} KiB of text once its references are substituted.`);
+        }
+        texts.push(piece.text);
+        tainted ||= piece.secret;
+      }
+      this.total += length;
+      if (this.total > MAX_TOTAL_EXPANDED_CHARS) {
+        throw sizeError(
+          site,
+          `takes the text that substitution produces past ${MAX_TOTAL_EXPANDED_CHARS / 1024 / 1024} MiB for the whole configuration.`,
+        );
+      }
+      return { text: texts.join(''), secret: tainted };
     } finally {
       this.stack.pop();
     }
   }
 
-  private resolve(site: SubstitutionSite, ref: Reference): string {
+  private resolve(site: SubstitutionSite, ref: Reference): Expansion {
     const sections = ref.section !== null ? [ref.section] : [...new Set([site.section, 'DEFAULT'])];
     for (const section of sections) {
       const text = this.sources.knownOptionText(section, ref.name);
@@ -141,7 +185,15 @@ export class Substituter {
     }
     for (const section of sections) {
       const unknown = this.sources.unknownOptionSite(section, ref.name);
-      if (unknown) return this.expand(unknown, `raw\0${section}\0${ref.name}`);
+      if (unknown) {
+        const key = `raw\0${section}\0${ref.name}`;
+        let expansion = this.expanded.get(key);
+        if (expansion === undefined) {
+          expansion = this.expand(unknown, key);
+          this.expanded.set(key, expansion);
+        }
+        return expansion;
+      }
     }
     const where = sections.map((s) => `[${s}]`).join(' or ');
     throw siteError(
@@ -160,9 +212,18 @@ export class Substituter {
   }
 }
 
-function siteError(site: SubstitutionSite, problem: string, remedy: string): ConfigError {
+function sizeError(site: SubstitutionSite, problem: string): ConfigError {
+  return siteError(site, problem, 'Refer to shorter values: no option needs that much text.', 'CONFIG_SUBSTITUTION_TOO_LARGE');
+}
+
+function siteError(
+  site: SubstitutionSite,
+  problem: string,
+  remedy: string,
+  code: 'CONFIG_SUBSTITUTION' | 'CONFIG_SUBSTITUTION_TOO_LARGE' = 'CONFIG_SUBSTITUTION',
+): ConfigError {
   return new ConfigError({
-    code: 'CONFIG_SUBSTITUTION',
+    code,
     file: site.file,
     line: site.line,
     section: site.section,

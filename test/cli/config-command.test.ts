@@ -1,13 +1,16 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runNovalet, TOP } from '../support/run-novalet.js';
 
+const work = mkdtempSync(path.join(tmpdir(), 'novalet-config-cmd-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+let counter = 0;
+
 function configFile(text: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'novalet-config-cmd-'));
-  const file = path.join(dir, 'nova.conf');
+  const file = path.join(work, `nova-${++counter}.conf`);
   writeFileSync(file, text);
   return file;
 }

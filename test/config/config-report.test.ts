@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { describeConfig, maskUrlCredentials } from '../../config/config-report.js';
+import { maskCredentialsInText, maskSecretValue } from '../../config/mask-credentials.js';
 import { loadConfig, parseConfigText } from '../../config/load-config.js';
 import { OPTION_DEFINITIONS } from '../../config/option-definitions.js';
 
@@ -72,5 +73,44 @@ describe('describeConfig', () => {
     const token = parseConfigText('[DEFAULT]\ntransport_url = just-a-token\n', '/x.conf');
     expect(describeConfig(token).DEFAULT.transport_url).toEqual({ value: '***', source: '/x.conf:2' });
     expect(describeConfig(parseConfigText('', '/x.conf')).DEFAULT.transport_url).toEqual({ value: null, source: 'default' });
+  });
+});
+
+describe('describeConfig and secrets taken through substitution', () => {
+  it('masks whole a value that took text from a secret option, unless showSecrets', () => {
+    const loaded = parseConfigText(
+      '[DEFAULT]\ntransport_url = rabbit://admin:Hunter2pw@rmq1:5672/\nhost = $transport_url\n[libvirt]\ncpu_mode = custom\ncpu_models = Nehalem,$transport_url\n',
+      '/etc/nova/nova.conf',
+    );
+    const report = describeConfig(loaded);
+    expect(report.DEFAULT.host).toEqual({ value: '***', source: '/etc/nova/nova.conf:3' });
+    expect(report.DEFAULT.transport_url?.value).toBe('rabbit://admin:***@rmq1:5672/');
+    expect(report.libvirt.cpu_models?.value).toEqual(['***', '***']);
+    expect(JSON.stringify(report)).not.toContain('Hunter2pw');
+    expect(describeConfig(loaded, { showSecrets: true }).DEFAULT.host?.value).toBe('rabbit://admin:Hunter2pw@rmq1:5672/');
+  });
+});
+
+describe('masking what does not read as a URL (found by the fuzz test)', () => {
+  it('a secret URL whose authority is malformed is masked whole, past its scheme', () => {
+    // ':' mistyped as '!': the password sits where a user should be.
+    expect(maskSecretValue('rabbit://nova:pw1@rmq1:5672,nova!Hunter2pw@rmq2:5672/')).toBe('rabbit://***');
+    // A host list cut short: the last password has no '@' after it.
+    expect(maskSecretValue('rabbit://nova:pw1@rmq1:5672,nova:Hunter2pw')).toBe('rabbit://***');
+    // Well-formed ones keep their hosts.
+    expect(maskSecretValue('rabbit://a:p1@h1:5672,b:p2@h2:5672/vhost')).toBe('rabbit://a:***@h1:5672,b:***@h2:5672/vhost');
+    expect(maskSecretValue('rabbit://guest@[::1]:5672/')).toBe('rabbit://guest@[::1]:5672/');
+  });
+
+  it('a URL password inside other text is masked, in reports and in errors', () => {
+    expect(maskCredentialsInText("10\ntransport_url = rabbit://nova:Hunter2pw@rmq1/ and 'qemu+ssh://u:pw2@h/system'")).toBe(
+      "10\ntransport_url = rabbit://nova:***@rmq1/ and 'qemu+ssh://u:***@h/system'",
+    );
+    const loaded = parseConfigText('[libvirt]\nconnection_uri = qemu+ssh://root:Hunter2pw@kvm1/system\n', '/n.conf');
+    expect(describeConfig(loaded).libvirt.connection_uri?.value).toBe('qemu+ssh://root:***@kvm1/system');
+    // A stray indent joins the transport_url line to report_interval's value.
+    expect(() => parseConfigText('[DEFAULT]\nreport_interval = 10\n  transport_url = rabbit://nova:Hunter2pw@rmq1/\n', '/n.conf')).toThrow(
+      "/n.conf:2: [DEFAULT] report_interval = '10\\ntransport_url = rabbit://nova:***@rmq1/' is not an integer",
+    );
   });
 });

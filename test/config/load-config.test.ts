@@ -89,6 +89,7 @@ describe('a real nova.conf of a compute node', () => {
       option: 'cpu_model',
       raw: 'Nehalem',
       text: 'Nehalem',
+      secret: false,
     });
     expect(loaded.settings.DEFAULT.instances_path?.text).toBe('/var/lib/nova/instances');
     expect(loaded.settings.libvirt.connection_uri).toBeUndefined();

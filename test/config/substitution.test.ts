@@ -121,6 +121,108 @@ describe('$ substitution, as oslo.config', () => {
   });
 });
 
+describe('the size of what substitution produces is bounded', () => {
+  function tooLarge(text: string): ConfigError {
+    const started = Date.now();
+    try {
+      load(text);
+    } catch (err) {
+      expect(Date.now() - started).toBeLessThan(1000);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).code).toBe('CONFIG_SUBSTITUTION_TOO_LARGE');
+      expect((err as ConfigError).message).not.toContain('\n');
+      return err as ConfigError;
+    }
+    throw new Error('no error');
+  }
+
+  it('values that double the one before fail fast at the first past 64 KiB, naming it (it took 116 s and 2.5 GB)', () => {
+    const doubling = Array.from({ length: 25 }, (_, i) => `v${i + 2} = $v${i + 1}$v${i + 1}`).join('\n');
+    const e = tooLarge(`[DEFAULT]\nv1 = x\n${doubling}\nhost = $v26$v26\n`);
+    // v17 is 2^16 characters, exactly 64 KiB; v18 is the first past it, on line 19.
+    expect(e.message).toBe(
+      "/etc/nova/nova.conf:19: [DEFAULT] v18 = '$v17$v17' expands to more than 64 KiB of text once its references are substituted. Refer to shorter values: no option needs that much text.",
+    );
+    expect(e).toMatchObject({ file: '/etc/nova/nova.conf', line: 19, option: 'v18' });
+  });
+
+  it('one value referring to a large one many times fails too', () => {
+    const e = tooLarge(`[DEFAULT]\nbig = ${'x'.repeat(40_000)}\nhost = $big$big\n`);
+    expect(e.message).toMatch(/^\/etc\/nova\/nova\.conf:3: \[DEFAULT\] host = '\$big\$big' expands to more than 64 KiB/);
+  });
+
+  it('and so do values each within the bound that together pass 1 MiB', () => {
+    // d0 = $d1, …, d19 = $big: each 60 000 characters, 1.2 MB in all; d19 … d2 are the first 18 to complete.
+    const chain = Array.from({ length: 19 }, (_, i) => `d${i} = $d${i + 1}`).join('\n');
+    const e = tooLarge(`[DEFAULT]\nbig = ${'x'.repeat(60_000)}\n${chain}\nd19 = $big\nhost = $d0\n`);
+    expect(e.message).toBe(
+      "/etc/nova/nova.conf:5: [DEFAULT] d2 = '$d3' takes the text that substitution produces past 1 MiB for the whole configuration. Refer to shorter values: no option needs that much text.",
+    );
+  });
+
+  it('an option novalet does not know is expanded once, however often it is referred to', () => {
+    // Empty at the bottom, so the result is small; expanded at every reference this was 2^20 expansions (6 s).
+    const levels = Array.from({ length: 20 }, (_, i) => `e${i} = $e${i + 1}$e${i + 1}`).join('\n');
+    const started = Date.now();
+    const loaded = load(`[DEFAULT]\n${levels}\ne20 =\nhost = x$e0\n`);
+    expect(loaded.values.DEFAULT.host).toBe('x');
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+});
+
+describe('a secret stays secret through substitution', () => {
+  const TRANSPORT = '[DEFAULT]\ntransport_url = rabbit://admin:Hunter2pw@rmq1:5672/\n';
+  function anyError(text: string): ConfigError {
+    try {
+      load(text);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return err as ConfigError;
+    }
+    throw new Error('no error');
+  }
+
+  it('an error about a value that took text from transport_url quotes it as written, never expanded', () => {
+    const e = anyError(`${TRANSPORT}report_interval = $transport_url\n`);
+    expect(e.message).toBe(
+      "/etc/nova/nova.conf:3: [DEFAULT] report_interval = '$transport_url' (after substitution, which takes text from a secret option) is not an integer; use an integer.",
+    );
+    expect(e.message).not.toContain('Hunter2pw');
+    // Through an option novalet does not know, and through a dotted reference.
+    expect(anyError(`${TRANSPORT}relay = x$transport_url\nservice_down_time = $relay\n`).message).not.toContain('Hunter2pw');
+    expect(anyError(`${TRANSPORT}[api]\nport = \${DEFAULT.transport_url}\n`).message).not.toContain('Hunter2pw');
+    // The CPU flag rule quotes the flag it refuses, unless its text is secret.
+    const flags = anyError(`${TRANSPORT}[libvirt]\ncpu_model_extra_flags = pcid,$transport_url\n`);
+    expect(flags.code).toBe('CONFIG_CPU_RULE');
+    expect(flags.message).toContain('entry 2 is not a CPU flag (its text comes from a secret option).');
+    expect(flags.message).not.toContain('Hunter2pw');
+  });
+
+  it('a value that took text from a secret is secret itself, its default included; others are not', () => {
+    const loaded = load(`${TRANSPORT}host = $transport_url\nstate_path = /srv/\${transport_url}\n[api]\nlisten = $my_ip\nmy_ip = 10.0.0.1\n`);
+    expect(loaded.values.DEFAULT.host).toBe('rabbit://admin:Hunter2pw@rmq1:5672/');
+    expect(loaded.secret.DEFAULT).toMatchObject({ transport_url: true, host: true, state_path: true, instances_path: true, debug: false });
+    expect(loaded.secret.api.listen).toBe(false);
+    expect(loaded.settings.DEFAULT.host?.secret).toBe(true);
+    expect(loaded.settings.api.listen?.secret).toBe(false);
+    // Secret while unset: transport_url is secret in itself.
+    expect(load('[DEFAULT]\n').secret.DEFAULT.transport_url).toBe(true);
+  });
+
+  it("options novalet does not know are secret by their names, as oslo's secret options are named, or by a password in a URL", () => {
+    const loaded = load(
+      '[DEFAULT]\nhost = ${keystone_authtoken.password}\ninstances_path = /srv/$database.connection\nstate_path = /srv/$rabbit_host\nrabbit_host = rmq1\n' +
+        '[keystone_authtoken]\npassword = Hunter2pw\n[database]\nconnection = mysql://nova:Hunter2pw@db/nova\n',
+    );
+    expect(loaded.secret.DEFAULT).toMatchObject({ host: true, instances_path: true, state_path: false });
+    // An error inside such an option masks its value.
+    const e = anyError('[DEFAULT]\nhost = $metadata_proxy_shared_secret\nmetadata_proxy_shared_secret = Hunter2pw$nothing\n');
+    expect(e.message).toBe(
+      "/etc/nova/nova.conf:3: [DEFAULT] metadata_proxy_shared_secret = '***' refers to $nothing, which is set nowhere: there is no option nothing in [DEFAULT]. Set it, or write $$ for a literal '$'.",
+    );
+  });
+});
+
 describe('parseTemplate', () => {
   it("splits a value as string.Template does with oslo's idpattern", () => {
     expect(parseTemplate('a$b.c-${D.e}$$f\\$g$')).toEqual([

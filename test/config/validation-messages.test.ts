@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -187,13 +187,20 @@ describe('syntax errors name the file and line', () => {
   it('a section header without its closing bracket', () => {
     const e = errorFor('[DEFAULT]\ndebug = true\n[libvirt\nvirt_type = qemu\n');
     expect(e.message).toBe(
-      "/etc/nova/nova.conf:3: invalid section header '[libvirt': it must end with ']'. Write a section header alone on its line, as in [libvirt].",
+      "/etc/nova/nova.conf:3: invalid section header starting '[libvirt': it must end with ']'. Write a section header alone on its line, as in [libvirt].",
     );
     expect(e).toMatchObject({ code: 'CONFIG_PARSE', file: '/etc/nova/nova.conf', line: 3, section: null });
     // No inline comments: the bracket must end the line.
-    expect(message('[libvirt] # hypervisor\n')).toBe(
-      "/etc/nova/nova.conf:1: invalid section header '[libvirt] # hypervisor': it must end with ']'. Write a section header alone on its line, as in [libvirt].",
+    expect(message('[DEFAULT]\n[libvirt] # hypervisor\n')).toBe(
+      "/etc/nova/nova.conf:2: invalid section header starting '[libvirt]': it must end with ']'. Write a section header alone on its line, as in [libvirt].",
     );
+    // Before any section header nothing of the line is shown: the file may not be a configuration.
+    expect(message('[libvirt] # hypervisor\n')).toBe(
+      "/etc/nova/nova.conf:1: invalid section header: it must end with ']'. Write a section header alone on its line, as in [libvirt].",
+    );
+    // After one, at most its first word, of at most 40 characters: never a value.
+    expect(message(`[DEFAULT]\n[${'x'.repeat(60)}\n`)).toContain(`invalid section header starting '[${'x'.repeat(39)}'…: it must end`);
+    expect(message('[DEFAULT]\n[transport_url = rabbit://nova:Hunter2pw@rmq1/\n')).toContain("invalid section header starting '[transport_url': it must end");
   });
 
   it('an empty section name', () => {
@@ -202,13 +209,13 @@ describe('syntax errors name the file and line', () => {
 
   it('an assignment before any section', () => {
     expect(message('# nova.conf\n\ndebug = true\n[DEFAULT]\n')).toBe(
-      "/etc/nova/nova.conf:3: section must be started before assignment: 'debug = true'. Put a section header such as [DEFAULT] above it.",
+      '/etc/nova/nova.conf:3: an option is set before any section header, so this does not read as a configuration file. Put a section header such as [DEFAULT] above it, or check that this is the configuration file you meant.',
     );
   });
 
   it('an unexpected continuation line', () => {
     expect(message('[DEFAULT]\n  debug = true\n')).toBe(
-      "/etc/nova/nova.conf:2: unexpected continuation line '  debug = true': a line starting with a space or tab continues the value above it, and there is none. Remove the leading whitespace, or put the line right after an option.",
+      "/etc/nova/nova.conf:2: unexpected continuation line starting 'debug': a line starting with a space or tab continues the value above it, and there is none. Remove the leading whitespace, or put the line right after an option.",
     );
     // A blank line or a comment ends the value above, as in oslo.config.
     expect(message('[DEFAULT]\ndebug = true\n\n\tfalse\n')).toContain('/etc/nova/nova.conf:4: unexpected continuation line');
@@ -217,13 +224,20 @@ describe('syntax errors name the file and line', () => {
 
   it('an empty key', () => {
     expect(message('[DEFAULT]\n = true\n'.replace('\n = ', '\n= '))).toBe(
-      "/etc/nova/nova.conf:2: key cannot be empty: '= true'. Name the option: write options as name = value below a section header such as [DEFAULT].",
+      "/etc/nova/nova.conf:2: key cannot be empty: the line starts with '='. Name the option: write options as name = value below a section header such as [DEFAULT].",
     );
   });
 
   it('a line that is no assignment', () => {
     expect(message('[DEFAULT]\ndebug\n')).toBe(
-      "/etc/nova/nova.conf:2: no ':' or '=' found in assignment 'debug'. To set an option, write options as name = value below a section header such as [DEFAULT].",
+      "/etc/nova/nova.conf:2: no ':' or '=' found in the line starting 'debug'. To set an option, write options as name = value below a section header such as [DEFAULT].",
+    );
+    // Only the first word: the rest may be a password written without '='.
+    expect(message('[keystone_authtoken]\npassword Hunter2pw\n')).toBe(
+      "/etc/nova/nova.conf:2: no ':' or '=' found in the line starting 'password'. To set an option, write options as name = value below a section header such as [DEFAULT].",
+    );
+    expect(message('debug\n')).toBe(
+      "/etc/nova/nova.conf:1: the line is not 'name = value', a [section] header or a comment. To set an option, write options as name = value below a section header such as [DEFAULT].",
     );
   });
 
@@ -235,6 +249,31 @@ describe('syntax errors name the file and line', () => {
     expect(message('[DEFAULT]\nhost = a\0b\n')).toBe(
       '/etc/nova/nova.conf:2: the file contains a NUL byte at column 9; a configuration file must be text. Remove the stray byte (was the file truncated or overwritten?).',
     );
+  });
+});
+
+describe('a file that is not a configuration: nothing of its content is shown', () => {
+  // The shape of /etc/shadow and /etc/passwd, with a marker where the hash is.
+  const MARKER = 'MARKERxSECRETx7f3a';
+  const shadowLike = [
+    `root:$y$j9T$${MARKER}$Zx0:19700:0:99999:7:::`,
+    'daemon:*:19700:0:99999:7:::',
+    ` ${MARKER}`,
+    `[${MARKER}`,
+    `${MARKER} ${MARKER}`,
+    `=${MARKER}`,
+  ];
+
+  it('whichever of its lines comes first, the error names only file and line', () => {
+    for (let first = 0; first < shadowLike.length; first++) {
+      const lines = [...shadowLike.slice(first), ...shadowLike.slice(0, first)];
+      const e = errorFor(lines.join('\n') + '\n', '/etc/shadow');
+      expect(e.code).toBe('CONFIG_PARSE');
+      expect(e.message).toMatch(/^\/etc\/shadow:1: /);
+      expect(e.message).not.toContain(MARKER);
+      expect(e.message).not.toContain('root');
+      expect(e.message).not.toContain('$y$');
+    }
   });
 });
 
@@ -254,10 +293,56 @@ describe('files', () => {
     }
   });
 
-  it('a directory given as a file is an error', () => {
-    expect(() => loadConfig({ configFiles: [work] })).toThrow(
-      `${work}: the configuration file cannot be read (it is a directory). Make it a readable file for the user novalet runs as.`,
+  /** The ConfigError loading these files and folders throws. */
+  function loadError(options: Parameters<typeof loadConfig>[0]): ConfigError {
+    try {
+      loadConfig(options);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return err as ConfigError;
+    }
+    throw new Error('no error');
+  }
+
+  // FIFOs and /dev/zero, which hang or exhaust memory without the rule, are in fuzz.test.ts, through the command.
+  it('only a regular file is read: a directory or a device is refused, by name and kind', () => {
+    expect(loadError({ configFiles: [work] })).toMatchObject({
+      code: 'CONFIG_FILE_NOT_REGULAR',
+      message: `${work}: the configuration file is a directory; only a regular file is read as configuration. Name a regular file with --config-file.`,
+    });
+    expect(loadError({ configFiles: ['/dev/null'] }).message).toBe(
+      '/dev/null: the configuration file is a character device; only a regular file is read as configuration. Name a regular file with --config-file.',
     );
+  });
+
+  it('files found through --config-dir are held to the same rules', () => {
+    const dir = mkdtempSync(path.join(work, 'dir-'));
+    writeFileSync(path.join(dir, '10-good.conf'), '[DEFAULT]\ndebug = true\n');
+    symlinkSync('/dev/null', path.join(dir, '20-null.conf'));
+    expect(loadError({ configDirs: [dir] })).toMatchObject({
+      code: 'CONFIG_FILE_NOT_REGULAR',
+      message: `${dir}/20-null.conf: the configuration file is a character device; only a regular file is read as configuration. Only regular files ending in .conf belong in a --config-dir.`,
+    });
+    rmSync(path.join(dir, '20-null.conf'));
+    mkdirSync(path.join(dir, '30-folder.conf'));
+    expect(loadError({ configDirs: [dir] }).message).toContain(`${dir}/30-folder.conf: the configuration file is a directory;`);
+    rmSync(dir, { recursive: true });
+  });
+
+  it('a file larger than 1 MiB is refused without being read whole', () => {
+    const big = path.join(work, 'big.conf');
+    writeFileSync(big, '[DEFAULT]\n');
+    truncateSync(big, 8 * 1024 * 1024 * 1024); // sparse: 8 GiB of NULs that take no disk
+    const started = Date.now();
+    expect(loadError({ configFiles: [big] })).toMatchObject({
+      code: 'CONFIG_FILE_TOO_LARGE',
+      message: `${big}: the configuration file is larger than 1 MiB, far more than any nova.conf. Check that it is the configuration file you meant.`,
+    });
+    expect(Date.now() - started).toBeLessThan(2000);
+    // Exactly the limit is still read (and judged on its content).
+    truncateSync(big, 1024 * 1024);
+    expect(loadError({ configFiles: [big] }).code).toBe('CONFIG_PARSE');
+    rmSync(big);
   });
 
   it('errors in a later file name that file', () => {
