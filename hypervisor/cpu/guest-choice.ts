@@ -96,7 +96,7 @@ function checkFlagNames(input: GuestCpuChoiceInput): void {
  * nova and chooseCustom do. Errors point at the file and line.
  */
 export function checkConfiguredCpuNames(
-  loaded: Pick<LoadedConfig, 'values' | 'settings'>,
+  loaded: Pick<LoadedConfig, 'values' | 'settings'> & Partial<Pick<LoadedConfig, 'secret'>>,
   hostArch: string,
   known: { models: readonly string[]; features: ReadonlySet<string> } | null = null,
 ): void {
@@ -117,10 +117,18 @@ export function checkConfiguredCpuNames(
     return;
   }
   const { models, features } = names;
+  // A value that took text from a secret ($transport_url) is named as written, never quoted or matched against.
+  const secretly = (option: 'cpu_models' | 'cpu_model_extra_flags', what: string): GuestCpuError =>
+    new GuestCpuError(
+      option === 'cpu_models' ? 'CPU_MODEL_UNKNOWN' : 'CPU_FLAG_UNKNOWN',
+      `${where(option)}[libvirt] ${option} = '${loaded.settings.libvirt[option]?.raw ?? ''}' (after substitution, which takes text from a secret option) names ${what} libvirt does not know for ${hostArch} (its cpu_map).`,
+      option === 'cpu_models' ? 'Use a model `virsh cpu-models x86_64` lists, such as Nehalem.' : "Use libvirt's names from /usr/share/libvirt/cpu_map (e.g. pcid, avx2, sse4.2).",
+    );
   if (mode === 'custom') {
     const lower = new Set(models.map((m) => m.toLowerCase()));
     for (const name of libvirt.cpu_models) {
       if (lower.has(name.toLowerCase())) continue;
+      if (loaded.secret?.libvirt.cpu_models) throw secretly('cpu_models', 'a CPU model');
       const close = closeNames(name, models);
       throw new GuestCpuError(
         'CPU_MODEL_UNKNOWN',
@@ -130,7 +138,9 @@ export function checkConfiguredCpuNames(
     }
   }
   for (const flag of libvirt.cpu_model_extra_flags) {
-    if (!features.has(parseExtraFlag(flag).name)) throw unknownFlag(flag, hostArch, features, where('cpu_model_extra_flags'));
+    if (features.has(parseExtraFlag(flag).name)) continue;
+    if (loaded.secret?.libvirt.cpu_model_extra_flags) throw secretly('cpu_model_extra_flags', 'a CPU feature');
+    throw unknownFlag(flag, hostArch, features, where('cpu_model_extra_flags'));
   }
 }
 

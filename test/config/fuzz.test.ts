@@ -288,6 +288,7 @@ describe('bombs, secrets and files that are no configuration, through the comman
       [`state_path = ${work}/\${keystone_authtoken.password}\ninstances_path = /sys/$state_path${secretPassword}`, 'is under /sys'],
       ['[libvirt]\ncpu_model_extra_flags = $transport_url', 'is not a CPU flag'],
       ['[libvirt]\nvirt_type = $transport_url', 'is not allowed'],
+      ['[libvirt]\ncpu_mode = custom\ncpu_models = $transport_url', "cpu_models = '$transport_url' (after substitution"],
     ]) {
       const stderr = await refused(['validate', '--config-file', conf(`${base}${rest}\n`)], problem!);
       expect(stderr).not.toContain(PASSWORD);
