@@ -214,7 +214,8 @@ describe('novalet validate and the KVM self-test', () => {
   });
 
   it('--self-test boots the test guest under KVM where that is the question, records it, and exits with its result', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'novalet-validate-run-selftest-'));
+    // Short: libvirt's monitor socket under state_path must fit a UNIX socket path (108 bytes).
+    const dir = mkdtempSync(path.join(tmpdir(), 'novalet-vst-'));
     const file = configFile(`[DEFAULT]\nstate_path = ${dir}\n[libvirt]\nkvm_selftest_guest_dir = ${TEST_GUEST_DIR}\nkvm_selftest_timeout = 8\n`);
     const config = loadConfig({ configFiles: [file] }).values;
     const run = await runNovalet(['validate', '--self-test', '--json', '--config-file', file]);
@@ -225,7 +226,7 @@ describe('novalet validate and the KVM self-test', () => {
       expect(run.status).toBe(report.can_run_instances ? 0 : 1);
       return;
     }
-    expect(report.self_test).not.toBeNull();
+    expect(report.self_test, JSON.stringify(check(report, 'KVM self-test'))).not.toBeNull();
     expect(report.kvm_unproven).toBe(false);
     expect(existsSync(path.join(dir, 'kvm-self-test.json'))).toBe(true);
     expect(run.status).toBe(report.self_test?.passed ? 0 : 1);
