@@ -15,11 +15,13 @@
  * and only then opens it. A process that already embeds a slot of the pool
  * gets that slot again.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { NovaletError } from '../../config/novalet-error.js';
 import { embeddedDriverState } from './embedded-driver-state.js';
 import { claimForProcess, embeddedRootHolder, releaseClaim } from './embedded-root-lock.js';
 import { prepareEmbeddedRoot } from './embedded-root.js';
+import { stopOrphanedQemus } from './embedded-root-orphans.js';
 import { LibvirtConnection } from './connection.js';
 
 export const DEFAULT_EMBEDDED_POOL_SIZE = 4;
@@ -64,6 +66,7 @@ export async function openEmbeddedRootFromPool(base: string, size = DEFAULT_EMBE
       busy.push(`${root} (pid ${holder})`);
       continue;
     }
+    stopOrphansInFreeSlots(slots.filter((other) => other !== root));
     return { connection: await LibvirtConnection.open(await prepareEmbeddedRoot(root)), root };
   }
   throw new NovaletError(
@@ -71,4 +74,22 @@ export async function openEmbeddedRootFromPool(base: string, size = DEFAULT_EMBE
     `Every embedded libvirt root under ${base} is held by another process: ${busy.join(', ')}.`,
     'Wait for one of those processes to finish, or stop it, and try again.',
   );
+}
+
+/**
+ * Stops the QEMUs that killed processes left running in the slots nobody
+ * holds (embedded-root-orphans.ts): without this they would run until a
+ * process happened to open their slot again. A slot is passed over while
+ * claimed for a moment, so that nobody opens it meanwhile.
+ */
+function stopOrphansInFreeSlots(others: string[]): void {
+  for (const root of others) {
+    const claim = `${root}.claim`;
+    if (!existsSync(path.join(root, 'run/qemu')) || !claimForProcess(claim)) continue;
+    try {
+      if (embeddedRootHolder(root) === null) stopOrphanedQemus(root);
+    } finally {
+      releaseClaim(claim);
+    }
+  }
 }

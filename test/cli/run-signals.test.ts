@@ -171,6 +171,29 @@ describe('what a killed run could leave on files', () => {
   });
 });
 
+describe('a run killed in another slot of the pool', () => {
+  it('the next command stops its orphaned QEMU even when it takes another slot', async () => {
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    const first = start(['run', '--config-file', conf, ...kernelArgs('first')]);
+    await first.shows('NOVALET-TEST-GUEST-READY');
+    const second = start(['run', '--config-file', conf, ...kernelArgs('second')]);
+    try {
+      await second.shows('NOVALET-TEST-GUEST-READY');
+      // The second run holds slot-1: killed, its QEMU runs on there, unowned.
+      process.kill(-second.child.pid!, 'SIGKILL');
+      await second.exit;
+      first.child.kill('SIGTERM');
+      expect(await first.exit).toBe(exitFor('SIGTERM'));
+      expect(qemuFor(state).length, 'the killed run\'s QEMU outlives it').toBe(1);
+      // validate takes slot-0, free again, and passes over slot-1.
+      await runNovalet(['validate', '--config-file', conf]);
+      expect(qemuFor(state)).toEqual([]);
+    } finally {
+      for (const pid of qemuFor(state)) process.kill(Number(pid), 'SIGKILL');
+    }
+  });
+});
+
 describe('the KVM self-test ended by a signal', () => {
   it.each([
     ['validate --self-test', 'SIGTERM'],
