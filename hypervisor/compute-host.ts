@@ -32,7 +32,7 @@ import { embeddedRootOf, prepareEmbeddedRoot } from './libvirt/embedded-root.js'
 import { openEmbeddedRootFromPool } from './libvirt/embedded-root-pool.js';
 import { judgeKvm, selfTestNotNeeded } from './virt-type/decision.js';
 import { bootSelfTestGuest } from './virt-type/self-test-boot.js';
-import { kvmSelfTest, qemuVersion, readBootId, readCachedSelfTest, SELF_TEST_CACHE, selfTestDidNotRun, type SelfTestResult } from './virt-type/self-test.js';
+import { emulatorStamp, kvmSelfTest, qemuVersion, readBootId, readRecordedSelfTest, SELF_TEST_CACHE, selfTestDidNotRun, type SelfTestResult } from './virt-type/self-test.js';
 import { testGuestFiles } from './virt-type/test-guest.js';
 
 /** The compute service, or one of the commands (see the file comment). */
@@ -126,8 +126,7 @@ const NOT_RUN = 'no guest has been booted under KVM in this boot';
 
 async function recordedSelfTest(plan: SelfTestPlan): Promise<SelfTestResult | null> {
   if (plan.emulator === null || !(await pathExists(plan.cacheFile))) return null;
-  const [bootId, version] = await Promise.all([readBootId(), qemuVersion(plan.emulator)]);
-  return readCachedSelfTest(plan.cacheFile, bootId, version);
+  return readRecordedSelfTest(plan.cacheFile, await readBootId(), plan.emulator);
 }
 
 /** What is known of KVM here without libvirt and without booting anything: the probe and this boot's recorded self-test. */
@@ -162,12 +161,13 @@ export async function assembleComputeHost(options: ComputeHostOptions): Promise<
         missing = `the self-test guest is missing from ${guestDir}, so KVM is judged by the host probe alone; build it with deploy/build-test-guest.sh ${guestDir}`;
       } else {
         const emulator = plan.emulator;
-        const version = await qemuVersion(emulator);
+        const [version, stamp] = await Promise.all([qemuVersion(emulator), emulatorStamp(emulator)]);
         const timeoutMs = config.libvirt.kvm_selftest_timeout * 1000;
         const result = await kvmSelfTest({
           cacheFile: plan.cacheFile,
           bootId,
           qemuVersion: version,
+          emulatorStamp: stamp,
           timeoutMs,
           again: options.selfTest === 'again',
           boot: (ms) => {

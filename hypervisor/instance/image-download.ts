@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { DefaultSection } from '../../config/novalet-config.js';
@@ -131,9 +130,10 @@ function describeNetworkError(err: unknown, url: URL): string {
 }
 
 /** One GET, settled when the answer's headers arrive; aborting the signal destroys the request. */
-function get(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
+async function get(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
+  // Loaded here, not at the top: TLS is some 20 ms of every command's start, and only downloads need it.
+  const client = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
   return new Promise((resolve, reject) => {
-    const client = url.protocol === 'https:' ? https : http;
     // identity: the bytes stored, hashed and counted against Content-Length are the bytes served.
     // agent false: one connection per download, closed at its end, so that no pooled socket outlives it.
     const request = client.get(url, { signal, agent: false, headers: { 'accept-encoding': 'identity', 'user-agent': 'novalet' } }, resolve);

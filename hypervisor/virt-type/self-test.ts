@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -21,6 +21,8 @@ export interface SelfTestOutcome {
 export interface SelfTestRecord extends SelfTestOutcome {
   bootId: string;
   qemuVersion: string;
+  /** The emulator binary the test ran (emulatorStamp): while it is unchanged, its version need not be asked again. */
+  emulatorStamp?: string;
   at: string;
 }
 
@@ -75,6 +77,24 @@ async function writeCache(file: string, record: SelfTestRecord): Promise<void> {
   await rename(tmp, file);
 }
 
+/** The emulator binary as it is now (device, inode, size, modification time): an upgrade of QEMU changes it. */
+export async function emulatorStamp(emulator: string): Promise<string> {
+  const info = await stat(emulator);
+  return `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}`;
+}
+
+/**
+ * This boot's recorded result for `emulator`, if there is one. QEMU is asked
+ * its version (a process start, some 20 ms of validate's 0.5 s) only when the
+ * binary is not the one the record names.
+ */
+export async function readRecordedSelfTest(cacheFile: string, bootId: string, emulator: string): Promise<SelfTestResult | null> {
+  const cached = await readCache(cacheFile);
+  if (cached === null || cached.bootId !== bootId) return null;
+  if (cached.emulatorStamp !== undefined && cached.emulatorStamp === (await emulatorStamp(emulator).catch(() => null))) return { ...cached, cached: true };
+  return cached.qemuVersion === (await qemuVersion(emulator)) ? { ...cached, cached: true } : null;
+}
+
 /** The cached self-test result, if one was recorded in this boot for this QEMU version. */
 export async function readCachedSelfTest(cacheFile: string, bootId: string, version: string): Promise<SelfTestResult | null> {
   const cached = await readCache(cacheFile);
@@ -91,6 +111,8 @@ export async function kvmSelfTest(options: {
   cacheFile: string;
   bootId: string;
   qemuVersion: string;
+  /** Recorded with the result (emulatorStamp). */
+  emulatorStamp?: string;
   timeoutMs: number;
   boot: SelfTestBoot;
   /** Boot the guest even when this boot has a result on record (`novalet validate --self-test`). */
@@ -100,7 +122,13 @@ export async function kvmSelfTest(options: {
   if (cached) return cached;
   const outcome = await options.boot(options.timeoutMs);
   if (selfTestDidNotRun(outcome)) return outcome;
-  const record: SelfTestRecord = { ...outcome, bootId: options.bootId, qemuVersion: options.qemuVersion, at: new Date().toISOString() };
+  const record: SelfTestRecord = {
+    ...outcome,
+    bootId: options.bootId,
+    qemuVersion: options.qemuVersion,
+    ...(options.emulatorStamp === undefined ? {} : { emulatorStamp: options.emulatorStamp }),
+    at: new Date().toISOString(),
+  };
   await writeCache(options.cacheFile, record);
   return { ...record, cached: false };
 }

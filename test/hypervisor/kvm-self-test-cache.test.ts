@@ -1,10 +1,10 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { probeHost } from '../../hypervisor/host/probe.js';
 import { judgeKvm } from '../../hypervisor/virt-type/decision.js';
-import { kvmSelfTest, qemuVersion, readBootId, type SelfTestOutcome } from '../../hypervisor/virt-type/self-test.js';
+import { emulatorStamp, kvmSelfTest, qemuVersion, readBootId, readRecordedSelfTest, type SelfTestOutcome } from '../../hypervisor/virt-type/self-test.js';
 import { TCG_FALLBACK_SENTENCE } from '../../hypervisor/virt-type/kvm-reasons.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
@@ -57,6 +57,26 @@ describe('KVM self-test cache', () => {
     expect(existsSync(cacheFile)).toBe(false);
     await kvmSelfTest({ cacheFile, bootId: 'b1', qemuVersion: '7.2', timeoutMs: 5000, boot });
     expect(boots).toBe(2);
+  });
+
+  it('a recorded result names its emulator binary: while that is unchanged, QEMU is not asked its version again', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'novalet-selftest-stamp-'));
+    const cacheFile = path.join(dir, 'kvm-self-test.json');
+    // A stand-in emulator that counts how often it is asked its version.
+    const emulator = path.join(dir, 'qemu-system-x86_64');
+    const asked = path.join(dir, 'asked');
+    writeFileSync(emulator, `#!/bin/sh\necho x >> ${asked}\necho 'QEMU emulator version 9.1.0 (test)'\n`, { mode: 0o755 });
+    const boot = async () => FAILED;
+    await kvmSelfTest({ cacheFile, bootId: 'b1', qemuVersion: '9.1.0 (test)', emulatorStamp: await emulatorStamp(emulator), timeoutMs: 5000, boot });
+    expect(await readRecordedSelfTest(cacheFile, 'b1', emulator)).toMatchObject({ passed: false, cached: true });
+    expect(existsSync(asked)).toBe(false);
+    expect(await readRecordedSelfTest(cacheFile, 'b2', emulator)).toBeNull();
+    // Upgraded (rewritten): asked again, and the same version still matches.
+    writeFileSync(emulator, `#!/bin/sh\necho x >> ${asked}\necho 'QEMU emulator version 9.1.0 (test)'\n\n`, { mode: 0o755 });
+    expect(await readRecordedSelfTest(cacheFile, 'b1', emulator)).toMatchObject({ cached: true });
+    expect(readFileSync(asked, 'utf8')).toBe('x\n');
+    writeFileSync(emulator, `#!/bin/sh\necho 'QEMU emulator version 10.0.0'\n`, { mode: 0o755 });
+    expect(await readRecordedSelfTest(cacheFile, 'b1', emulator)).toBeNull();
   });
 
   it('reads this machine\'s boot id and QEMU version', async () => {
