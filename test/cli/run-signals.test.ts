@@ -7,7 +7,7 @@
  * no folder — and the next run starts clean. A run killed with SIGKILL
  * cannot clean up; the next command sweeps what it left.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,7 +19,7 @@ import { probeHost } from '../../hypervisor/host/probe.js';
 import { selfTestNotNeeded } from '../../hypervisor/virt-type/decision.js';
 import { buildTestGuest } from '../guest/test-guest.js';
 import { definedDomains, guest, kernelArgs, leftovers, qemuFor, stateWith } from '../support/run-command-state.js';
-import { NOVALET, runNovalet } from '../support/run-novalet.js';
+import { runNovalet, startNovalet, stopLeftoverCommands } from '../support/run-novalet.js';
 
 beforeAll(() => {
   buildTestGuest();
@@ -34,10 +34,9 @@ interface Started {
   exit: Promise<number | null>;
 }
 
-/** Starts `novalet` as a plain process leading a process group of its own (as a shell's job). */
+/** Starts `novalet` as a plain process leading a process group of its own (as a shell's job), stopped by test/support/run-novalet.ts should the test end first. */
 function start(args: string[]): Started {
-  const { LIBVIRT_LOG_OUTPUTS: _routedForTests, ...env } = process.env;
-  const child = spawn(process.execPath, [NOVALET, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env });
+  const child = startNovalet(args);
   let stdout = '';
   let stderr = '';
   const waiting: { text: string; resolve: () => void }[] = [];
@@ -167,6 +166,17 @@ describe('what a killed run could leave on files', () => {
     run.child.kill('SIGTERM');
     expect(await run.exit).toBe(exitFor('SIGTERM'));
     expect(attributes).toEqual([]);
+    expectNothingLeft(state);
+  });
+});
+
+describe('the tests themselves', () => {
+  it('a command its test leaves running is stopped when the test ends, and cleans up as for any SIGTERM', async () => {
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    const run = start(['run', '--config-file', conf, ...kernelArgs('forgotten')]);
+    await run.shows('NOVALET-TEST-GUEST-READY');
+    await stopLeftoverCommands();
+    expect(await run.exit).toBe(exitFor('SIGTERM'));
     expectNothingLeft(state);
   });
 });
