@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { LibvirtConnection } from '../libvirt/connection.js';
+import { NOVALET_DOMAIN_PREFIX } from './domain-xml.js';
 import { NOVALET_METADATA_URI, parseOwner, type DomainOwner } from './metadata.js';
 
 /**
@@ -66,6 +67,8 @@ export async function sweepLeftovers(places: SweepPlaces): Promise<SweepResult> 
   const domains = await places.connection.listAllDomains();
   try {
     for (const domain of domains) {
+      // One metadata call per domain novalet named, none for the rest: a shared libvirtd may hold many.
+      if (!domain.name.startsWith(NOVALET_DOMAIN_PREFIX)) continue;
       let metadata: string | null;
       try {
         metadata = await domain.getMetadata('element', NOVALET_METADATA_URI);

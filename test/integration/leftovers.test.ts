@@ -29,8 +29,7 @@ afterAll(async () => {
   await connection?.close();
 });
 
-async function domainOwnedBy(on: LibvirtConnection, owner: { kind: string; pid: number; bootId: string } | null, work: string): Promise<LibvirtDomain> {
-  const name = testDomainName('leftovers');
+async function domainOwnedBy(on: LibvirtConnection, owner: { kind: string; pid: number; bootId: string } | null, work: string, name = testDomainName('leftovers')): Promise<LibvirtDomain> {
   const domain = await on.defineDomain(minimalDomainXml({ name, serialLog: path.join(work, `${name}.log`), uuid: randomUUID() }));
   made.push(domain);
   if (owner !== null) {
@@ -75,6 +74,8 @@ describe('start-up sweep', () => {
     const service = await domainOwnedBy(connection, { kind: 'service', pid: GONE_PID, bootId }, work);
     const liveCommand = await domainOwnedBy(connection, { kind: 'command', pid: process.pid, bootId }, work);
     const foreign = await domainOwnedBy(connection, null, work);
+    // Not named as novalet names its domains: not novalet's, whatever its metadata says.
+    const misnamed = await domainOwnedBy(connection, { kind: 'command', pid: GONE_PID, bootId }, work, `other-${testDomainName('leftovers')}`);
     for (const domain of [deadCommand, liveCommand, service]) mkdirSync(path.join(instances, domain.uuid), { recursive: true });
     mkdirSync(path.join(work, `kvm-self-test-${GONE_PID}-abcdef`));
     mkdirSync(path.join(work, `kvm-self-test-${process.pid}-abcdef`));
@@ -84,7 +85,7 @@ describe('start-up sweep', () => {
     expect(swept.domains.sort()).toEqual([deadCommand.name, otherBoot.name].sort());
     expect(await connection.lookupByUuid(deadCommand.uuid)).toBeNull();
     expect(await connection.lookupByUuid(otherBoot.uuid)).toBeNull();
-    for (const kept of [service, liveCommand, foreign]) {
+    for (const kept of [service, liveCommand, foreign, misnamed]) {
       const found = await connection.lookupByUuid(kept.uuid);
       expect(found?.name, `${kept.name} stays`).toBe(kept.name);
       found?.free();
