@@ -94,4 +94,22 @@ describe('logger', () => {
     expect(lines[1]?.broker).toEqual({ url: 'amqp://u:***@h/', password: '***' });
     expect(run.stderr).not.toMatch(/s3cret-pw|pw2|pw3/);
   });
+
+  it('the commands\' deferred logger loads pino only for a line it writes, and then masks as the plain one', () => {
+    const script = `import('${path.join(TOP, 'dist/config/logger.js')}').then(({ createDeferredLogger }) => {
+      const pinoLoaded = () => Object.keys(require.cache).some((file) => file.includes('/node_modules/pino/'));
+      const log = createDeferredLogger();
+      log.debug({ transport_url: 'rabbit://nova:hidden-pw@rmq1/' }, 'not at info');
+      const before = { loaded: pinoLoaded(), level: log.level, debug: log.isLevelEnabled('debug'), info: log.isLevelEnabled('info') };
+      log.info({ transport_url: 'rabbit://nova:s3cret-pw@rmq1:5672/' }, 'connecting');
+      process.stdout.write(JSON.stringify({ before, after: pinoLoaded() }));
+    })`;
+    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NOVALET_LOG_LEVEL: 'info' } });
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ before: { loaded: false, level: 'info', debug: false, info: true }, after: true });
+    const lines = run.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ msg: 'connecting', transport_url: 'rabbit://nova:***@rmq1:5672/' });
+    expect(run.stderr).not.toMatch(/s3cret-pw|hidden-pw/);
+  });
 });
