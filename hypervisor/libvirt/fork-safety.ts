@@ -100,7 +100,7 @@ export function assertForkSafe(action: string): void {
   throw new NovaletError(
     'LIBVIRT_FORK_HAZARD',
     `libvirt's embedded driver cannot ${action} in this process: Node's libuv holds descriptors ${hazard[0]} and ${hazard[1]} and closes them in every forked child, where libvirt's pipes to QEMU's launcher (and the log files it re-opens there) live, so QEMU would fail with "Unable to notify child process: Bad file descriptor".`,
-    `Start the process with descriptors 3 to ${2 + RESERVED_FDS} open: call runForkSafe() first thing in the command (it relaunches the process so), or from a shell run node … ${Array.from({ length: RESERVED_FDS }, (_, i) => `${i + 3}</dev/null`).join(' ')}.`,
+    `Start the process with descriptors ${RESERVED_FD_RANGE[0]} to ${RESERVED_FD_RANGE[1]} open on /dev/null: call runForkSafe() first thing in the command (it relaunches the process so), or from a shell run node … ${Array.from({ length: RESERVED_FDS }, (_, i) => `${i + RESERVED_FD_RANGE[0]}</dev/null`).join(' ')}.`,
   );
 }
 
