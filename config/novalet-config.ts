@@ -29,6 +29,16 @@ export interface DefaultSection {
   /** novalet's own: the largest image, in MB, the image cache takes in. */
   image_download_max_size_mb: number;
   debug: boolean;
+  /** oslo.messaging's: seconds a call waits for its reply. */
+  rpc_response_timeout: number;
+  /** nova's: builds run at once (0: no limit). */
+  max_concurrent_builds: number;
+  /** nova's: seconds a guest has to power itself off on stop. */
+  shutdown_timeout: number;
+  /** oslo.service's: seconds SIGTERM waits for in-flight requests before handing them back. */
+  graceful_shutdown_timeout: number;
+  /** nova's: the zone of hosts that name none. */
+  default_availability_zone: string;
 }
 
 export type VirtType = 'kvm' | 'lxc' | 'qemu' | 'parallels';
@@ -58,6 +68,32 @@ export interface FilterSchedulerSection {
   enabled_filters: string[];
 }
 
+/** novalet's own options of the compute service. */
+export interface ComputeSection {
+  /** This host's availability zone; unset: [DEFAULT] default_availability_zone. */
+  availability_zone: string | null;
+  /** Aggregates this host is in, as `name` or `name/key=value` items. */
+  aggregates: string[];
+  /** The folder whose files builds may name as images (`"image": {"name": …}`). */
+  image_dir: string;
+}
+
+/** oslo.messaging's RabbitMQ driver options that novalet implements. */
+export interface OsloMessagingRabbitSection {
+  heartbeat_timeout_threshold: number;
+  rabbit_retry_interval: number;
+  rabbit_retry_backoff: number;
+  rabbit_interval_max: number;
+  rabbit_qos_prefetch_count: number;
+  rabbit_quorum_queue: boolean;
+  ssl: boolean;
+  ssl_ca_file: string;
+  ssl_cert_file: string;
+  ssl_key_file: string;
+  /** novalet's own: the largest message body accepted, in bytes. */
+  max_message_size: number;
+}
+
 export interface ApiSection {
   listen: string;
   port: number;
@@ -69,6 +105,8 @@ export interface NovaletConfig {
   scheduler: SchedulerSection;
   filter_scheduler: FilterSchedulerSection;
   api: ApiSection;
+  compute: ComputeSection;
+  oslo_messaging_rabbit: OsloMessagingRabbitSection;
 }
 
 export type SectionName = keyof NovaletConfig;

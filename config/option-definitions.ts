@@ -379,6 +379,65 @@ const TABLE = [
     help: ['If set to true, the logging level will be set to DEBUG instead of the default INFO level.'],
   }),
 
+  option({
+    section: 'DEFAULT',
+    name: 'rpc_response_timeout',
+    type: { kind: 'int', min: 1 },
+    default: 60,
+    help: ['Seconds to wait for a response from a call.'],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'max_concurrent_builds',
+    type: { kind: 'int', min: 0 },
+    default: 10,
+    help: [
+      'Limits the maximum number of instance builds to run concurrently by novalet. Compute service can attempt to build an infinite number of instances, if asked to do so. This limit is enforced to avoid building unlimited instance concurrently on a compute node. This value can be set per compute node.',
+      '',
+      'Possible Values:',
+      '',
+      '* 0 : treated as unlimited.',
+      '* Any positive integer representing maximum concurrent builds.',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'shutdown_timeout',
+    type: { kind: 'int', min: 0 },
+    default: 60,
+    help: [
+      'Total time to wait in seconds for an instance to perform a clean shutdown.',
+      '',
+      'It determines the overall period (in seconds) a VM is allowed to perform a clean shutdown. While performing stop and soft reboot, the ACPI power button is pressed and, if the guest has not powered itself off within this time, it is powered off.',
+      '',
+      'Possible values:',
+      '',
+      '* A positive integer or 0 (default value is 60).',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'graceful_shutdown_timeout',
+    type: { kind: 'int', min: 0 },
+    default: 60,
+    help: [
+      'Specify a timeout after which a gracefully shutdown server will exit. Zero value means endless wait.',
+      '',
+      'On SIGTERM, ``novalet compute`` stops taking requests, waits this long for the requests under way to finish, and hands the rest back to the broker for redelivery; guests keep running.',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'default_availability_zone',
+    type: { kind: 'string' },
+    default: 'nova',
+    help: [
+      'Default availability zone for compute services.',
+      '',
+      'The zone a compute host reports when ``[compute] availability_zone`` is unset.',
+    ],
+  }),
+
   // ---------------------------------------------------------------- [libvirt]
   option({
     section: 'libvirt',
@@ -618,7 +677,7 @@ const TABLE = [
     ],
   }),
 
-  // -------------------------------------------------------------------- [api]
+
   option({
     section: 'api',
     name: 'listen',
@@ -639,6 +698,144 @@ const TABLE = [
     novaletOwn: true,
     help: ["Port on which novalet's HTTP API will listen."],
   }),
+
+  // ---------------------------------------------------------------- [compute]
+  option({
+    section: 'compute',
+    name: 'availability_zone',
+    type: { kind: 'string' },
+    default: null,
+    novaletOwn: true,
+    help: [
+      "This host's availability zone, sent in its capability reports.",
+      '',
+      "nova takes a host's zone from the host aggregates it is in; novalet hosts say their own, so that schedulers need no database. When unset, ``[DEFAULT] default_availability_zone``.",
+    ],
+  }),
+  option({
+    section: 'compute',
+    name: 'aggregates',
+    type: { kind: 'list' },
+    default: [],
+    novaletOwn: true,
+    help: [
+      'The host aggregates this host is in and their metadata, sent in its capability reports for the schedulers\' aggregate filters.',
+      '',
+      'Each item is ``name`` or ``name/key=value``; an aggregate named several times collects every key.',
+      '',
+      'Example: ``aggregates = ssd/disk=ssd, ssd/tier=gold, gpu``',
+    ],
+  }),
+  option({
+    section: 'compute',
+    name: 'image_dir',
+    type: { kind: 'string' },
+    default: '$state_path/images',
+    novaletOwn: true,
+    help: [
+      'The folder whose files a build may name as its image, kernel or ramdisk (``"image": {"name": "cirros.qcow2"}``).',
+      '',
+      'A name is a file name in this folder, never a path: a build cannot make the host read any other file.',
+    ],
+  }),
+
+  // -------------------------------------------------- [oslo_messaging_rabbit]
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'heartbeat_timeout_threshold',
+    type: { kind: 'int', min: 0 },
+    default: 60,
+    help: [
+      "Number of seconds after which the Rabbit broker is considered down if heartbeat's keep-alive fails (0 disables heartbeat).",
+    ],
+  }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'rabbit_retry_interval',
+    type: { kind: 'int', min: 1 },
+    default: 1,
+    help: ['How frequently to retry connecting with RabbitMQ.'],
+  }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'rabbit_retry_backoff',
+    type: { kind: 'int', min: 0 },
+    default: 2,
+    help: ['How long to backoff for between retries when connecting to RabbitMQ.'],
+  }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'rabbit_interval_max',
+    type: { kind: 'int', min: 1 },
+    default: 30,
+    help: ['Maximum interval of RabbitMQ connection retries.'],
+  }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'rabbit_qos_prefetch_count',
+    type: { kind: 'int', min: 0 },
+    default: 0,
+    help: [
+      'Specifies the number of messages to prefetch. Setting to zero allows unlimited messages.',
+      '',
+      'novalet takes at most ``[DEFAULT] max_concurrent_builds`` unacknowledged requests at once when this is zero, so that requests it cannot start yet stay in the queue for the broker to redeliver.',
+    ],
+  }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'rabbit_quorum_queue',
+    type: { kind: 'bool' },
+    default: false,
+    help: [
+      'Use quorum queues in RabbitMQ (x-queue-type: quorum).',
+      '',
+      'The quorum queue is a modern queue type for RabbitMQ implementing a durable, replicated FIFO queue based on the Raft consensus algorithm. If set to false, classic durable queues are used. A queue\'s type cannot change once it exists: delete ``novalet.scheduler``, ``novalet.compute.<host>`` and ``novalet.dead`` after changing this.',
+    ],
+  }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'ssl',
+    type: { kind: 'bool' },
+    default: false,
+    deprecatedNames: [{ name: 'rabbit_use_ssl' }],
+    help: ['Connect over SSL.'],
+  }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'ssl_ca_file',
+    type: { kind: 'string' },
+    default: '',
+    deprecatedNames: [{ name: 'kombu_ssl_ca_certs' }],
+    help: ['SSL certification authority file (valid only if SSL enabled).'],
+  }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'ssl_cert_file',
+    type: { kind: 'string' },
+    default: '',
+    deprecatedNames: [{ name: 'kombu_ssl_certfile' }],
+    help: ['SSL cert file (valid only if SSL enabled).'],
+  }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'ssl_key_file',
+    type: { kind: 'string' },
+    default: '',
+    deprecatedNames: [{ name: 'kombu_ssl_keyfile' }],
+    help: ['SSL key file (valid only if SSL enabled).'],
+  }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'max_message_size',
+    type: { kind: 'int', min: 1024, max: 134217728 },
+    default: 1048576,
+    novaletOwn: true,
+    help: [
+      'The largest message body, in bytes, novalet accepts from the broker.',
+      '',
+      'A larger one is moved to ``novalet.dead`` unparsed, with the reason.',
+    ],
+  }),
 ] as const;
 
 // Compile-time check: the table defines every field of NovaletConfig.
@@ -651,4 +848,4 @@ void everyOptionDefined;
 export const OPTION_DEFINITIONS: readonly OptionDefinition[] = TABLE;
 
 /** Sections in the order oslo-config-generator writes them: DEFAULT first, then by name. */
-export const SECTION_ORDER: readonly SectionName[] = ['DEFAULT', 'api', 'filter_scheduler', 'libvirt', 'scheduler'];
+export const SECTION_ORDER: readonly SectionName[] = ['DEFAULT', 'api', 'compute', 'filter_scheduler', 'libvirt', 'oslo_messaging_rabbit', 'scheduler'];

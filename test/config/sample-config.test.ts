@@ -31,6 +31,11 @@ const DEFAULTS = {
     image_download_timeout: 3600,
     image_download_max_size_mb: 1048576,
     debug: false,
+    rpc_response_timeout: 60,
+    max_concurrent_builds: 10,
+    shutdown_timeout: 60,
+    graceful_shutdown_timeout: 60,
+    default_availability_zone: 'nova',
   },
   libvirt: {
     virt_type: 'kvm',
@@ -55,6 +60,20 @@ const DEFAULTS = {
     ],
   },
   api: { listen: '127.0.0.1', port: 8789 },
+  compute: { availability_zone: null, aggregates: [], image_dir: '/var/lib/novalet/images' },
+  oslo_messaging_rabbit: {
+    heartbeat_timeout_threshold: 60,
+    rabbit_retry_interval: 1,
+    rabbit_retry_backoff: 2,
+    rabbit_interval_max: 30,
+    rabbit_qos_prefetch_count: 0,
+    rabbit_quorum_queue: false,
+    ssl: false,
+    ssl_ca_file: '',
+    ssl_cert_file: '',
+    ssl_key_file: '',
+    max_message_size: 1048576,
+  },
 };
 
 describe('etc/novalet.conf.sample', () => {
@@ -83,7 +102,7 @@ describe('etc/novalet.conf.sample', () => {
     const loaded = parseConfigText(uncommented, '/etc/novalet/uncommented.conf');
     const setInFile = OPTION_DEFINITIONS.filter((d) => loaded.sources[d.section][d.name] !== 'default');
     // Everything but the <None> defaults and <hostname> is set in the file now.
-    expect(setInFile.length).toBe(OPTION_DEFINITIONS.length - 7);
+    expect(setInFile.length).toBe(OPTION_DEFINITIONS.length - 8);
     // instances_path is written as $state_path/instances and substituted.
     expect(loaded.values).toEqual(DEFAULTS);
   });
@@ -121,6 +140,6 @@ describe('etc/novalet.conf.sample', () => {
     expect(text).toContain('#instances_path = $state_path/instances\n');
     expect(text).toMatch(/\$pybasedir/); // state_path's help says why nova's default does not apply
     const sections = lines.filter((l) => l.startsWith('['));
-    expect(sections).toEqual(['[DEFAULT]', '[api]', '[filter_scheduler]', '[libvirt]', '[scheduler]']);
+    expect(sections).toEqual(['[DEFAULT]', '[api]', '[compute]', '[filter_scheduler]', '[libvirt]', '[oslo_messaging_rabbit]', '[scheduler]']);
   });
 });
