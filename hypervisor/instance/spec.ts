@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { NovaletError } from '../../config/novalet-error.js';
+import {
+  ARCHITECTURE_NAME,
+  IMAGE_HV_TYPES,
+  MACHINE_TYPE_NAME,
+  MAX_MEMORY_MIB,
+  MAX_NAME_LENGTH,
+  MAX_VCPUS,
+  MIN_MEMORY_MIB,
+} from '../../messaging/contracts/instance-limits.js';
 
 /**
  * What a caller asks for when it launches an instance: the nova flavor's
@@ -48,16 +57,11 @@ export interface ValidInstanceSpec extends InstanceSpec {
   imageProperties: ImageProperties;
 }
 
-/** Limits that catch typos, not policy: QEMU's own maxima are checked by libvirt. */
-export const MIN_MEMORY_MIB = 16;
-export const MAX_MEMORY_MIB = 4 * 1024 * 1024;
-export const MAX_VCPUS = 4096;
-export const MAX_NAME_LENGTH = 255;
+/** Limits that catch typos, not policy; one definition with the bus's check (messaging/contracts/instance-limits.ts). */
+export { MAX_MEMORY_MIB, MAX_NAME_LENGTH, MAX_VCPUS, MIN_MEMORY_MIB };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const SHA256 = /^sha256:[0-9a-f]{64}$/;
-const ARCH = /^[a-z0-9_]+$/;
-const MACHINE = /^[a-zA-Z0-9._-]+$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -135,13 +139,13 @@ export function validateInstanceSpec(spec: InstanceSpec): ValidInstanceSpec {
     }
   }
   const props = spec.imageProperties ?? {};
-  if (props.hw_architecture !== undefined && !ARCH.test(props.hw_architecture)) {
+  if (props.hw_architecture !== undefined && !ARCHITECTURE_NAME.test(props.hw_architecture)) {
     throw new InstanceSpecError('hw_architecture', `hw_architecture = '${props.hw_architecture}' is not an architecture name.`, 'Use a name such as x86_64 or aarch64.');
   }
-  if (props.hw_machine_type !== undefined && !MACHINE.test(props.hw_machine_type)) {
+  if (props.hw_machine_type !== undefined && !MACHINE_TYPE_NAME.test(props.hw_machine_type)) {
     throw new InstanceSpecError('hw_machine_type', `hw_machine_type = '${props.hw_machine_type}' is not a machine type name.`, 'Use a name such as pc, q35 or virt.');
   }
-  if (props.img_hv_type !== undefined && !['kvm', 'qemu'].includes(props.img_hv_type)) {
+  if (props.img_hv_type !== undefined && !(IMAGE_HV_TYPES as readonly string[]).includes(props.img_hv_type)) {
     throw new InstanceSpecError('img_hv_type', `img_hv_type = '${props.img_hv_type}' cannot run here: novalet runs kvm and qemu.`, 'Use img_hv_type kvm or qemu, or none.');
   }
   return { ...spec, uuid, imageProperties: props, image: spec.image ? { ...spec.image, checksum: spec.image.checksum?.toLowerCase() } : undefined };
