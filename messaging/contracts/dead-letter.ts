@@ -47,11 +47,11 @@ export const MAX_EXCERPT_LENGTH = 40;
  * everything beyond ASCII escaped (`\n`, `\x00`, `\u00e9`, `\u{1f600}`),
  * so that a header or log line shows it on one line, as it was.
  */
-export function asciiEscape(text: string): string {
+export function asciiEscape(text: string, backslash = true): string {
   let out = '';
   for (const ch of text) {
     const code = ch.codePointAt(0)!;
-    if (ch === '\\') out += '\\\\';
+    if (ch === '\\') out += backslash ? '\\\\' : '\\';
     else if (ch === '\n') out += '\\n';
     else if (ch === '\r') out += '\\r';
     else if (ch === '\t') out += '\\t';
@@ -67,7 +67,8 @@ export function asciiEscape(text: string): string {
 function escapeUpTo(text: string, max: number, quote: boolean): { shown: string; cut: boolean } {
   let shown = '';
   for (const ch of text) {
-    const escaped = quote && ch === "'" ? "\\'" : asciiEscape(ch);
+    // An excerpt escapes its quote and backslashes; a header value (a reason, already escaped where it shows a value) keeps them.
+    const escaped = quote && ch === "'" ? "\\'" : asciiEscape(ch, quote);
     if (shown.length + escaped.length > max) return { shown, cut: true };
     shown += escaped;
   }

@@ -247,6 +247,12 @@ describe('dead-letter codes and headers', () => {
     expect(headers['x-novalet-routing-key']).toMatch(/^compute\.h\\xe9\\r\\nk+\.\.\.$/);
   });
 
+  it('passes a reason that shows an escaped value through unchanged (its backslashes are not doubled)', () => {
+    const { code, reason } = refusal(validateComputeRequest(decoded(envelopeOf({ kind: 'show', body: { uuid: 'a\u0000b\\c\'d' } }))));
+    expect(reason).toBe("body.uuid is the string 'a\\x00b\\\\c\\'d': give a UUID such as 0b6c2f1a-8d3e-4f5a-9b7c-1d2e3f4a5b6c.");
+    expect(deadLetterHeaders(code, reason, 'compute.h')['x-novalet-reason']).toBe(reason);
+  });
+
   it('never cuts a header value inside an escape', () => {
     const value = deadLetterHeaders('BODY_INVALID', `${'a'.repeat(995)}\u00e9\u00e9`, 'k')['x-novalet-reason']!;
     expect(value).toBe(`${'a'.repeat(995)}...`);
