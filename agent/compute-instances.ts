@@ -1,6 +1,6 @@
 import { NovaletError } from '../config/novalet-error.js';
-import { validateInstanceSpec, type ComputeDriver, type InstanceSpec, type RebootType } from '../hypervisor/compute-driver.js';
-import type { InstanceFault, InstanceRecord, TaskState, VmState } from './instance-record.js';
+import { validateInstanceSpec, type ComputeDriver, type InstanceSpec, type RebootType, type SpawnOptions, type ValidInstanceSpec } from '../hypervisor/compute-driver.js';
+import type { BuildOrigin, InstanceFault, InstanceRecord, TaskState, VmState } from './instance-record.js';
 import type { InstanceStore } from './instance-store.js';
 
 /**
@@ -11,6 +11,23 @@ import type { InstanceStore } from './instance-store.js';
  */
 /** nova's [DEFAULT] shutdown_timeout: how long a guest has to power itself off. */
 export const DEFAULT_CLEAN_SHUTDOWN_MS = 60_000;
+
+/** What a build from the bus records beside the spec. */
+export interface BuildExtra {
+  flavor?: { rootGb: number; name: string };
+  origin?: BuildOrigin;
+}
+
+/** An error as an instance's fault: the code, the whole sentence, the remedy when the error has one. */
+export function faultOf(err: unknown): InstanceFault {
+  const known = err instanceof NovaletError;
+  return {
+    code: known ? err.code : 'INTERNAL',
+    message: err instanceof Error ? err.message : String(err),
+    ...(known && err.remedy ? { remedy: err.remedy } : {}),
+    at: new Date().toISOString(),
+  };
+}
 
 export class ComputeInstances {
   constructor(
@@ -33,20 +50,27 @@ export class ComputeInstances {
     return record;
   }
 
-  async spawn(spec: InstanceSpec): Promise<InstanceRecord> {
+  /**
+   * The first half of a build: the spec checked and the BUILDING record
+   * written (durable), or the record of the build that already happened.
+   * `started` is false for such a repeat: nothing is to be done.
+   */
+  async begin(spec: InstanceSpec, extra: BuildExtra = {}): Promise<{ record: InstanceRecord; valid: ValidInstanceSpec; started: boolean }> {
     const valid = validateInstanceSpec(spec);
     const existing = await this.store.read(valid.uuid);
     // Idempotent by UUID: asking again for a build that happened returns it.
-    if (existing && existing.state !== 'deleted') return existing;
+    if (existing && existing.state !== 'deleted' && !existing.origin?.rescheduledAt) return { record: existing, valid, started: false };
+    // A build that went back to the schedulers, asked again by the same message, is that message's redelivery.
+    if (existing?.origin?.rescheduledAt && extra.origin && existing.origin.messageId === extra.origin.messageId) return { record: existing, valid, started: false };
     const now = new Date().toISOString();
-    let record = await this.update(
+    const record = await this.update(
       {
         uuid: valid.uuid,
         name: valid.name,
         host: this.host,
         state: 'building',
         task: 'spawning',
-        flavor: { vcpus: valid.vcpus, memoryMiB: valid.memoryMiB },
+        flavor: { vcpus: valid.vcpus, memoryMiB: valid.memoryMiB, ...(extra.flavor ?? {}) },
         image: valid.image ? { source: valid.image.source, sha256: valid.image.checksum?.slice('sha256:'.length) ?? null } : null,
         kernel: valid.kernel ?? null,
         virtType: null,
@@ -54,27 +78,56 @@ export class ComputeInstances {
         fault: null,
         createdAt: now,
         updatedAt: now,
+        ...(extra.origin ? { origin: extra.origin } : {}),
       },
       {},
     );
+    return { record, valid, started: true };
+  }
+
+  /** The second half: the driver spawns the guest; the record ends ACTIVE, or ERROR with the fault. */
+  async complete(record: InstanceRecord, valid: ValidInstanceSpec, options: SpawnOptions = {}): Promise<InstanceRecord> {
     try {
-      const launched = await this.driver.spawn(valid);
-      record = await this.update(record, {
+      const launched = await this.driver.spawn(valid, options);
+      return await this.update(record, {
         state: 'active',
         task: null,
         virtType: launched.virtType,
         virtTypeReason: launched.virtTypeReason,
         image: launched.image ? { source: valid.image?.source ?? '', sha256: launched.image.sha256 } : record.image,
       });
-      return record;
     } catch (err) {
-      const fault: InstanceFault = {
-        code: err instanceof NovaletError ? err.code : 'INTERNAL',
-        message: (err as Error).message,
-        at: new Date().toISOString(),
-      };
-      return this.update(record, { state: 'error', task: null, fault });
+      // Aborted (the service is stopping): the driver removed what it made, the record stays BUILDING for the next start.
+      if (options.signal?.aborted) throw err;
+      return this.update(record, { state: 'error', task: null, fault: faultOf(err) });
     }
+  }
+
+  async spawn(spec: InstanceSpec, extra: BuildExtra = {}, options: SpawnOptions = {}): Promise<InstanceRecord> {
+    const { record, valid, started } = await this.begin(spec, extra);
+    return started ? this.complete(record, valid, options) : record;
+  }
+
+  /** Marks a record: the build went back to the schedulers, so the instance is not this host's any more. */
+  async handedBack(record: InstanceRecord): Promise<InstanceRecord> {
+    if (!record.origin) return record;
+    return this.update(record, { origin: { ...record.origin, rescheduledAt: new Date().toISOString() } });
+  }
+
+  /** Records a build refused before anything was touched (it did not fit, or asked what this host cannot give). */
+  async refused(spec: InstanceSpec, fault: InstanceFault, extra: BuildExtra = {}): Promise<InstanceRecord | null> {
+    const { record, started } = await this.begin(spec, extra);
+    return started ? this.update(record, { state: 'error', task: null, fault }) : null;
+  }
+
+  /** Ends a BUILDING record whose build cannot be finished (recovery). */
+  async failBuild(record: InstanceRecord, fault: InstanceFault): Promise<InstanceRecord> {
+    return this.update(record, { state: 'error', task: null, fault });
+  }
+
+  /** Adopts a running guest whose build was interrupted after libvirt started it (recovery). */
+  async adopt(record: InstanceRecord, change: Partial<InstanceRecord>): Promise<InstanceRecord> {
+    return this.update(record, { task: null, ...change });
   }
 
   private async operate(uuid: string, task: TaskState, action: () => Promise<void>, after: VmState): Promise<InstanceRecord> {

@@ -17,7 +17,19 @@ export interface InstanceFault {
   code: ErrorCode;
   /** The whole fault as an operator reads it: cause, diagnosis, remedy. */
   message: string;
+  /** What to do about it, when known apart from the message. */
+  remedy?: string;
   at: string;
+}
+
+/** How the instance came to this host over the bus: what recovery and idempotence need. */
+export interface BuildOrigin {
+  /** The envelope id of the build message (a redelivery carries the same). */
+  messageId: string;
+  /** The build body as received (wire form), so that an interrupted build can be finished after a restart. */
+  body: unknown;
+  /** Set once the build went back to the schedulers: the instance is not this host's any more. */
+  rescheduledAt: string | null;
 }
 
 export interface InstanceRecord {
@@ -26,7 +38,7 @@ export interface InstanceRecord {
   host: string;
   state: VmState;
   task: TaskState;
-  flavor: { vcpus: number; memoryMiB: number };
+  flavor: { vcpus: number; memoryMiB: number; rootGb?: number; name?: string };
   image: { source: string; sha256: string | null } | null;
   kernel: string | null;
   /** The virt type the instance runs with, once decided. */
@@ -36,4 +48,6 @@ export interface InstanceRecord {
   fault: InstanceFault | null;
   createdAt: string;
   updatedAt: string;
+  /** Present for instances built on request from the bus. */
+  origin?: BuildOrigin;
 }

@@ -1,6 +1,7 @@
 import type { Logger } from '../config/logger.js';
 import type { ComputeDriver, LifecycleSubscription } from '../hypervisor/compute-driver.js';
 import type { ComputeInstances } from './compute-instances.js';
+import type { InstanceRecord } from './instance-record.js';
 
 /**
  * The hypervisor's lifecycle events turned into instance states: a guest
@@ -8,13 +9,15 @@ import type { ComputeInstances } from './compute-instances.js';
  * died) becomes ERROR with a fault. Stops novalet asked for itself (stop,
  * delete) are recorded by the operation and are left alone.
  */
-export function watchLifecycle(driver: ComputeDriver, compute: ComputeInstances, log: Logger): LifecycleSubscription {
+export function watchLifecycle(driver: ComputeDriver, compute: ComputeInstances, log: Logger, recorded?: (record: InstanceRecord) => void): LifecycleSubscription {
   return driver.onLifecycleEvent((event) => {
     const crashed = event.transition === 'crashed';
     if (!crashed && !(event.transition === 'stopped' && event.byGuest)) return;
     compute.guestStopped(event.uuid, crashed).then(
       (record) => {
-        if (record) log.info({ uuid: event.uuid, state: record.state, transition: event.transition, detail: event.detail }, crashed ? 'guest crashed' : 'guest powered itself off');
+        if (!record) return;
+        log.info({ uuid: event.uuid, state: record.state, transition: event.transition, detail: event.detail }, crashed ? 'guest crashed' : 'guest powered itself off');
+        recorded?.(record);
       },
       (err: unknown) => log.error({ uuid: event.uuid, err }, 'could not record a lifecycle event'),
     );

@@ -36,6 +36,12 @@ const COMMANDS: Record<string, { run: Command; summary: string; startsGuests?: (
   capabilities: { run: lazily(() => import('./capabilities.js'), 'runCapabilities'), summary: "what this host advertises about CPUs: nova's cpu_info, guest CPU models, CPU traits", asksLibvirt: true },
   'cpu-compare': { run: lazily(() => import('./cpu-compare.js'), 'runCpuCompare'), summary: 'is the CPU in FILE compatible with this host (as virsh hypervisor-cpu-compare)', asksLibvirt: true },
   'cpu-baseline': { run: lazily(() => import('./cpu-baseline.js'), 'runCpuBaseline'), summary: 'the CPU every CPU in the FILEs can provide (as virsh hypervisor-cpu-baseline)', asksLibvirt: true },
+  compute: {
+    run: lazily(() => import('./compute.js'), 'runCompute'),
+    summary: 'the compute service: consumes compute.<host> on RabbitMQ until SIGTERM (see novalet compute --help)',
+    startsGuests: (args) => !args.includes('--help'),
+    asksLibvirt: true,
+  },
   run: { run: lazily(() => import('./run.js'), 'runRun'), summary: 'run one instance in the foreground, its console on stdout (see novalet run --help)', startsGuests: () => true, asksLibvirt: true },
 };
 

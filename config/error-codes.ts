@@ -93,6 +93,14 @@ export const ERROR_CODES = {
   EMBEDDED_ROOT_LOCK_UNREADABLE: "An embedded root's lock or claim file cannot be read.",
   EMBEDDED_ROOT_POOL_EXHAUSTED: 'Every embedded root of the pool is held by another process.',
   EMBEDDED_DRIVER_DOWN: "libvirt's embedded driver failed to start earlier in this process and does not start again.",
+
+  // The compute service
+  INSUFFICIENT_RESOURCES: "A build does not fit in what this host has left (vCPUs, memory or disk, with the allocation ratios), as nova's claims judge it.",
+  IMAGE_NOT_IN_IMAGE_DIR: 'A build names an image, kernel or ramdisk that is not a regular file in [compute] image_dir.',
+  HOST_DISABLED: 'This host cannot run instances at all (KVM unusable and no fallback) and refuses builds.',
+  BUILD_INTERRUPTED: 'A build was under way when the compute service stopped, and could not be finished after its restart.',
+  DOMAIN_LOST: "An instance's record says it exists but the hypervisor has no domain for it (found at the service's start-up).",
+  COMPUTE_STARTUP_FAILED: 'A step of the compute service\'s start-up failed; the message names the step.',
 } as const satisfies Record<string, string>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -5,6 +5,8 @@ import { maskUrlCredentials } from './mask-credentials.js';
 interface LoggerOptions {
   debug?: boolean;
   name?: string;
+  /** 2 (stderr, the commands' default: stdout is their output) or 1 (the compute service's, for journald). */
+  destination?: 1 | 2;
 }
 
 const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
@@ -35,7 +37,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
         },
       },
     },
-    pino.destination({ fd: 2, sync: true }),
+    pino.destination({ fd: options.destination ?? 2, sync: true }),
   );
 }
 

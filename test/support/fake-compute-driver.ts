@@ -71,9 +71,42 @@ export class FakeComputeDriver implements ComputeDriver {
     this.#emit({ uuid, transition: 'started', byGuest: false, detail: 'booted' });
   }
 
-  // The signal stops a real driver's image download; the fake downloads nothing, so has nothing to stop.
-  async spawn(spec: ValidInstanceSpec, _options?: SpawnOptions): Promise<SpawnedInstance> {
+  /** Spawns wait, as a long download would, until `releaseSpawns()`; the spawn's signal ends the wait. */
+  holdSpawns(): void {
+    this.#held ??= { gate: null, release: () => undefined };
+    this.#held.gate = new Promise<void>((resolve) => (this.#held!.release = resolve));
+  }
+
+  releaseSpawns(): void {
+    this.#held?.release();
+    this.#held = null;
+  }
+
+  #held: { gate: Promise<void> | null; release: () => void } | null = null;
+
+  /** A guest the driver has without anyone having asked for it (a domain without a record). */
+  addGuest(spec: ValidInstanceSpec): void {
+    const guest: FakeGuest = { spec, state: 'nostate', console: [], boots: 0 };
+    this.#guests.set(spec.uuid, guest);
+    this.#boot(spec.uuid, guest);
+  }
+
+  // The signal stops a spawn held as a download would be; nothing is left, as a real driver leaves nothing.
+  async spawn(spec: ValidInstanceSpec, options: SpawnOptions = {}): Promise<SpawnedInstance> {
     this.calls.push(`spawn ${spec.uuid}`);
+    const gate = this.#held?.gate;
+    if (gate) {
+      const signal = options.signal;
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => reject(new NovaletError('IMAGE_DOWNLOAD_ABORTED', 'The spawn was aborted.', 'Nothing is left.'));
+        if (signal?.aborted) return onAbort();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        void gate.then(() => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        });
+      });
+    }
     if (this.#guests.has(spec.uuid)) {
       throw new NovaletError('INSTANCE_EXISTS', `An instance ${spec.uuid} already exists on this host.`, 'Delete that instance first, or use another UUID.');
     }

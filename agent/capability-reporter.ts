@@ -1,0 +1,113 @@
+/**
+ * The host's capability reports (docs/messages.md): a full report at
+ * start, whenever anything but the cheap counters changed, and at least
+ * every ten heartbeats; a heartbeat every `report_interval` otherwise.
+ * `seq` increases per process, so a scheduler can drop what arrives late.
+ */
+import type { Logger } from '../config/logger.js';
+import type { CapabilityReport, FullReport, HeartbeatReport } from '../messaging/contracts/capability-report.js';
+
+/** At least one full report in this many heartbeats. */
+export const HEARTBEATS_PER_FULL = 10;
+
+export type FullReportContent = Omit<FullReport, 'seq' | 'report'>;
+
+export class CapabilityReporter {
+  #seq = 0;
+  #lastFull: string | null = null;
+  #heartbeatsSinceFull = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #sending: Promise<void> = Promise.resolve();
+  #sent = 0;
+
+  constructor(
+    private readonly gather: () => Promise<FullReportContent>,
+    private readonly publish: (report: CapabilityReport) => Promise<void>,
+    private readonly log: Logger,
+  ) {}
+
+  /** Reports sent so far. */
+  get sent(): number {
+    return this.#sent;
+  }
+
+  /** Sends a full report now, whatever was sent before (start-up, a reconnection). */
+  full(): Promise<void> {
+    return this.#queue(true);
+  }
+
+  /** Something may have changed: a full report goes out if it did. */
+  changed(): Promise<void> {
+    return this.#queue(false, true);
+  }
+
+  /** The periodic report: a heartbeat, or a full one when due or when something changed. */
+  tick(): Promise<void> {
+    return this.#queue(false);
+  }
+
+  start(intervalSeconds: number): void {
+    this.stop();
+    this.#timer = setInterval(() => void this.tick(), intervalSeconds * 1000);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  /** Waits for the reports under way. */
+  settled(): Promise<void> {
+    return this.#sending;
+  }
+
+  // One report at a time, in order: seq must arrive increasing.
+  #queue(forceFull: boolean, onlyIfChanged = false): Promise<void> {
+    const next = this.#sending.then(() => this.#send(forceFull, onlyIfChanged));
+    this.#sending = next.catch(() => undefined);
+    return next;
+  }
+
+  async #send(forceFull: boolean, onlyIfChanged: boolean): Promise<void> {
+    let content: FullReportContent;
+    try {
+      content = await this.gather();
+    } catch (err) {
+      this.log.error({ err }, 'could not gather the capability report');
+      return;
+    }
+    const fingerprint = JSON.stringify({ ...content, vcpus_used: 0, memory_mb_used: 0, free_ram_mb: 0, running_vms: 0, local_gb_used: 0, free_disk_gb: 0 });
+    const changed = fingerprint !== this.#lastFull;
+    const fullDue = forceFull || changed || this.#heartbeatsSinceFull + 1 >= HEARTBEATS_PER_FULL;
+    if (onlyIfChanged && !changed) return;
+    let report: CapabilityReport;
+    if (fullDue) {
+      report = { report: 'full', seq: ++this.#seq, ...content } satisfies FullReport;
+    } else {
+      report = {
+        report: 'heartbeat',
+        seq: ++this.#seq,
+        host: content.host,
+        service: content.service,
+        vcpus_used: content.vcpus_used,
+        memory_mb_used: content.memory_mb_used,
+        running_vms: content.running_vms,
+      } satisfies HeartbeatReport;
+    }
+    try {
+      await this.publish(report);
+    } catch (err) {
+      // Not sent: the next tick tries again (a full one, since nothing counts as sent).
+      this.log.warn({ err, report: report.report, seq: report.seq }, 'could not send the capability report');
+      return;
+    }
+    this.#sent += 1;
+    if (fullDue) {
+      this.#lastFull = fingerprint;
+      this.#heartbeatsSinceFull = 0;
+    } else {
+      this.#heartbeatsSinceFull += 1;
+    }
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * `novalet compute`: the compute service, in the foreground until SIGTERM
+ * (docs/compute-service.md). Start-up, each step logged with its duration:
+ * configuration → host (probe, libvirt connection, KVM self-test, verdict)
+ * → the start-up CPU check → reconciling records with libvirt's domains →
+ * the HTTP API → the broker → consuming `compute.<host>` → the first full
+ * report; then READY=1 to systemd. A host that cannot run instances at all
+ * still starts, and reports itself disabled with the reason.
+ */
+import path from 'node:path';
+import { createLogger, type Logger } from '../config/logger.js';
+import type { NovaletConfig } from '../config/novalet-config.js';
+import { NovaletError } from '../config/novalet-error.js';
+import { Interrupted } from '../config/interrupted.js';
+import { ComputeService } from '../agent/compute-service.js';
+import { startHttpApi, type HttpApi } from '../agent/http-api.js';
+import { InstanceStore } from '../agent/instance-store.js';
+import { ServiceMetrics } from '../agent/metrics.js';
+import { hostInventory } from '../agent/resources.js';
+import { createNotifier } from '../agent/systemd-notify.js';
+import { assembleComputeHost, type ComputeHost } from '../hypervisor/compute-host.js';
+import { decideVirtType } from '../hypervisor/virt-type/decision.js';
+import { Broker } from '../messaging/broker.js';
+import { brokerOptionsFrom } from '../messaging/broker-options.js';
+import type { ServiceStatus } from '../messaging/contracts/capability-report.js';
+import { CliUsageError } from './cli-usage-error.js';
+import { CommandLifetime } from './command-lifetime.js';
+import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
+import { loadCliConfig } from './load-cli-config.js';
+import { computeHostView, serviceHealth } from './compute-host-view.js';
+
+const HELP = `usage: novalet compute [--config-file FILE]... [--config-dir DIR]... [--debug]
+
+Runs the compute service in the foreground until SIGTERM (or SIGINT,
+SIGHUP): judges KVM on this host, consumes compute.<host> on RabbitMQ
+([DEFAULT] transport_url), builds and manages instances on request,
+sends capability reports every [DEFAULT] report_interval seconds, and
+serves the HTTP API on [api] listen and port. Logs are JSON lines on
+stdout. On SIGTERM it stops taking requests, lets those under way finish
+(up to [DEFAULT] graceful_shutdown_timeout), hands back the rest, leaves
+the guests running and exits 0.
+
+Exit status: 0 stopped by a signal; 1 a start-up step failed (the log
+says which and what to do); 2 bad arguments or configuration.`;
+
+/** The step's name and how long it took, in the log; a failure names the step. */
+async function step<T>(log: Logger, name: string, work: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    const result = await work();
+    log.info({ step: name, ms: Math.round(performance.now() - started) }, `start-up: ${name} done`);
+    return result;
+  } catch (err) {
+    if (err instanceof Interrupted) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    log.error({ step: name, ms: Math.round(performance.now() - started), code: err instanceof NovaletError ? err.code : 'INTERNAL' }, `start-up: ${name} failed: ${message}`);
+    throw new StartupFailed(name, err);
+  }
+}
+
+class StartupFailed extends Error {
+  constructor(
+    readonly step: string,
+    readonly causedBy: unknown,
+  ) {
+    super(`start-up step '${step}' failed`);
+  }
+}
+
+/** nova's AUTO: disabled reason when no instance can run here; up otherwise. */
+function serviceStatus(config: NovaletConfig, host: ComputeHost): { status: ServiceStatus; effective: 'kvm' | 'qemu' | null; reason: string; fellBack: boolean } {
+  const decision = decideVirtType({ libvirt: config.libvirt, verdict: host.verdict, hostArch: host.probe.arch });
+  if (decision.effective === null) return { status: { state: 'disabled', disabled_reason: `AUTO: ${decision.reason}` }, effective: null, reason: decision.reason, fellBack: false };
+  return { status: { state: 'up', disabled_reason: null }, effective: decision.effective, reason: decision.reason, fellBack: decision.fellBack };
+}
+
+export async function runCompute(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs('compute', argv, CONFIG_OPTIONS);
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  if (positionals.length > 0) throw new CliUsageError(`compute: unexpected argument '${positionals[0]}'.`);
+  const started = performance.now();
+  const { loaded } = loadCliConfig(values);
+  const config = loaded.values;
+  // journald takes stdout; the service has no other output.
+  const log = createLogger({ debug: Boolean(values.debug) || config.DEFAULT.debug, destination: 1, name: 'novalet-compute' });
+  log.info({ step: 'configuration', files: loaded.files, ms: Math.round(performance.now() - started) }, 'start-up: configuration done');
+  const lifetime = new CommandLifetime();
+  const notifier = createNotifier();
+  const metrics = new ServiceMetrics();
+  let host: ComputeHost | null = null;
+  let broker: Broker | null = null;
+  let api: HttpApi | null = null;
+  let service: ComputeService | null = null;
+  let stopWatchdog = (): void => undefined;
+  try {
+    // Bad broker options are bad configuration: refused before anything starts.
+    const brokerOptions = brokerOptionsFrom(config);
+    notifier.status('judging KVM on this host');
+    host = await step(log, 'host: probe, libvirt connection, KVM self-test and verdict', () =>
+      assembleComputeHost({ config, purpose: 'service', selfTest: 'run', signal: lifetime.signal, progress: (what) => log.info(what) }),
+    );
+    const judged = serviceStatus(config, host);
+    log.info({ kvm: host.verdict, effective_virt_type: judged.effective, service: judged.status }, judged.reason);
+    const assembled = host;
+    if (judged.effective !== null) {
+      await step(log, 'start-up CPU check', async () => {
+        const cpu = await assembled.driver.guestCpu(judged.effective!, judged.fellBack);
+        log.info({ guest_cpu: cpu.setting, substitution: cpu.substitution }, `instances get ${cpu.setting}`);
+      });
+    }
+    const capabilities = await step(log, 'capabilities', () => assembled.driver.hostCapabilities());
+    metrics.setKvmVerdict(host.verdict.usable, judged.effective);
+    const store = new InstanceStore(path.join(config.DEFAULT.state_path, 'instances.d'));
+    broker = new Broker(brokerOptions, log, { computeHost: config.DEFAULT.host });
+    const { cpu: _cpuDetail, ...advertised } = capabilities;
+    service = new ComputeService({
+      config,
+      driver: host.driver,
+      store,
+      broker,
+      log,
+      metrics,
+      capabilities: advertised,
+      service: judged.status,
+      inventory: () => hostInventory(config.DEFAULT.instances_path),
+      hostView: {},
+    });
+    const running = service;
+    const recovered = await step(log, 'reconcile instance records with libvirt', () => running.reconcile());
+    log.info(
+      { rebuild: recovered.rebuild.map((r) => r.uuid), failed: recovered.failed, adopted: recovered.adopted.length, lost: recovered.lost, unrecorded: recovered.unrecorded.map((d) => d.uuid) },
+      'instances reconciled',
+    );
+    const activeBroker = broker;
+    api = await step(log, `HTTP API on ${config.api.listen}:${config.api.port}`, () =>
+      startHttpApi(
+        {
+          health: () => serviceHealth(running, activeBroker, assembled),
+          host: () => computeHostView(running, assembled, judged),
+          instances: () => running.instances(),
+          instance: (uuid) => running.instance(uuid),
+          console: async (uuid, lines) => ((await running.instance(uuid)) ? assembled.driver.consoleOutput(uuid, lines) : null),
+          metrics: () => metrics.render(),
+        },
+        config.api,
+        log,
+      ),
+    );
+    notifier.status('connecting to the broker');
+    await step(log, 'broker connection', () => activeBroker.start(lifetime.signal));
+    await step(log, `consume ${`compute.${config.DEFAULT.host}`} and send the first full report`, () => running.serve());
+    log.info({ ms: Math.round(performance.now() - started), effective_virt_type: judged.effective, service: judged.status.state }, 'novalet compute is serving');
+    notifier.ready(`serving compute.${config.DEFAULT.host}; instances run under ${judged.effective ?? 'nothing (disabled)'}`);
+    stopWatchdog = notifier.startWatchdog();
+    await new Promise<void>((resolve) => {
+      if (lifetime.signal.aborted) resolve();
+      else lifetime.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    return 0;
+  } catch (err) {
+    if (lifetime.signal.aborted) return 0;
+    if (err instanceof StartupFailed) {
+      const cause = err.causedBy;
+      if (cause instanceof NovaletError) {
+        process.stderr.write(`novalet compute: start-up step '${err.step}' failed: ${cause.message}\n`);
+        return 1;
+      }
+      throw cause;
+    }
+    throw err;
+  } finally {
+    const signal = lifetime.interrupted?.signal;
+    if (signal) log.info({ signal }, `${signal}: stopping; guests keep running`);
+    notifier.stopping('stopping: finishing the requests under way');
+    stopWatchdog();
+    if (service) {
+      const outcome = await service.stop();
+      log.info(outcome, 'requests under way finished or handed back');
+    }
+    await api?.close();
+    await broker?.stop();
+    await host?.close();
+    lifetime.close();
+    log.info('novalet compute stopped');
+  }
+}

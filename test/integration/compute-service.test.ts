@@ -1,0 +1,270 @@
+/**
+ * `novalet compute` as operators run it: a real process on real libvirt
+ * and QEMU (TCG), a private RabbitMQ on 127.0.0.1, the test guest. A build
+ * from Python's pika following docs/messages.md; the HTTP API; `kill -9`
+ * during concurrent builds and the restart that finishes them; a broker
+ * restart during builds; SIGTERM with a build in flight. Every instance ends
+ * ACTIVE (or ERROR) exactly once and no QEMU is left behind.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
+import { prepareEmbeddedRoot } from '../../hypervisor/libvirt/embedded-root.js';
+import { buildTestGuest, TEST_GUEST_DIR } from '../guest/test-guest.js';
+import { processesMentioning } from '../libvirt/libvirt-test-support.js';
+import { BusClient } from '../support/bus-client.js';
+import { startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
+import { startNovalet } from '../support/run-novalet.js';
+
+/** A root of its own that outlives the run, so that libvirt's QEMU probe is paid once per machine. */
+const ROOT = '/var/tmp/novalet-test-compute';
+const PIKA_BUILD = path.join(import.meta.dirname, 'pika_build.py');
+const CMDLINE = 'console=ttyS0 novalet.name=svc';
+
+let rabbit: RabbitMqHandle;
+let stateDir: string;
+let configFile: string;
+let apiPort: number;
+const host = `it-${randomUUID().slice(0, 8)}`;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+interface Agent {
+  child: ChildProcess;
+  lines: Record<string, unknown>[];
+  exited: Promise<number | null>;
+}
+
+function startAgent(): Agent {
+  const child = startNovalet(['compute', '--config-file', configFile]);
+  const lines: Record<string, unknown>[] = [];
+  let buffered = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    let nl;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ msg: line, unparsed: true });
+      }
+    }
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  void exited.then((code) => {
+    if (code !== 0 && code !== null) console.error(`novalet compute exited ${code}: ${stderr}`);
+  });
+  return { child, lines, exited };
+}
+
+async function serving(agent: Agent, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!agent.lines.some((l) => l.msg === 'novalet compute is serving')) {
+    if (agent.child.exitCode !== null) throw new Error(`novalet compute exited ${agent.child.exitCode} before serving: ${JSON.stringify(agent.lines.slice(-5))}`);
+    if (Date.now() > deadline) throw new Error(`novalet compute did not serve in ${timeoutMs} ms: ${JSON.stringify(agent.lines.slice(-5))}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function kernelBuild(uuid: string, name: string) {
+  return {
+    instance: {
+      uuid,
+      name,
+      flavor: { name: 'm1.nano', vcpus: 1, memory_mb: 128, root_gb: 0, extra_specs: {} },
+      image: { kernel: { name: 'vmlinuz' }, ramdisk: { name: 'initramfs.cpio.gz' }, cmdline: CMDLINE, properties: {} },
+    },
+  };
+}
+
+async function qemuOf(uuid: string): Promise<string[]> {
+  return (await processesMentioning(uuid)).filter((line) => line.includes('qemu-system'));
+}
+
+/** Removes every domain left in the root (the service leaves guests running when it stops). */
+async function destroyAllDomains(): Promise<void> {
+  const connection = await LibvirtConnection.open(await prepareEmbeddedRoot(ROOT));
+  try {
+    for (const domain of await connection.listAllDomains()) await domain.remove().finally(() => domain.free());
+  } finally {
+    await connection.close();
+  }
+}
+
+beforeAll(async () => {
+  expect(buildTestGuest().status).toBe(0);
+  rabbit = await startRabbitMq();
+  stateDir = mkdtempSync('/tmp/nvc-');
+  apiPort = await freePort();
+  configFile = path.join(stateDir, 'novalet.conf');
+  writeFileSync(
+    configFile,
+    [
+      '[DEFAULT]',
+      `host = ${host}`,
+      `state_path = ${stateDir}`,
+      `transport_url = ${rabbit.url.replace(/^amqp:/, 'rabbit:')}`,
+      'report_interval = 2',
+      'graceful_shutdown_timeout = 30',
+      '[libvirt]',
+      // Instances run under TCG on any host; the KVM judgement has tests of its own.
+      'virt_type = qemu',
+      `connection_uri = qemu:///embed?root=${ROOT}`,
+      '[compute]',
+      `image_dir = ${TEST_GUEST_DIR}`,
+      '[api]',
+      `port = ${apiPort}`,
+      '[oslo_messaging_rabbit]',
+      'rabbit_retry_interval = 1',
+      'rabbit_interval_max = 2',
+    ].join('\n'),
+  );
+}, 180_000);
+
+afterAll(async () => {
+  await destroyAllDomains().catch((err: unknown) => console.error(err));
+  await rabbit?.stop();
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  expect(await processesMentioning(ROOT)).toEqual([]);
+}, 120_000);
+
+describe('novalet compute', () => {
+  let agent: Agent;
+  let client: BusClient;
+
+  it('starts, logging each start-up step with its duration, and serves the HTTP API', async () => {
+    agent = startAgent();
+    await serving(agent);
+    const steps = agent.lines.filter((l) => typeof l.step === 'string');
+    expect(steps.map((l) => l.step)).toEqual(expect.arrayContaining(['configuration', expect.stringMatching(/^host/), expect.stringMatching(/reconcile/), 'broker connection']));
+    for (const s of steps) expect(typeof s.ms).toBe('number');
+    const health = await fetch(`http://127.0.0.1:${apiPort}/healthz`);
+    expect(health.status).toBe(200);
+    const hostView = (await (await fetch(`http://127.0.0.1:${apiPort}/v1/host`)).json()) as Record<string, unknown>;
+    expect(hostView).toMatchObject({ host, effective_virt_type: 'qemu' });
+    // No password in any log line, at any level.
+    expect(agent.lines.map((l) => JSON.stringify(l)).join('\n')).not.toContain('guest:guest');
+    client = await BusClient.connect(rabbit.url);
+  }, 120_000);
+
+  it('builds what Python\'s pika sends following docs/messages.md, and the guest reaches its marker', async () => {
+    const uuid = randomUUID();
+    const run = spawn('/usr/bin/python3', [PIKA_BUILD, rabbit.url, host, uuid, 'vmlinuz', 'initramfs.cpio.gz', CMDLINE], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    run.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    run.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => run.on('close', resolve));
+    expect({ code, err }).toEqual({ code: 0, err: '' });
+    expect(out).toMatch(/"step": "marker", "line": "NOVALET-TEST-GUEST-READY name=svc/);
+    const view = (await (await fetch(`http://127.0.0.1:${apiPort}/v1/instances/${uuid}`)).json()) as Record<string, unknown>;
+    expect(view).toMatchObject({ uuid, name: 'pika-1', state: 'active', task: null, host, virt_type: 'qemu', fault: null });
+    expect(String(view.virt_type_reason)).toContain('TCG');
+    const console = await fetch(`http://127.0.0.1:${apiPort}/v1/instances/${uuid}/console?lines=20`);
+    expect(console.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(await console.text()).toContain('NOVALET-TEST-GUEST-READY');
+    const metrics = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`)).text();
+    expect(metrics).toMatch(/^novalet_builds_total 1$/m);
+    expect(metrics).toMatch(/^novalet_broker_connected 1$/m);
+    expect(await qemuOf(uuid)).toHaveLength(1);
+  }, 180_000);
+
+  it('kill -9 during concurrent builds, then a restart: each instance ends ACTIVE exactly once, no QEMU doubled or orphaned', async () => {
+    const uuids = [randomUUID(), randomUUID(), randomUUID()];
+    for (const [i, uuid] of uuids.entries()) await client.send(host, 'build', kernelBuild(uuid, `k9-${i}`));
+    await client.waitForEvent(uuids[0]!, 'create.start');
+    process.kill(-agent.child.pid!, 'SIGKILL');
+    await agent.exited;
+    agent = startAgent();
+    await serving(agent);
+    for (const uuid of uuids) await client.waitFor(`${uuid} built`, () => client.events.find((e) => e.routingKey === `instance.${uuid}.create.end` || e.routingKey === `instance.${uuid}.create.error`), 120_000);
+    // Redeliveries settle: nothing is left in the queue.
+    for (let i = 0; i < 100 && (await client.depth(`novalet.compute.${host}`)) > 0; i++) await new Promise((r) => setTimeout(r, 200));
+    expect(await client.depth(`novalet.compute.${host}`)).toBe(0);
+    const list = await client.list(host);
+    for (const uuid of uuids) {
+      expect(list.filter((i) => i.uuid === uuid)).toEqual([expect.objectContaining({ uuid, state: 'active' })]);
+      expect(client.eventsOf(uuid).filter((e) => e === 'create.end')).toHaveLength(1);
+      expect(await qemuOf(uuid)).toHaveLength(1);
+    }
+    const full = await client.waitFor('a full report after the restart', () =>
+      client.reports(host).filter((r) => r.envelope.body.report === 'full').find((r) => uuids.every((u) => (r.envelope.body.instances as { uuid: string }[]).some((i) => i.uuid === u))),
+    );
+    const instances = full.envelope.body.instances as { uuid: string }[];
+    expect(new Set(instances.map((i) => i.uuid)).size).toBe(instances.length);
+  }, 300_000);
+
+  it('a broker restart during builds: nothing lost, the agent reconnects by itself and reports again', async () => {
+    const uuids = [randomUUID(), randomUUID()];
+    for (const [i, uuid] of uuids.entries()) await client.send(host, 'build', kernelBuild(uuid, `br-${i}`));
+    await client.close();
+    await rabbit.restart();
+    client = await BusClient.connect(rabbit.url);
+    await new Promise((r) => setTimeout(r, 500));
+    const reconnected = await waitForLine(agent, (l) => typeof l.msg === 'string' && /^Reconnected to AMQP server on 127\.0\.0\.1:\d+/.test(l.msg), 60_000);
+    expect(reconnected).toBeTruthy();
+    await client.waitFor('a report after the reconnection', () => client.reports(host)[0], 30_000);
+    const deadline = Date.now() + 120_000;
+    let list: { uuid: string; state: string }[] = [];
+    while (Date.now() < deadline) {
+      list = await client.list(host);
+      if (uuids.every((u) => list.some((i) => i.uuid === u && i.state === 'active'))) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    for (const uuid of uuids) {
+      expect(list.filter((i) => i.uuid === uuid)).toEqual([expect.objectContaining({ state: 'active' })]);
+      expect(await qemuOf(uuid)).toHaveLength(1);
+    }
+    expect((await fetch(`http://127.0.0.1:${apiPort}/healthz`)).status).toBe(200);
+  }, 300_000);
+
+  it('SIGTERM with a build in flight: the build is not lost, the guests keep running, exit 0', async () => {
+    const running = await client.list(host);
+    const uuid = randomUUID();
+    await client.send(host, 'build', kernelBuild(uuid, 'term'));
+    await client.waitForEvent(uuid, 'create.start');
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+    for (const r of running) expect(await qemuOf(r.uuid)).toHaveLength(1);
+    agent = startAgent();
+    await serving(agent);
+    const shown = await client.call(host, 'show', { uuid });
+    expect(shown).toMatchObject({ ok: true, result: { state: 'active' } });
+    expect(await qemuOf(uuid)).toHaveLength(1);
+    // Clean up through the bus: deletes, then the agent stops.
+    const all = await client.list(host);
+    for (const r of all) await client.send(host, 'delete', { uuid: r.uuid });
+    for (const r of all) await client.waitForEvent(r.uuid, 'delete.end', 60_000);
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+    await client.close();
+    for (const r of all) expect(await qemuOf(r.uuid)).toEqual([]);
+  }, 300_000);
+});
+
+async function waitForLine(agent: Agent, match: (l: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = agent.lines.find(match);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no such log line in ${timeoutMs} ms; last: ${JSON.stringify(agent.lines.slice(-5))}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
