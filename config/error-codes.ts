@@ -93,6 +93,11 @@ export const ERROR_CODES = {
   EMBEDDED_ROOT_LOCK_UNREADABLE: "An embedded root's lock or claim file cannot be read.",
   EMBEDDED_ROOT_POOL_EXHAUSTED: 'Every embedded root of the pool is held by another process.',
   EMBEDDED_DRIVER_DOWN: "libvirt's embedded driver failed to start earlier in this process and does not start again.",
+
+  // The message broker (messaging/)
+  TRANSPORT_URL_INVALID: 'The [DEFAULT] transport_url is not a RabbitMQ URL novalet can use: another scheme, a bad port, an empty host or entry.',
+  BROKER_TLS_FILE_UNREADABLE: 'A file [oslo_messaging_rabbit] ssl_ca_file, ssl_cert_file or ssl_key_file names cannot be read, or is not a regular file.',
+  AMQP_NAME_INVALID: "A host name or instance UUID cannot be part of a queue name or routing key: empty, too long, or holding '*', '#', whitespace or control characters.",
 } as const satisfies Record<string, string>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
