@@ -100,7 +100,16 @@ export const ERROR_CODES = {
   HOST_DISABLED: 'This host cannot run instances at all (KVM unusable and no fallback) and refuses builds.',
   BUILD_INTERRUPTED: 'A build was under way when the compute service stopped, and could not be finished after its restart.',
   DOMAIN_LOST: "An instance's record says it exists but the hypervisor has no domain for it (found at the service's start-up).",
-  COMPUTE_STARTUP_FAILED: 'A step of the compute service\'s start-up failed; the message names the step.',
+
+  // The message broker (messaging/)
+  TRANSPORT_URL_INVALID: 'The [DEFAULT] transport_url is not a RabbitMQ URL novalet can use: another scheme, a bad port, an empty host or entry.',
+  BROKER_TLS_FILE_UNREADABLE: 'A file [oslo_messaging_rabbit] ssl_ca_file, ssl_cert_file or ssl_key_file names cannot be read, or is not a regular file.',
+  BROKER_PUBLISH_FAILED: 'A message was not confirmed by the broker: nacked, refused (no such exchange), not confirmed within rpc_response_timeout, or the connection was stopped first.',
+  BROKER_CONSUME_FAILED: 'The broker refused to let novalet consume from a queue (no such queue, or access refused).',
+  BROKER_STOPPED: 'The broker connection was used after it was stopped, or stopped before the operation finished.',
+  RPC_TIMEOUT: 'No reply to an RPC call came within its timeout (rpc_response_timeout unless the caller gave one).',
+  RPC_REPLY_TOO_LARGE: 'The reply to an RPC call is larger than [oslo_messaging_rabbit] max_message_size.',
+  AMQP_NAME_INVALID: "A host name or instance UUID cannot be part of a queue name or routing key: empty, too long, or holding '*', '#', whitespace or control characters.",
 } as const satisfies Record<string, string>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
