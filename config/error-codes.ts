@@ -23,6 +23,9 @@ export const ERROR_CODES = {
   CONFIG_CPU_RULE: "The CPU options break nova's _check_cpu_compatibility rules or the flag syntax.",
   CONFIG_UNSUPPORTED: 'A setting nova accepts that novalet cannot honour (virt_type lxc or parallels).',
 
+  // The compute service
+  API_LISTEN_FAILED: "The HTTP API cannot listen on [api] listen and [api] port: the port is taken, the address is not this host's, or the port needs a privilege.",
+
   // The host and its tools
   LIBC_UNAVAILABLE: 'The ioctl(2) of libc cannot be called through koffi (no glibc, or koffi without its native module).',
   KVM_IOCTL_RECORDING_INVALID: "A recording of another host's /dev/kvm answers (kvm-ioctl.json) is malformed.",
