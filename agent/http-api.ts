@@ -20,19 +20,9 @@ import type { Logger } from '../config/logger.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { quotePrefix, quoteForMessage } from '../config/quote-for-message.js';
 
-export interface InstanceView {
-  uuid: string;
-  name: string;
-  state: 'building' | 'active' | 'stopped' | 'error' | 'deleted';
-  task: string | null;
-  host: string;
-  virt_type: 'kvm' | 'qemu' | null;
-  virt_type_reason: string | null;
-  fault: { code: string; message: string; remedy?: string } | null;
-  created_at: string;
-  updated_at: string;
-  flavor: { vcpus: number; memory_mb: number };
-}
+import type { InstanceView } from './instance-view.js';
+
+export type { InstanceView };
 
 /** `reason` names what is wrong, e.g. "not consuming compute.<host>: the broker at host:port is unreachable". */
 export interface HealthState {

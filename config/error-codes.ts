@@ -23,9 +23,6 @@ export const ERROR_CODES = {
   CONFIG_CPU_RULE: "The CPU options break nova's _check_cpu_compatibility rules or the flag syntax.",
   CONFIG_UNSUPPORTED: 'A setting nova accepts that novalet cannot honour (virt_type lxc or parallels).',
 
-  // The compute service
-  API_LISTEN_FAILED: "The HTTP API cannot listen on [api] listen and [api] port: the port is taken, the address is not this host's, or the port needs a privilege.",
-
   // The host and its tools
   LIBC_UNAVAILABLE: 'The ioctl(2) of libc cannot be called through koffi (no glibc, or koffi without its native module).',
   KVM_IOCTL_RECORDING_INVALID: "A recording of another host's /dev/kvm answers (kvm-ioctl.json) is malformed.",
@@ -98,6 +95,7 @@ export const ERROR_CODES = {
   EMBEDDED_DRIVER_DOWN: "libvirt's embedded driver failed to start earlier in this process and does not start again.",
 
   // The compute service
+  API_LISTEN_FAILED: "The HTTP API cannot listen on [api] listen and [api] port: the port is taken, the address is not this host's, or the port needs a privilege.",
   INSUFFICIENT_RESOURCES: "A build does not fit in what this host has left (vCPUs, memory or disk, with the allocation ratios), as nova's claims judge it.",
   IMAGE_NOT_IN_IMAGE_DIR: 'A build names an image, kernel or ramdisk that is not a regular file in [compute] image_dir.',
   HOST_DISABLED: 'This host cannot run instances at all (KVM unusable and no fallback) and refuses builds.',

@@ -7,6 +7,7 @@ import { maskCredentialsInText } from '../config/mask-credentials.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { readTlsFiles, type BrokerOptions } from './broker-options.js';
 import { DEAD_LETTER, declareTopology, type TopologySpec } from './topology.js';
+import { deadLetterHeaders, type DeadLetterCode } from './contracts/dead-letter.js';
 import { describeAddress, type BrokerAddress } from './transport-url.js';
 
 /**
@@ -587,7 +588,7 @@ export class Broker extends EventEmitter {
     if (message.content.length > limit) {
       const reason = `The message is ${message.content.length} bytes, more than [oslo_messaging_rabbit] max_message_size (${limit}).`;
       this.log.warn({ queue: consumer.queue }, `A message on queue '${consumer.queue}' is moved to ${DEAD_LETTER} unread: ${reason}`);
-      void this.deadLetter(consumer, delivery, message, reason);
+      void this.deadLetter(consumer, delivery, message, 'MESSAGE_TOO_LARGE', reason);
       return;
     }
     void (async () => {
@@ -595,13 +596,13 @@ export class Broker extends EventEmitter {
         await consumer.handler(delivery);
       } catch (error) {
         this.log.error({ queue: consumer.queue }, `The handler of queue '${consumer.queue}' failed: ${this.scrub(error)}${settled ? '' : `; the message is moved to ${DEAD_LETTER}`}.`);
-        if (!settled) await this.deadLetter(consumer, delivery, message, `The handler failed: ${this.scrub(error)}`);
+        if (!settled) await this.deadLetter(consumer, delivery, message, 'HANDLER_FAILED', `The handler failed: ${this.scrub(error)}`);
       }
     })();
   }
 
   /** Moves a delivery to novalet.dead with the reason (confirmed before the ack); requeued if that fails. */
-  private async deadLetter(consumer: Consumer, delivery: Delivery, message: ConsumeMessage, reason: string): Promise<void> {
+  private async deadLetter(consumer: Consumer, delivery: Delivery, message: ConsumeMessage, code: DeadLetterCode, reason: string): Promise<void> {
     try {
       await this.publish(DEAD_LETTER, message.fields.routingKey, message.content, {
         ...(delivery.properties.messageId !== undefined && { messageId: delivery.properties.messageId }),
@@ -613,6 +614,8 @@ export class Broker extends EventEmitter {
           [DEAD_QUEUE_HEADER]: consumer.queue,
           [DEAD_EXCHANGE_HEADER]: message.fields.exchange,
           [DEAD_ROUTING_KEY_HEADER]: message.fields.routingKey,
+          // The contract's headers (docs/messages.md, "Dead-lettering").
+          ...deadLetterHeaders(code, reason, message.fields.routingKey),
         },
       });
       delivery.ack();

@@ -15,6 +15,7 @@ export const DEAD_LETTER_CODES = [
   'VERSION_UNSUPPORTED',
   'KIND_UNKNOWN',
   'BODY_INVALID',
+  'HANDLER_FAILED',
 ] as const;
 
 export type DeadLetterCode = (typeof DEAD_LETTER_CODES)[number];
@@ -29,6 +30,7 @@ export const DEAD_LETTER_MEANINGS: Readonly<Record<DeadLetterCode, string>> = {
   VERSION_UNSUPPORTED: 'The envelope carries a wire version other than 1.',
   KIND_UNKNOWN: 'The envelope kind is not one the receiving service takes on that queue.',
   BODY_INVALID: "The body does not match its kind's contract: a field is missing, of the wrong type or out of its range.",
+  HANDLER_FAILED: 'The receiving service failed on a valid message without settling it (a bug); its log says why.',
 };
 
 export const DEAD_LETTER_HEADERS = {

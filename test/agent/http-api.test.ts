@@ -28,7 +28,7 @@ const view = (uuid: string, name: string): InstanceView => ({
   fault: null,
   created_at: '2025-01-01T00:00:00.000Z',
   updated_at: '2025-01-01T00:00:01.000Z',
-  flavor: { vcpus: 1, memory_mb: 256 },
+  flavor: { vcpus: 1, memory_mb: 256, root_gb: 1, name: 'm1.tiny' },
 });
 
 /** A plain-object source; each test changes what it needs. Calls are recorded. */

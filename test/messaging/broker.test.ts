@@ -386,6 +386,9 @@ describe('Broker against a private RabbitMQ', () => {
     const byId = new Map(dead.map((m) => [m.properties.messageId as string, m]));
     expect(byId.get('boom-1')!.properties.headers).toMatchObject({ [DEAD_REASON_HEADER]: 'The handler failed: boom-error', [DEAD_QUEUE_HEADER]: 'novalet.compute.node-d' });
     expect(String(byId.get('big-1')!.properties.headers![DEAD_REASON_HEADER])).toMatch(/2002 bytes, more than \[oslo_messaging_rabbit\] max_message_size \(1024\)/);
+    // The contract's headers too (docs/messages.md).
+    expect(byId.get('big-1')!.properties.headers).toMatchObject({ 'x-novalet-error': 'MESSAGE_TOO_LARGE', 'x-novalet-routing-key': 'compute.node-d' });
+    expect(byId.get('boom-1')!.properties.headers).toMatchObject({ 'x-novalet-error': 'HANDLER_FAILED' });
     expect(byId.get('big-1')!.content.length).toBe(2002);
     expect(handled).toEqual(['"boom"', '"fine"']); // the large one never reached the handler
     expect(logger.lines.find((l) => l.msg.includes('boom-error'))).toMatchObject({ level: 50, queue: 'novalet.compute.node-d' });
