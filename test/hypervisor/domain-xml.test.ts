@@ -75,6 +75,14 @@ describe('domain XML', () => {
     expect(d.devices.disk.target).toEqual({ '@_dev': 'vda', '@_bus': 'virtio' });
   });
 
+  it('turns off the USB controller libvirt would add by default, on every architecture', () => {
+    // Without <controller type='usb' model='none'/> libvirt gives a pc guest a piix3-uhci controller.
+    for (const arch of ['x86_64', 'aarch64']) {
+      const d = parse(buildDomainXml(definition({ arch, machine: arch === 'aarch64' ? 'virt' : null })));
+      expect(d.devices.controller).toEqual({ '@_type': 'usb', '@_model': 'none' });
+    }
+  });
+
   it('keeps novalet\'s instance data in its own metadata namespace', () => {
     const d = parse(buildDomainXml(definition()));
     const meta = d.metadata['novalet:instance'];

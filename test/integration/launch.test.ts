@@ -109,6 +109,12 @@ describe('instances under TCG', () => {
     expect(name).toBe('direct-1');
     expect(model?.length).toBeGreaterThan(0);
     expect(flags).toContain('fpu');
+    // The running domain has no USB controller: libvirt took model none rather than adding piix3-uhci.
+    const domain = await connection.lookupByUuid(spec.uuid);
+    const xml = await domain!.getXmlDesc();
+    await domain!.free();
+    expect(xml).toMatch(/<controller type='usb' index='0' model='none'/);
+    expect(xml).not.toMatch(/uhci|ehci|xhci/);
   });
 
   it('boots a qcow2 overlay on a cached base image, and reuses the cache', async () => {
@@ -188,6 +194,7 @@ describe('instances under TCG', () => {
     expect(xml).toContain("<domain type='qemu'");
     expect(xml).toContain('<emulator>/usr/bin/qemu-system-aarch64</emulator>');
     expect(xml).toMatch(/machine='virt/);
+    expect(xml).toMatch(/<controller type='usb' index='0' model='none'/);
     await driver.destroy(spec.uuid);
   });
 
