@@ -170,10 +170,20 @@ export class ComputeService {
       } catch (err) {
         if (err instanceof HandedBack || abort.signal.aborted) {
           delivery?.nack(true);
+        } else if (delivery && !delivery.redelivered) {
+          // A bug, not bad input: the request goes back for one more try rather than being lost.
+          this.options.log.error({ err }, 'a request failed unexpectedly; it is handed back to the broker for one more try');
+          delivery.nack(true);
+        } else if (delivery) {
+          // Failed twice: kept in novalet.dead for the operator, not retried for ever.
+          this.options.log.error({ err }, 'a request failed unexpectedly again; it is moved to novalet.dead');
+          this.options.metrics.deadLettered('HANDLER_FAILED');
+          await this.#publisher.deadLetter(delivery, 'HANDLER_FAILED', `The compute host failed on it twice: ${err instanceof Error ? err.message : String(err)}`).then(
+            () => delivery.ack(),
+            () => delivery.nack(true),
+          );
         } else {
-          // A bug, not bad input: the request goes back for another try rather than being lost.
-          this.options.log.error({ err }, 'a request failed unexpectedly; it is handed back to the broker');
-          delivery?.nack(true);
+          this.options.log.error({ err }, 'an interrupted build could not be finished');
         }
       } finally {
         this.#inFlight.delete(entry);

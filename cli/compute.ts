@@ -7,6 +7,7 @@
  * report; then READY=1 to systemd. A host that cannot run instances at all
  * still starts, and reports itself disabled with the reason.
  */
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { createLogger, type Logger } from '../config/logger.js';
 import type { NovaletConfig } from '../config/novalet-config.js';
@@ -98,6 +99,8 @@ export async function runCompute(argv: string[]): Promise<number> {
   try {
     // Bad broker options are bad configuration: refused before anything starts.
     const brokerOptions = brokerOptionsFrom(config);
+    // The resource report measures its file system from the start.
+    await mkdir(config.DEFAULT.instances_path, { recursive: true });
     notifier.status('judging KVM on this host');
     host = await step(log, 'host: probe, libvirt connection, KVM self-test and verdict', () =>
       assembleComputeHost({ config, purpose: 'service', selfTest: 'run', signal: lifetime.signal, progress: (what) => log.info(what) }),

@@ -18,7 +18,7 @@ import { buildTestGuest, TEST_GUEST_DIR } from '../guest/test-guest.js';
 import { processesMentioning } from '../libvirt/libvirt-test-support.js';
 import { BusClient } from '../support/bus-client.js';
 import { startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
-import { startNovalet } from '../support/run-novalet.js';
+import { NOVALET } from '../support/run-novalet.js';
 
 /** A root of its own that outlives the run, so that libvirt's QEMU probe is paid once per machine. */
 const ROOT = '/var/tmp/novalet-test-compute';
@@ -48,8 +48,14 @@ interface Agent {
   exited: Promise<number | null>;
 }
 
+/** Agents started by this file: one lives across several tests, so run-novalet's per-test clean-up is not for it. */
+const agents = new Set<ChildProcess>();
+
 function startAgent(): Agent {
-  const child = startNovalet(['compute', '--config-file', configFile]);
+  const { LIBVIRT_LOG_OUTPUTS: _routedForTests, ...env } = process.env;
+  const child = spawn(process.execPath, [NOVALET, 'compute', '--config-file', configFile], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  agents.add(child);
+  child.on('close', () => agents.delete(child));
   const lines: Record<string, unknown>[] = [];
   let buffered = '';
   child.stdout!.on('data', (d: Buffer) => {
@@ -77,7 +83,7 @@ function startAgent(): Agent {
 async function serving(agent: Agent, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!agent.lines.some((l) => l.msg === 'novalet compute is serving')) {
-    if (agent.child.exitCode !== null) throw new Error(`novalet compute exited ${agent.child.exitCode} before serving: ${JSON.stringify(agent.lines.slice(-5))}`);
+    if (agent.child.exitCode !== null || agent.child.signalCode !== null) throw new Error(`novalet compute exited ${agent.child.exitCode} before serving: ${JSON.stringify(agent.lines.slice(-5))}`);
     if (Date.now() > deadline) throw new Error(`novalet compute did not serve in ${timeoutMs} ms: ${JSON.stringify(agent.lines.slice(-5))}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -139,6 +145,16 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  // An agent a failed test left: stopped as systemd would, then killed.
+  for (const child of agents) child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, agents.size > 0 ? 5000 : 0));
+  for (const child of agents) {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // Gone.
+    }
+  }
   await destroyAllDomains().catch((err: unknown) => console.error(err));
   await rabbit?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
