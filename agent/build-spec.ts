@@ -29,13 +29,10 @@ async function fileInImageDir(imageDir: string, name: string, field: string): Pr
   return file;
 }
 
-async function localFile(imageDir: string, source: ImageSource, field: string): Promise<string> {
-  if (source.name !== undefined) return fileInImageDir(imageDir, source.name, `${field}.name`);
-  throw new NovaletError(
-    'INSTANCE_SPEC_INVALID',
-    `${field} is given by url; a kernel or ramdisk must be a file of the image folder here.`,
-    'Put the kernel and ramdisk into [compute] image_dir and name them, or boot a disk image by url.',
-  );
+/** A kernel or ramdisk: a file of the image folder by name, or a URL (with its checksum) for the driver's image cache. */
+async function bootFile(imageDir: string, source: ImageSource, field: string): Promise<{ file: string; checksum?: string }> {
+  if (source.name !== undefined) return { file: await fileInImageDir(imageDir, source.name, `${field}.name`) };
+  return { file: source.url!, checksum: source.checksum! };
 }
 
 export async function instanceSpecOf(build: BuildBody, imageDir: string): Promise<InstanceSpec> {
@@ -53,8 +50,14 @@ export async function instanceSpecOf(build: BuildBody, imageDir: string): Promis
     },
   };
   if (image.kernel !== undefined) {
-    spec.kernel = await localFile(imageDir, image.kernel, 'body.instance.image.kernel');
-    if (image.ramdisk !== undefined) spec.ramdisk = await localFile(imageDir, image.ramdisk, 'body.instance.image.ramdisk');
+    const kernel = await bootFile(imageDir, image.kernel, 'body.instance.image.kernel');
+    spec.kernel = kernel.file;
+    spec.kernelChecksum = kernel.checksum;
+    if (image.ramdisk !== undefined) {
+      const ramdisk = await bootFile(imageDir, image.ramdisk, 'body.instance.image.ramdisk');
+      spec.ramdisk = ramdisk.file;
+      spec.ramdiskChecksum = ramdisk.checksum;
+    }
     if (image.cmdline !== undefined) spec.cmdline = image.cmdline;
   } else if (image.url !== undefined) {
     spec.image = { source: image.url, checksum: image.checksum };

@@ -20,15 +20,14 @@ import { ServiceMetrics } from '../agent/metrics.js';
 import { hostInventory } from '../agent/resources.js';
 import { createNotifier } from '../agent/systemd-notify.js';
 import { assembleComputeHost, type ComputeHost } from '../hypervisor/compute-host.js';
-import { decideVirtType } from '../hypervisor/virt-type/decision.js';
 import { Broker } from '../messaging/broker.js';
 import { brokerOptionsFrom } from '../messaging/broker-options.js';
-import type { ServiceStatus } from '../messaging/contracts/capability-report.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { CommandLifetime } from './command-lifetime.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { loadCliConfig } from './load-cli-config.js';
 import { computeHostView, serviceHealth } from './compute-host-view.js';
+import { serviceStatus } from './compute-service-status.js';
 
 const HELP = `usage: novalet compute [--config-file FILE]... [--config-dir DIR]... [--debug]
 
@@ -68,13 +67,6 @@ class StartupFailed extends Error {
   }
 }
 
-/** nova's AUTO: disabled reason when no instance can run here; up otherwise. */
-function serviceStatus(config: NovaletConfig, host: ComputeHost): { status: ServiceStatus; effective: 'kvm' | 'qemu' | null; reason: string; fellBack: boolean } {
-  const decision = decideVirtType({ libvirt: config.libvirt, verdict: host.verdict, hostArch: host.probe.arch });
-  if (decision.effective === null) return { status: { state: 'disabled', disabled_reason: `AUTO: ${decision.reason}` }, effective: null, reason: decision.reason, fellBack: false };
-  return { status: { state: 'up', disabled_reason: null }, effective: decision.effective, reason: decision.reason, fellBack: decision.fellBack };
-}
-
 export async function runCompute(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('compute', argv, CONFIG_OPTIONS);
   if (values.help) {
@@ -105,7 +97,7 @@ export async function runCompute(argv: string[]): Promise<number> {
     host = await step(log, 'host: probe, libvirt connection, KVM self-test and verdict', () =>
       assembleComputeHost({ config, purpose: 'service', selfTest: 'run', signal: lifetime.signal, progress: (what) => log.info(what) }),
     );
-    const judged = serviceStatus(config, host);
+    const judged = serviceStatus(config.libvirt, host.verdict, host.probe.arch);
     log.info({ kvm: host.verdict, effective_virt_type: judged.effective, service: judged.status }, judged.reason);
     const assembled = host;
     if (judged.effective !== null) {

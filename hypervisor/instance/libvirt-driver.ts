@@ -35,7 +35,7 @@ import { ImageCache, type CachedImage } from './image-cache.js';
 import { downloadLimitsFrom } from './image-download.js';
 import type { DomainOwner } from './metadata.js';
 import { createOverlay } from './qemu-img.js';
-import type { ValidInstanceSpec } from './spec.js';
+import { isImageUrl, type ValidInstanceSpec } from './spec.js';
 
 /**
  * The ComputeDriver on libvirt's QEMU driver (nova's LibvirtDriver): the one
@@ -164,8 +164,8 @@ export class LibvirtDriver implements ComputeDriver {
     const decided = this.virtTypeFor(spec, guestArch);
     const emulator = emulatorFor(host.qemuEmulators, guestArch);
     const { cpu, ...guestCpu } = await this.cpuFor(guestArch, decided);
-    if (spec.kernel) await requireReadable(spec.kernel, 'kernel');
-    if (spec.ramdisk) await requireReadable(spec.ramdisk, 'ramdisk');
+    if (spec.kernel && !isImageUrl(spec.kernel)) await requireReadable(spec.kernel, 'kernel');
+    if (spec.ramdisk && !isImageUrl(spec.ramdisk)) await requireReadable(spec.ramdisk, 'ramdisk');
 
     const dir = this.instanceDir(spec.uuid);
     await mkdir(this.options.instancesPath, { recursive: true });
@@ -190,12 +190,15 @@ export class LibvirtDriver implements ComputeDriver {
         await chmod(overlay, this.modes.file);
         disk = { path: overlay, format: 'qcow2' };
       }
-      // Copies, so that the guest can still boot after the caller's files change.
+      // Copies, so that the guest can still boot after the caller's files change; URLs come through the image cache.
       const kernel = spec.kernel ? path.join(dir, 'kernel') : null;
       const ramdisk = spec.ramdisk ? path.join(dir, 'ramdisk') : null;
+      const local = async (source: string | undefined, checksum: string | undefined): Promise<string | undefined> =>
+        source && isImageUrl(source) ? (await this.imageCache.fetch({ source, checksum }, { signal })).path : source;
+      const [kernelFrom, ramdiskFrom] = await Promise.all([local(spec.kernel, spec.kernelChecksum), local(spec.ramdisk, spec.ramdiskChecksum)]);
       await Promise.all([
-        spec.kernel && kernel ? copyFile(spec.kernel, kernel, constants.COPYFILE_FICLONE) : null,
-        spec.ramdisk && ramdisk ? copyFile(spec.ramdisk, ramdisk, constants.COPYFILE_FICLONE) : null,
+        kernelFrom && kernel ? copyFile(kernelFrom, kernel, constants.COPYFILE_FICLONE) : null,
+        ramdiskFrom && ramdisk ? copyFile(ramdiskFrom, ramdisk, constants.COPYFILE_FICLONE) : null,
       ]);
       // copyFile keeps the source's mode; the copies are as private as the disk.
       await Promise.all([kernel, ramdisk].map((f) => (f ? chmod(f, this.modes.file) : null)));

@@ -44,8 +44,12 @@ export interface InstanceSpec {
   memoryMiB: number;
   /** The root disk image; absent for a diskless kernel boot. */
   image?: ImageRef | undefined;
+  /** A local file, or an http(s) URL with `kernelChecksum` (fetched into the image cache). */
   kernel?: string | undefined;
+  kernelChecksum?: string | undefined;
+  /** A local file, or an http(s) URL with `ramdiskChecksum`. */
   ramdisk?: string | undefined;
+  ramdiskChecksum?: string | undefined;
   cmdline?: string | undefined;
   imageProperties?: ImageProperties | undefined;
   /** Requested virt type (`novalet run --virt-type`); else the configuration decides. */
@@ -123,8 +127,15 @@ export function validateInstanceSpec(spec: InstanceSpec): ValidInstanceSpec {
   if ((spec.ramdisk || spec.cmdline) && !spec.kernel) {
     throw new InstanceSpecError('kernel', 'A ramdisk or kernel command line was given without a kernel.', 'Give --kernel too, or drop --ramdisk/--cmdline.');
   }
-  for (const [field, file] of [['kernel', spec.kernel], ['ramdisk', spec.ramdisk]] as const) {
-    if (file) requireRegularFile(field, file);
+  for (const [field, file, checksum] of [['kernel', spec.kernel, spec.kernelChecksum], ['ramdisk', spec.ramdisk, spec.ramdiskChecksum]] as const) {
+    if (!file) continue;
+    if (!isImageUrl(file)) {
+      requireRegularFile(field, file);
+      continue;
+    }
+    if (checksum === undefined || !SHA256.test(checksum.toLowerCase())) {
+      throw new InstanceSpecError(`${field}Checksum`, `The ${field} URL ${file} has no checksum of the form sha256:<64 hex digits>: a download cannot be trusted without one.`, `Give the ${field}'s SHA-256.`);
+    }
   }
   if (spec.cmdline !== undefined && CONTROL.test(spec.cmdline)) {
     throw new InstanceSpecError('cmdline', 'The kernel command line contains a control character.', 'Use printable characters only.');

@@ -20,6 +20,7 @@ import { createLogger } from '../../config/logger.js';
 import type { NovaletConfig } from '../../config/novalet-config.js';
 import { Broker } from '../../messaging/broker.js';
 import { brokerOptionsFrom } from '../../messaging/broker-options.js';
+import type { ServiceStatus } from '../../messaging/contracts/capability-report.js';
 import { BusClient } from '../support/bus-client.js';
 import { FAKE_CAPABILITIES, FakeComputeDriver } from '../support/fake-compute-driver.js';
 import { startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
@@ -63,7 +64,7 @@ function configFor(host: string, extra = ''): NovaletConfig {
   return loadConfig({ configFiles: [file] }).values;
 }
 
-async function startService(config: NovaletConfig, driver = new FakeComputeDriver(), store?: InstanceStore) {
+async function startService(config: NovaletConfig, driver = new FakeComputeDriver(), store?: InstanceStore, status: ServiceStatus = { state: 'up', disabled_reason: null }) {
   const broker = new Broker(brokerOptionsFrom(config), log, { computeHost: config.DEFAULT.host });
   const metrics = new ServiceMetrics();
   const service = new ComputeService({
@@ -74,7 +75,7 @@ async function startService(config: NovaletConfig, driver = new FakeComputeDrive
     log,
     metrics,
     capabilities,
-    service: { state: 'up', disabled_reason: null },
+    service: status,
     inventory: async () => ({ vcpus: 4, memoryMb: 2048, localGb: 40 }),
     hostView: {},
   });
@@ -191,6 +192,20 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(list.map((i) => i.uuid)).toEqual([direct]);
   });
 
+  it('a disabled host reports why and refuses builds with HOST_DISABLED, touching nothing', async () => {
+    const host = newHost();
+    const reason = 'AUTO: could not find capabilities for domaintype=kvm: /dev/kvm does not exist.';
+    const { driver } = await startService(configFor(host), new FakeComputeDriver(), undefined, { state: 'disabled', disabled_reason: reason });
+    const full = await client.waitFor('a full report', () => client.reports(host).find((r) => r.envelope.body.report === 'full'));
+    expect(full.envelope.body.service).toEqual({ state: 'disabled', disabled_reason: reason });
+    const uuid = randomUUID();
+    await client.send(host, 'build', build(uuid));
+    const error = await client.waitForEvent(uuid, 'create.error');
+    expect(error.envelope.body).toMatchObject({ will_retry: false, fault: { code: 'HOST_DISABLED' } });
+    expect(String((error.envelope.body.fault as { message: string }).message)).toContain(reason);
+    expect(driver.calls).toEqual([]);
+  });
+
   it('answers calls: show, list and console; an unknown instance is an error reply', async () => {
     const host = newHost();
     await startService(configFor(host));
@@ -236,6 +251,8 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(outcome).toEqual({ finished: 0, handedBack: 1 });
     await first.broker.stop();
     running.splice(0);
+    // Back in the queue (the broker settles the nack of a closing channel in its own time).
+    for (let i = 0; i < 50 && (await client.depth(`novalet.compute.${host}`)) !== 1; i++) await new Promise((r) => setTimeout(r, 100));
     expect(await client.depth(`novalet.compute.${host}`)).toBe(1);
     driver.releaseSpawns();
     await startService(config, driver);

@@ -188,7 +188,7 @@ describe('novalet compute', () => {
     run.stdout.on('data', (d: Buffer) => (out += d.toString()));
     run.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((resolve) => run.on('close', resolve));
-    expect({ code, err }).toEqual({ code: 0, err: '' });
+    expect({ code, err, out }).toEqual({ code: 0, err: '', out: expect.stringContaining('"step": "marker"') });
     expect(out).toMatch(/"step": "marker", "line": "NOVALET-TEST-GUEST-READY name=svc/);
     const view = (await (await fetch(`http://127.0.0.1:${apiPort}/v1/instances/${uuid}`)).json()) as Record<string, unknown>;
     expect(view).toMatchObject({ uuid, name: 'pika-1', state: 'active', task: null, host, virt_type: 'qemu', fault: null });
@@ -234,7 +234,7 @@ describe('novalet compute', () => {
     await rabbit.restart();
     client = await BusClient.connect(rabbit.url);
     await new Promise((r) => setTimeout(r, 500));
-    const reconnected = await waitForLine(agent, (l) => typeof l.msg === 'string' && /^Reconnected to AMQP server on 127\.0\.0\.1:\d+/.test(l.msg), 60_000);
+    const reconnected = await waitForLine(agent, (l) => typeof l.msg === 'string' && /Reconnected to AMQP server on 127\.0\.0\.1:\d+/.test(l.msg), 60_000);
     expect(reconnected).toBeTruthy();
     await client.waitFor('a report after the reconnection', () => client.reports(host)[0], 30_000);
     const deadline = Date.now() + 120_000;

@@ -67,7 +67,7 @@ while time.time() < deadline and ended is None:
     if method.routing_key.endswith("create.end") or method.routing_key.endswith("create.error"):
         ended = message
 
-if ended is None or not ended["kind"].endswith("create.end"):
+if ended is None or ended["body"].get("event") != "create.end":
     say(step="failed", why="no create.end", got=ended)
     sys.exit(1)
 

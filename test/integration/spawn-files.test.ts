@@ -30,10 +30,12 @@ beforeAll(async () => {
   host = await testComputeHost(config, 'recorded');
   const disk = readFileSync(guest.disk);
   diskSha = createHash('sha256').update(disk).digest('hex');
+  const served: Record<string, Buffer> = { '/disk.qcow2': disk, '/vmlinuz': readFileSync(guest.kernel), '/initramfs': readFileSync(guest.initramfs) };
   server = createServer((req, res) => {
-    if (req.url === '/disk.qcow2') {
-      res.writeHead(200, { 'content-length': disk.length });
-      res.end(disk);
+    const body = served[req.url ?? ''];
+    if (body) {
+      res.writeHead(200, { 'content-length': body.length });
+      res.end(body);
     } else {
       // Headers, then nothing: a download that only the caller's signal ends here.
       res.writeHead(200, { 'content-length': disk.length });
@@ -82,6 +84,33 @@ describe('the files of a spawned instance', () => {
     spawned.push(spec.uuid);
     expect(mode(path.join(launched.instanceDir, 'kernel'))).toBe(0o600);
     expect(mode(path.join(launched.instanceDir, 'ramdisk'))).toBe(0o600);
+  });
+});
+
+describe('a kernel boot from URLs', () => {
+  it('fetches kernel and ramdisk through the image cache by their checksums, and the guest boots from the copies', async () => {
+    const sha = (file: string) => `sha256:${createHash('sha256').update(readFileSync(file)).digest('hex')}`;
+    const spec = validateInstanceSpec({
+      name: 'url-kernel',
+      vcpus: 1,
+      memoryMiB: 128,
+      kernel: `${base}/vmlinuz`,
+      kernelChecksum: sha(guest.kernel),
+      ramdisk: `${base}/initramfs`,
+      ramdiskChecksum: sha(guest.initramfs),
+      cmdline: testGuestCmdline('url-kernel'),
+      virtType: 'qemu',
+    });
+    const launched = await host.driver.spawn(spec);
+    spawned.push(spec.uuid);
+    expect(readFileSync(path.join(launched.instanceDir, 'kernel')).equals(readFileSync(guest.kernel))).toBe(true);
+    expect(readFileSync(path.join(launched.instanceDir, 'ramdisk')).equals(readFileSync(guest.initramfs))).toBe(true);
+    const cached = readdirSync(path.join(stateDir, 'instances', '_base'));
+    expect(cached).toEqual(expect.arrayContaining([sha(guest.kernel).slice(7), sha(guest.initramfs).slice(7)].map((h) => expect.stringContaining(h))));
+  });
+
+  it('a kernel URL without its checksum is refused before anything is fetched', () => {
+    expect(() => validateInstanceSpec({ name: 'no-sum', vcpus: 1, memoryMiB: 128, kernel: `${base}/vmlinuz` })).toThrow(/kernel URL .* has no checksum/);
   });
 });
 

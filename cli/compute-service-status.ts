@@ -1,0 +1,26 @@
+/**
+ * Whether the compute service takes builds: `up` when instances can run
+ * here (KVM, or the TCG fallback), else `disabled` with nova's `AUTO: `
+ * reason (as nova-compute disables itself), so that schedulers skip the
+ * host and operators see why. The service still starts and reports.
+ */
+import type { LibvirtSection } from '../config/novalet-config.js';
+import type { ServiceStatus } from '../messaging/contracts/capability-report.js';
+import type { KvmVerdict } from '../messaging/contracts/kvm-verdict.js';
+import { decideVirtType } from '../hypervisor/virt-type/decision.js';
+
+export interface JudgedService {
+  status: ServiceStatus;
+  effective: 'kvm' | 'qemu' | null;
+  /** Why that virt type (or why none): the decision's sentence. */
+  reason: string;
+  fellBack: boolean;
+}
+
+export function serviceStatus(libvirt: LibvirtSection, verdict: KvmVerdict, hostArch: string): JudgedService {
+  const decision = decideVirtType({ libvirt, verdict, hostArch });
+  if (decision.effective === null) {
+    return { status: { state: 'disabled', disabled_reason: `AUTO: ${decision.reason}` }, effective: null, reason: decision.reason, fellBack: false };
+  }
+  return { status: { state: 'up', disabled_reason: null }, effective: decision.effective, reason: decision.reason, fellBack: decision.fellBack };
+}

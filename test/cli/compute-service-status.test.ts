@@ -1,0 +1,26 @@
+/** A host that cannot run instances at all still serves, disabled with nova's AUTO: reason. */
+import { describe, expect, it } from 'vitest';
+import { serviceStatus } from '../../cli/compute-service-status.js';
+import { loadConfig } from '../../config/load-config.js';
+import type { KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
+
+const libvirt = loadConfig({ configFiles: [] }).values.libvirt;
+const unusable: KvmVerdict = { usable: false, reasons: [{ code: 'KVM_DEVICE_MISSING', message: '/dev/kvm does not exist.', remedy: 'Load kvm_intel or kvm_amd, or set [libvirt] virt_type = qemu.' }] };
+
+describe('serviceStatus', () => {
+  it('KVM usable: up, kvm', () => {
+    expect(serviceStatus(libvirt, { usable: true, reasons: [] }, 'x86_64')).toMatchObject({ status: { state: 'up', disabled_reason: null }, effective: 'kvm', fellBack: false });
+  });
+
+  it('KVM unusable with the fallback: up under qemu, fallen back', () => {
+    expect(serviceStatus(libvirt, unusable, 'x86_64')).toMatchObject({ status: { state: 'up' }, effective: 'qemu', fellBack: true });
+  });
+
+  it("KVM unusable and no fallback: disabled, with nova's AUTO: prefix and libvirt's classic words", () => {
+    const judged = serviceStatus({ ...libvirt, fallback_virt_type: '' }, unusable, 'x86_64');
+    expect(judged.effective).toBeNull();
+    expect(judged.status.state).toBe('disabled');
+    expect(judged.status.disabled_reason).toMatch(/^AUTO: could not find capabilities for domaintype=kvm/);
+    expect(judged.status.disabled_reason).toContain('/dev/kvm does not exist.');
+  });
+});
