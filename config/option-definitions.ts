@@ -778,7 +778,7 @@ const TABLE = [
     help: [
       'Specifies the number of messages to prefetch. Setting to zero allows unlimited messages.',
       '',
-      'novalet takes at most ``[DEFAULT] max_concurrent_builds`` unacknowledged requests at once when this is zero, so that requests it cannot start yet stay in the queue for the broker to redeliver.',
+      'When this is zero, novalet compute takes at most twice ``[DEFAULT] max_concurrent_builds`` unacknowledged requests at once, so that calls are not stuck behind builds and requests it cannot start yet stay in the broker.',
     ],
   }),
   option({

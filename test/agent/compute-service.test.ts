@@ -206,6 +206,27 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(driver.calls).toEqual([]);
   });
 
+  it('stop, start and reboot: each its event and state; a cast for an unknown instance is acknowledged and changes nothing', async () => {
+    const host = newHost();
+    const { driver } = await startService(configFor(host));
+    const uuid = randomUUID();
+    await client.send(host, 'build', build(uuid));
+    await client.waitForEvent(uuid, 'create.end');
+    await client.send(host, 'stop', { uuid });
+    expect((await client.waitForEvent(uuid, 'power.off')).envelope.body.state).toBe('stopped');
+    await client.send(host, 'start', { uuid });
+    expect((await client.waitForEvent(uuid, 'power.on')).envelope.body.state).toBe('active');
+    await client.send(host, 'reboot', { uuid, type: 'HARD' });
+    expect((await client.waitForEvent(uuid, 'reboot.end')).envelope.body.state).toBe('active');
+    expect(driver.calls.filter((c) => c.endsWith(uuid))).toEqual([`spawn ${uuid}`, `powerOff ${uuid} 60000`, `powerOn ${uuid}`, `reboot HARD ${uuid}`]);
+    const stranger = randomUUID();
+    await client.send(host, 'stop', { uuid: stranger });
+    await client.list(host);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(client.eventsOf(stranger)).toEqual([]);
+    expect(driver.calls.filter((c) => c.endsWith(stranger))).toEqual([]);
+  });
+
   it('answers calls: show, list and console; an unknown instance is an error reply', async () => {
     const host = newHost();
     await startService(configFor(host));

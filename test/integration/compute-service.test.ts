@@ -51,9 +51,9 @@ interface Agent {
 /** Agents started by this file: one lives across several tests, so run-novalet's per-test clean-up is not for it. */
 const agents = new Set<ChildProcess>();
 
-function startAgent(): Agent {
-  const { LIBVIRT_LOG_OUTPUTS: _routedForTests, ...env } = process.env;
-  const child = spawn(process.execPath, [NOVALET, 'compute', '--config-file', configFile], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+function startAgent(extraEnv: NodeJS.ProcessEnv = {}): Agent {
+  const { LIBVIRT_LOG_OUTPUTS: _routedForTests, NOTIFY_SOCKET: _notInTests, ...env } = process.env;
+  const child = spawn(process.execPath, [NOVALET, 'compute', '--config-file', configFile], { env: { ...env, ...extraEnv }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   agents.add(child);
   child.on('close', () => agents.delete(child));
   const lines: Record<string, unknown>[] = [];
@@ -165,9 +165,22 @@ describe('novalet compute', () => {
   let agent: Agent;
   let client: BusClient;
 
-  it('starts, logging each start-up step with its duration, and serves the HTTP API', async () => {
-    agent = startAgent();
-    await serving(agent);
+  it('starts, logging each start-up step with its duration, tells systemd READY=1 once consuming, and serves the HTTP API', async () => {
+    // systemd's notification socket, stood in for by a receiver of our own (this machine's PID 1 is not systemd).
+    const socketPath = path.join(stateDir, 'notify.sock');
+    const receiver = spawn('/usr/bin/python3', [path.join(import.meta.dirname, '../support/notify-receiver.py'), socketPath, '120'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let notified = '';
+    receiver.stdout.on('data', (d: Buffer) => (notified += d.toString()));
+    try {
+      for (let i = 0; i < 100 && !notified.includes('bound'); i++) await new Promise((r) => setTimeout(r, 50));
+      agent = startAgent({ NOTIFY_SOCKET: socketPath });
+      await serving(agent);
+      for (let i = 0; i < 50 && !notified.includes('READY=1'); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(notified).toContain('READY=1');
+      expect(notified).toMatch(/STATUS=serving compute\./);
+    } finally {
+      receiver.kill('SIGTERM');
+    }
     const steps = agent.lines.filter((l) => typeof l.step === 'string');
     expect(steps.map((l) => l.step)).toEqual(expect.arrayContaining(['configuration', expect.stringMatching(/^host/), expect.stringMatching(/reconcile/), 'broker connection']));
     for (const s of steps) expect(typeof s.ms).toBe('number');
