@@ -48,8 +48,6 @@ export interface ComputeServiceOptions {
   service: ServiceStatus;
   /** The host's totals (CPUs, memory, instances_path's file system). */
   inventory: () => Promise<HostInventory>;
-  /** /v1/host: the probe, the verdict, the capabilities. */
-  hostView: Record<string, unknown>;
 }
 
 interface InFlight {

@@ -9,6 +9,7 @@
 import { statfs } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
 import type { DefaultSection } from '../config/novalet-config.js';
+import type { FullReport } from '../messaging/contracts/capability-report.js';
 import type { InstanceFault, InstanceRecord } from './instance-record.js';
 
 const MiB = 1024 * 1024;
@@ -53,22 +54,24 @@ export function isHostInstance(record: InstanceRecord): boolean {
   return record.state !== 'deleted' && !record.origin?.rescheduledAt;
 }
 
-export interface ResourceView {
-  vcpus: number;
-  vcpus_used: number;
-  memory_mb: number;
-  memory_mb_used: number;
-  free_ram_mb: number;
-  local_gb: number;
-  local_gb_used: number;
-  free_disk_gb: number;
-  cpu_allocation_ratio: number;
-  ram_allocation_ratio: number;
-  disk_allocation_ratio: number;
-  reserved_host_memory_mb: number;
-  reserved_host_disk_mb: number;
-  running_vms: number;
-}
+/** The resource fields of a full capability report, as nova's ComputeNode names them. */
+export type ResourceView = Pick<
+  FullReport,
+  | 'vcpus'
+  | 'vcpus_used'
+  | 'memory_mb'
+  | 'memory_mb_used'
+  | 'free_ram_mb'
+  | 'local_gb'
+  | 'local_gb_used'
+  | 'free_disk_gb'
+  | 'cpu_allocation_ratio'
+  | 'ram_allocation_ratio'
+  | 'disk_allocation_ratio'
+  | 'reserved_host_memory_mb'
+  | 'reserved_host_disk_mb'
+  | 'running_vms'
+>;
 
 export function resourceView(inventory: HostInventory, records: readonly InstanceRecord[], d: DefaultSection): ResourceView {
   const holding = records.filter(holdsResources);

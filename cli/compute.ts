@@ -121,7 +121,6 @@ export async function runCompute(argv: string[]): Promise<number> {
       capabilities: advertised,
       service: judged.status,
       inventory: () => hostInventory(config.DEFAULT.instances_path),
-      hostView: {},
     });
     const running = service;
     const recovered = await step(log, 'reconcile instance records with libvirt', () => running.reconcile());

@@ -172,7 +172,7 @@ describe('novalet command line', () => {
   it('refuses an unknown command with exit 2 and one line', async () => {
     const run = await runNovalet(['frobnicate']);
     expect(run.status).toBe(2);
-    expect(run.stderr.trim()).toMatch(/^novalet: unknown command 'frobnicate'; the commands are: validate, config, capabilities, cpu-compare, cpu-baseline, run\./);
+    expect(run.stderr.trim()).toMatch(/^novalet: unknown command 'frobnicate'; the commands are: validate, config, capabilities, cpu-compare, cpu-baseline, compute, run\./);
   });
 
   it('refuses an unknown option with exit 2 and one line', async () => {

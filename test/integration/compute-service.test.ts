@@ -215,6 +215,20 @@ describe('novalet compute', () => {
     expect(await qemuOf(uuid)).toHaveLength(1);
   }, 180_000);
 
+  it('the same message delivered twice, and the same instance under a second message id: one guest', async () => {
+    const uuid = randomUUID();
+    const id = randomUUID();
+    await client.send(host, 'build', kernelBuild(uuid, 'twice'), id);
+    await client.send(host, 'build', kernelBuild(uuid, 'twice'), id);
+    await client.send(host, 'build', kernelBuild(uuid, 'twice'));
+    await client.waitForEvent(uuid, 'create.end');
+    for (let i = 0; i < 50 && (await client.depth(`novalet.compute.${host}`)) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await client.list(host)).filter((i) => i.uuid === uuid)).toHaveLength(1);
+    expect(client.eventsOf(uuid)).toEqual(['create.start', 'create.end']);
+    expect(await qemuOf(uuid)).toHaveLength(1);
+  }, 120_000);
+
   it('kill -9 during concurrent builds, then a restart: each instance ends ACTIVE exactly once, no QEMU doubled or orphaned', async () => {
     const uuids = [randomUUID(), randomUUID(), randomUUID()];
     for (const [i, uuid] of uuids.entries()) await client.send(host, 'build', kernelBuild(uuid, `k9-${i}`));
@@ -223,6 +237,9 @@ describe('novalet compute', () => {
     await agent.exited;
     agent = startAgent();
     await serving(agent);
+    // The kill came mid-build: the restart found at least one BUILDING record to finish.
+    const reconciled = agent.lines.find((l) => l.msg === 'instances reconciled') as { rebuild: string[] } | undefined;
+    expect(reconciled?.rebuild.length).toBeGreaterThan(0);
     for (const uuid of uuids) await client.waitFor(`${uuid} built`, () => client.events.find((e) => e.routingKey === `instance.${uuid}.create.end` || e.routingKey === `instance.${uuid}.create.error`), 120_000);
     // Redeliveries settle: nothing is left in the queue.
     for (let i = 0; i < 100 && (await client.depth(`novalet.compute.${host}`)) > 0; i++) await new Promise((r) => setTimeout(r, 200));

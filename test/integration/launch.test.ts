@@ -160,7 +160,8 @@ describe('instances under TCG', () => {
     expect(deleted.state).toBe('deleted');
     expect(existsSync(driver.instanceDir(record.uuid))).toBe(false);
     expect(await connection.lookupByUuid(record.uuid)).toBeNull();
-  });
+    // Four boots under TCG and an ACPI power-off: minutes on a loaded 2-core machine.
+  }, 180_000);
 
   it('notices a guest that powered itself off (lifecycle event) and records it STOPPED', async () => {
     const record = await compute.spawn(kernelSpec('self-off'));
