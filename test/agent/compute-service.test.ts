@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ComputeService } from '../../agent/compute-service.js';
 import { InstanceStore } from '../../agent/instance-store.js';
@@ -64,7 +65,7 @@ function configFor(host: string, extra = ''): NovaletConfig {
   return loadConfig({ configFiles: [file] }).values;
 }
 
-async function startService(config: NovaletConfig, driver = new FakeComputeDriver(), store?: InstanceStore, status: ServiceStatus = { state: 'up', disabled_reason: null }) {
+async function startService(config: NovaletConfig, driver = new FakeComputeDriver(), store?: InstanceStore, status: ServiceStatus = { state: 'up', disabled_reason: null }, logger = log) {
   const broker = new Broker(brokerOptionsFrom(config), log, { computeHost: config.DEFAULT.host });
   const metrics = new ServiceMetrics();
   const service = new ComputeService({
@@ -72,7 +73,7 @@ async function startService(config: NovaletConfig, driver = new FakeComputeDrive
     driver,
     store: store ?? new InstanceStore(path.join(config.DEFAULT.state_path, 'instances.d')),
     broker,
-    log,
+    log: logger,
     metrics,
     capabilities,
     service: status,
@@ -256,6 +257,26 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     await client.waitForEvent(uuid, 'delete.end');
     expect(client.eventsOf(uuid)).toEqual(['create.start', 'create.end', 'delete.end']);
     expect(driver.calls.filter((c) => c.endsWith(uuid))).toEqual([`spawn ${uuid}`, `destroy ${uuid}`]);
+  });
+
+  it('logs each build with the time from the request\'s receipt to the guest running (bench/compute-service.ts reads it)', async () => {
+    const host = newHost();
+    const lines: Record<string, unknown>[] = [];
+    const captured = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const driver = new FakeComputeDriver();
+    driver.holdSpawns();
+    await startService(configFor(host), driver, undefined, undefined, captured);
+    const uuid = randomUUID();
+    await client.send(host, 'build', build(uuid));
+    await client.waitForEvent(uuid, 'create.start');
+    await new Promise((r) => setTimeout(r, 400));
+    driver.releaseSpawns();
+    await client.waitForEvent(uuid, 'create.end');
+    const built = lines.find((l) => l.msg === 'instance built' && l.uuid === uuid);
+    expect(built).toMatchObject({ uuid, received_to_running_ms: expect.any(Number) });
+    // From the receipt, so at least the held spawn and no less than the build's own seconds.
+    expect(built!.received_to_running_ms as number).toBeGreaterThanOrEqual(400);
+    expect(built!.received_to_running_ms as number).toBeGreaterThanOrEqual(Math.floor((built!.seconds as number) * 1000));
   });
 
   it('stop with a build in flight: the request goes back to the queue, the record stays BUILDING, and the next start finishes it once', async () => {
