@@ -58,6 +58,8 @@ const host = `bench-${randomUUID().slice(0, 8)}`;
 const execFileAsync = promisify(execFile);
 /** The built command (test/support/run-novalet.ts names it too, but registers a vitest hook). */
 const NOVALET = path.resolve(import.meta.dirname, '../cli/main.js');
+/** The repository (bench/ runs from dist/bench). */
+const TOP = path.resolve(import.meta.dirname, '../..');
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
@@ -115,11 +117,21 @@ interface Agent {
   stderr: () => string;
 }
 
+/** Node's flags as deploy/novalet-compute.service gives them: 2 MiB young-generation semi-spaces (V8's default 16 costs ~13 MB resident). */
+const AGENT_NODE_FLAGS = unitNodeFlags();
+
+function unitNodeFlags(): string[] {
+  const unit = readFileSync(path.join(TOP, 'deploy/novalet-compute.service'), 'utf8');
+  const exec = /^ExecStart=.*exec \/usr\/bin\/node ((?:--\S+ )*)\S+main\.js/m.exec(unit);
+  if (!exec) throw new Error('deploy/novalet-compute.service has no ExecStart running /usr/bin/node on main.js');
+  return exec[1]!.trim().split(' ').filter(Boolean);
+}
+
 function startAgent(configFile: string): Agent {
   const { LIBVIRT_LOG_OUTPUTS: _routed, [FORK_SAFE_ENV]: _relaunched, ...env } = process.env;
   // This process has descriptors 3 … 12 on /dev/null (runForkSafe above): passed on, as the unit's bash does.
   const reserved = Array.from({ length: RESERVED_FD_RANGE[1] - RESERVED_FD_RANGE[0] + 1 }, (_, i) => RESERVED_FD_RANGE[0] + i);
-  const child = spawn(process.execPath, [NOVALET, 'compute', '--config-file', configFile], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe', ...reserved] });
+  const child = spawn(process.execPath, [...AGENT_NODE_FLAGS, NOVALET, 'compute', '--config-file', configFile], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe', ...reserved] });
   const lines: Record<string, unknown>[] = [];
   let buffered = '';
   child.stdout!.on('data', (d: Buffer) => {
