@@ -12,6 +12,16 @@ import type { InstanceStore } from './instance-store.js';
 /** nova's [DEFAULT] shutdown_timeout: how long a guest has to power itself off. */
 export const DEFAULT_CLEAN_SHUTDOWN_MS = 60_000;
 
+/** A build refused before it started: what its record keeps (the bus already checked these fields). */
+export interface RefusedBuild {
+  uuid: string;
+  name: string;
+  vcpus: number;
+  memoryMiB: number;
+  rootGb: number;
+  flavorName: string;
+}
+
 /** What a build from the bus records beside the spec. */
 export interface BuildExtra {
   flavor?: { rootGb: number; name: string };
@@ -114,10 +124,33 @@ export class ComputeInstances {
     return this.update(record, { origin: { ...record.origin, rescheduledAt: new Date().toISOString() } });
   }
 
-  /** Records a build refused before anything was touched (it did not fit, or asked what this host cannot give). */
-  async refused(spec: InstanceSpec, fault: InstanceFault, extra: BuildExtra = {}): Promise<InstanceRecord | null> {
-    const { record, started } = await this.begin(spec, extra);
-    return started ? this.update(record, { state: 'error', task: null, fault }) : null;
+  /**
+   * Records a build refused before anything was touched (it did not fit, its
+   * image is not here, the host is disabled): ERROR with the fault, no image.
+   * Nothing is written over an instance this host already has.
+   */
+  async refused(build: RefusedBuild, fault: InstanceFault, origin?: BuildOrigin): Promise<InstanceRecord | null> {
+    const existing = await this.store.read(build.uuid);
+    if (existing && existing.state !== 'deleted' && !existing.origin?.rescheduledAt) return null;
+    const now = new Date().toISOString();
+    const record: InstanceRecord = {
+      uuid: build.uuid,
+      name: build.name,
+      host: this.host,
+      state: 'error',
+      task: null,
+      flavor: { vcpus: build.vcpus, memoryMiB: build.memoryMiB, rootGb: build.rootGb, name: build.flavorName },
+      image: null,
+      kernel: null,
+      virtType: null,
+      virtTypeReason: null,
+      fault,
+      createdAt: now,
+      updatedAt: now,
+      ...(origin ? { origin } : {}),
+    };
+    await this.store.write(record);
+    return record;
   }
 
   /** Ends a BUILDING record whose build cannot be finished (recovery). */

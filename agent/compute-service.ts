@@ -278,6 +278,11 @@ export class ComputeService {
     await this.#locks.run(uuid, async () => {
       const origin = { messageId: envelope.id, body, rescheduledAt: null };
       const flavor = { rootGb: body.instance.flavor.root_gb, name: body.instance.flavor.name };
+      const known = await this.compute.get(uuid);
+      if (known && isRepeat(known, envelope.id)) {
+        this.options.log.info({ uuid, message_id: envelope.id, state: known.state }, 'a repeated build: the instance is on record already, nothing is done');
+        return;
+      }
       let spec;
       try {
         spec = await instanceSpecOf(body, this.options.config.compute.image_dir);
@@ -376,10 +381,9 @@ export class ComputeService {
     if (placed) {
       await this.#publisher.reschedule(rescheduleBody(body, { host: this.host, ...wire }));
     } else {
-      const spec = await instanceSpecOf(body, this.options.config.compute.image_dir).catch(() => null);
-      // Without an image the build still has its record (image: null); the fault is in it and in the event.
-      const recordable = spec ?? { uuid: body.instance.uuid, name: body.instance.name, vcpus: body.instance.flavor.vcpus, memoryMiB: body.instance.flavor.memory_mb, kernel: '-' };
-      await this.compute.refused(recordable, fault, { origin }).catch((err: unknown) => this.options.log.warn({ err, uuid: body.instance.uuid }, 'could not record a refused build'));
+      const { instance } = body;
+      const refusedBuild = { uuid: instance.uuid, name: instance.name, vcpus: instance.flavor.vcpus, memoryMiB: instance.flavor.memory_mb, rootGb: instance.flavor.root_gb, flavorName: instance.flavor.name };
+      await this.compute.refused(refusedBuild, fault, origin).catch((err: unknown) => this.options.log.warn({ err, uuid: instance.uuid }, 'could not record a refused build'));
     }
     const retry = willRetry(body);
     await this.#event({ event: 'create.error', uuid: body.instance.uuid, host: this.host, state: retry ? 'building' : 'error', fault: wire, will_retry: retry });

@@ -192,6 +192,20 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(list.map((i) => i.uuid)).toEqual([direct]);
   });
 
+  it('a direct build naming an image the host does not have: ERROR on record with the fault, create.error, nothing built', async () => {
+    const host = newHost();
+    const { driver } = await startService(configFor(host));
+    const uuid = randomUUID();
+    const body = build(uuid);
+    body.instance.image = { kernel: { name: 'no-such-kernel' }, cmdline: 'console=ttyS0', properties: {} };
+    await client.send(host, 'build', body);
+    const error = await client.waitForEvent(uuid, 'create.error');
+    expect(error.envelope.body).toMatchObject({ state: 'error', will_retry: false, fault: { code: 'IMAGE_NOT_IN_IMAGE_DIR' } });
+    const shown = await client.call(host, 'show', { uuid });
+    expect(shown).toMatchObject({ ok: true, result: { uuid, state: 'error', fault: { code: 'IMAGE_NOT_IN_IMAGE_DIR' }, flavor: { vcpus: 1, memory_mb: 256, root_gb: 1, name: 'm1.tiny' } } });
+    expect(driver.calls).toEqual([]);
+  });
+
   it('a disabled host reports why and refuses builds with HOST_DISABLED, touching nothing', async () => {
     const host = newHost();
     const reason = 'AUTO: could not find capabilities for domaintype=kvm: /dev/kvm does not exist.';
