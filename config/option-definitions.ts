@@ -408,7 +408,7 @@ const TABLE = [
     help: [
       'Total time to wait in seconds for an instance to perform a clean shutdown.',
       '',
-      'It determines the overall period (in seconds) a VM is allowed to perform a clean shutdown. While performing stop and soft reboot, the ACPI power button is pressed and, if the guest has not powered itself off within this time, it is powered off.',
+      'It determines the overall period (in seconds) a VM is allowed to perform a clean shutdown. On stop, the ACPI power button is pressed and, if the guest has not powered itself off within this time, it is powered off.',
       '',
       'Possible values:',
       '',
