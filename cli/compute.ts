@@ -13,6 +13,7 @@ import { createLogger, type Logger } from '../config/logger.js';
 import type { NovaletConfig } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { Interrupted } from '../config/interrupted.js';
+import { printable } from '../config/quote-for-message.js';
 import { ComputeService } from '../agent/compute-service.js';
 import { startHttpApi, type HttpApi } from '../agent/http-api.js';
 import { InstanceStore } from '../agent/instance-store.js';
@@ -159,7 +160,8 @@ export async function runCompute(argv: string[]): Promise<number> {
     if (err instanceof StartupFailed) {
       const cause = err.causedBy;
       if (cause instanceof NovaletError) {
-        process.stderr.write(`novalet compute: start-up step '${err.step}' failed: ${cause.message}\n`);
+        // Escaped as main.ts escapes every message: it may quote libvirt's words or a file's.
+        process.stderr.write(`novalet compute: start-up step '${err.step}' failed: ${printable(cause.message)}\n`);
         return 1;
       }
       throw cause;
