@@ -26,7 +26,7 @@
  *
  *   npm run build && node dist/bench/compute-service.js [rounds]
  */
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -37,9 +37,10 @@ import amqp from 'amqplib';
 import type { LibvirtDomain } from '../hypervisor/libvirt/domain.js';
 import { prepareEmbeddedRoot } from '../hypervisor/libvirt/embedded-root.js';
 import { openEmbeddedRootFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
-import { FORK_SAFE_ENV, RESERVED_FD_RANGE, runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
+import { RESERVED_FD_RANGE, runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 import { TEST_GUEST_DIR } from '../test/guest/test-guest.js';
 import { BusClient } from '../test/support/bus-client.js';
+import { startComputeAgent, testGuestBuild, type ComputeAgent } from '../test/support/compute-agent.js';
 import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
 
 // libvirt cannot fork QEMU from a plainly started node: see hypervisor/libvirt/fork-safety.ts.
@@ -110,12 +111,7 @@ async function tapEvents(url: string): Promise<{ arrivals: Arrival[]; close: () 
   return { arrivals, close: () => model.close().catch(() => undefined) };
 }
 
-interface Agent {
-  child: ChildProcess;
-  lines: Record<string, unknown>[];
-  exited: Promise<number | null>;
-  stderr: () => string;
-}
+type Agent = ComputeAgent;
 
 /** Node's flags as deploy/novalet-compute.service gives them: 2 MiB young-generation semi-spaces (V8's default 16 costs ~13 MB resident). */
 const AGENT_NODE_FLAGS = unitNodeFlags();
@@ -128,29 +124,9 @@ function unitNodeFlags(): string[] {
 }
 
 function startAgent(configFile: string): Agent {
-  const { LIBVIRT_LOG_OUTPUTS: _routed, [FORK_SAFE_ENV]: _relaunched, ...env } = process.env;
   // This process has descriptors 3 … 12 on /dev/null (runForkSafe above): passed on, as the unit's bash does.
   const reserved = Array.from({ length: RESERVED_FD_RANGE[1] - RESERVED_FD_RANGE[0] + 1 }, (_, i) => RESERVED_FD_RANGE[0] + i);
-  const child = spawn(process.execPath, [...AGENT_NODE_FLAGS, NOVALET, 'compute', '--config-file', configFile], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe', ...reserved] });
-  const lines: Record<string, unknown>[] = [];
-  let buffered = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    buffered += d.toString();
-    let nl;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        lines.push({ msg: line, unparsed: true });
-      }
-    }
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return { child, lines, exited, stderr: () => stderr };
+  return startComputeAgent(configFile, { program: NOVALET, nodeFlags: AGENT_NODE_FLAGS, extraFds: reserved });
 }
 
 async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs: number, agent?: Agent): Promise<T> {
@@ -167,14 +143,7 @@ async function waitFor<T>(what: string, check: () => T | undefined | false, time
 }
 
 function kernelBuild(uuid: string, name: string) {
-  return {
-    instance: {
-      uuid,
-      name,
-      flavor: { name: 'm1.nano', vcpus: 1, memory_mb: MEMORY_MB, root_gb: 0, extra_specs: {} },
-      image: { kernel: { name: 'vmlinuz' }, ramdisk: { name: 'initramfs.cpio.gz' }, cmdline: CMDLINE, properties: {} },
-    },
-  };
+  return testGuestBuild(uuid, name, { memoryMb: MEMORY_MB, cmdline: CMDLINE });
 }
 
 /** `virsh` on the agent's root, once the agent is gone (libvirt lets one process embed a root). */

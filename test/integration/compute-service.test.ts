@@ -18,6 +18,7 @@ import { buildTestGuest, TEST_GUEST_DIR } from '../guest/test-guest.js';
 import { processesMentioning } from '../libvirt/libvirt-test-support.js';
 import { BusClient } from '../support/bus-client.js';
 import { startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
+import { startComputeAgent, testGuestBuild, type ComputeAgent } from '../support/compute-agent.js';
 import { NOVALET } from '../support/run-novalet.js';
 
 /** A root of its own that outlives the run, so that libvirt's QEMU probe is paid once per machine. */
@@ -42,42 +43,19 @@ async function freePort(): Promise<number> {
   });
 }
 
-interface Agent {
-  child: ChildProcess;
-  lines: Record<string, unknown>[];
-  exited: Promise<number | null>;
-}
+type Agent = ComputeAgent;
 
 /** Agents started by this file: one lives across several tests, so run-novalet's per-test clean-up is not for it. */
 const agents = new Set<ChildProcess>();
 
-function startAgent(extraEnv: NodeJS.ProcessEnv = {}): Agent {
-  const { LIBVIRT_LOG_OUTPUTS: _routedForTests, NOTIFY_SOCKET: _notInTests, ...env } = process.env;
-  const child = spawn(process.execPath, [NOVALET, 'compute', '--config-file', configFile], { env: { ...env, ...extraEnv }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  agents.add(child);
-  child.on('close', () => agents.delete(child));
-  const lines: Record<string, unknown>[] = [];
-  let buffered = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    buffered += d.toString();
-    let nl;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        lines.push({ msg: line, unparsed: true });
-      }
-    }
+function startAgent(env: NodeJS.ProcessEnv = {}): Agent {
+  const agent = startComputeAgent(configFile, { program: NOVALET, env });
+  agents.add(agent.child);
+  agent.child.on('close', () => agents.delete(agent.child));
+  void agent.exited.then((code) => {
+    if (code !== 0 && code !== null) console.error(`novalet compute exited ${code}: ${agent.stderr()}`);
   });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  void exited.then((code) => {
-    if (code !== 0 && code !== null) console.error(`novalet compute exited ${code}: ${stderr}`);
-  });
-  return { child, lines, exited };
+  return agent;
 }
 
 async function serving(agent: Agent, timeoutMs = 90_000): Promise<void> {
@@ -90,14 +68,7 @@ async function serving(agent: Agent, timeoutMs = 90_000): Promise<void> {
 }
 
 function kernelBuild(uuid: string, name: string) {
-  return {
-    instance: {
-      uuid,
-      name,
-      flavor: { name: 'm1.nano', vcpus: 1, memory_mb: 128, root_gb: 0, extra_specs: {} },
-      image: { kernel: { name: 'vmlinuz' }, ramdisk: { name: 'initramfs.cpio.gz' }, cmdline: CMDLINE, properties: {} },
-    },
-  };
+  return testGuestBuild(uuid, name, { memoryMb: 128, cmdline: CMDLINE });
 }
 
 async function qemuOf(uuid: string): Promise<string[]> {
