@@ -14,6 +14,12 @@
  *
  * Idle threads are unref'd (they never keep the process alive); a thread with a
  * call in flight is ref'd, like any pending I/O.
+ *
+ * Each thread is a whole Node isolate, ~7 MiB resident whatever it does, so
+ * the pool grows for a burst of calls and shrinks after it: a thread beyond
+ * the first that has had nothing to do for `idleMs` is stopped, as a thread
+ * pool's keep-alive does. The first stays, so a lone call never waits for a
+ * thread to start (~80 ms: an isolate, koffi, libvirt.so.0).
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -67,20 +73,28 @@ interface CallThread {
   job: Job | null;
   /** Settles once the thread has loaded koffi and libvirt.so.0, or has stopped. */
   ready: Promise<void>;
+  /** Stops the thread once it has been idle for the pool's idle time (not for the first thread). */
+  idleTimer: NodeJS.Timeout | null;
 }
 
 /** Enough for a create, a destroy and a few queries at once; more calls wait in line. */
 export const DEFAULT_LIBVIRT_CALL_THREADS = 4;
 
+/** How long a thread beyond the first may stay idle before it is stopped. */
+export const DEFAULT_LIBVIRT_CALL_THREAD_IDLE_MS = 15_000;
+
 export class LibvirtCallPool {
   readonly #size: number;
+  readonly #idleMs: number;
   readonly #threads: CallThread[] = [];
   readonly #queue: Job[] = [];
   #nextId = 1;
 
-  constructor(size = DEFAULT_LIBVIRT_CALL_THREADS) {
+  constructor(size = DEFAULT_LIBVIRT_CALL_THREADS, idleMs = DEFAULT_LIBVIRT_CALL_THREAD_IDLE_MS) {
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`libvirt call threads must be a positive integer, not ${size}`);
+    if (!Number.isFinite(idleMs) || idleMs < 0) throw new RangeError(`the libvirt call threads' idle time must be a non-negative number of milliseconds, not ${idleMs}`);
     this.#size = size;
+    this.#idleMs = idleMs;
   }
 
   /** Threads started so far (for tests and diagnostics). */
@@ -124,6 +138,7 @@ export class LibvirtCallPool {
   /** Stops every thread; calls in flight fail. The pool starts threads again on the next call. */
   async terminate(): Promise<void> {
     const threads = this.#threads.splice(0);
+    for (const thread of threads) this.#stopIdleTimer(thread);
     await Promise.all(threads.map((thread) => thread.worker.terminate()));
   }
 
@@ -132,6 +147,7 @@ export class LibvirtCallPool {
       const thread = this.#threads.find((candidate) => candidate.job === null) ?? this.#start();
       if (thread === null) return;
       const job = this.#queue.shift()!;
+      this.#stopIdleTimer(thread);
       thread.job = job;
       thread.worker.ref();
       const { operation: _operation, ...request } = job.call;
@@ -148,7 +164,7 @@ export class LibvirtCallPool {
       name: 'novalet-libvirt-call',
     });
     let loaded = () => {};
-    const thread: CallThread = { worker, job: null, ready: new Promise((resolve) => (loaded = resolve)) };
+    const thread: CallThread = { worker, job: null, ready: new Promise((resolve) => (loaded = resolve)), idleTimer: null };
     worker.on('message', (reply: Reply | { ready: true }) => ('ready' in reply ? loaded() : this.#finish(thread, reply)));
     worker.on('error', (error) => {
       loaded();
@@ -186,12 +202,33 @@ export class LibvirtCallPool {
       }
     }
     this.#dispatch();
+    if (thread.job === null) this.#startIdleTimer(thread);
+  }
+
+  /** Threads are taken first-idle-first, so the later ones are those that go idle for long. */
+  #startIdleTimer(thread: CallThread): void {
+    if (thread === this.#threads[0] || thread.idleTimer !== null) return;
+    thread.idleTimer = setTimeout(() => {
+      thread.idleTimer = null;
+      const index = this.#threads.indexOf(thread);
+      if (thread.job !== null || index <= 0) return;
+      this.#threads.splice(index, 1);
+      void thread.worker.terminate();
+    }, this.#idleMs);
+    thread.idleTimer.unref();
+  }
+
+  #stopIdleTimer(thread: CallThread): void {
+    if (thread.idleTimer === null) return;
+    clearTimeout(thread.idleTimer);
+    thread.idleTimer = null;
   }
 
   #lose(thread: CallThread, cause: Error): void {
     const index = this.#threads.indexOf(thread);
     if (index < 0) return;
     this.#threads.splice(index, 1);
+    this.#stopIdleTimer(thread);
     const job = thread.job;
     thread.job = null;
     if (job !== null) {

@@ -1,7 +1,8 @@
 /**
  * The libvirt call threads (call-pool.ts): started ahead of the first call
  * (warm), they never keep a process alive while idle — a command that fails
- * on its input before calling libvirt still exits at once.
+ * on its input before calling libvirt still exits at once; a burst starts
+ * more of them, and those beyond the first stop once idle.
  */
 import { describe, expect, it } from 'vitest';
 import { LibvirtCallPool } from '../../hypervisor/libvirt/call-pool.js';
@@ -29,6 +30,29 @@ describe('libvirt call pool', () => {
       await pool.terminate();
     }
   });
+
+  it('a burst starts a thread per concurrent call up to the size; those beyond the first stop after the idle time, even while calls go on', async () => {
+    const pool = new LibvirtCallPool(3, 300);
+    try {
+      // libc's usleep, found through libvirt.so.0's dependencies: a call that holds its thread.
+      const hold = { operation: 'wait', proto: 'int usleep(unsigned int usec)', args: [200_000], fails: 'never' as const };
+      await Promise.all([pool.call(hold), pool.call(hold), pool.call(hold), pool.call(hold)]);
+      expect(pool.threadCount).toBe(3);
+      // One call at a time, more often than the idle time: the first thread takes them all.
+      const until = Date.now() + 1200;
+      while (Date.now() < until) {
+        await pool.call(VERSION_CALL);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(pool.threadCount).toBe(1);
+      const outcome = await pool.call(VERSION_CALL);
+      expect((outcome.args[0] as number[])[0]).toBeGreaterThan(1_000_000);
+      await Promise.all([pool.call(hold), pool.call(hold)]);
+      expect(pool.threadCount).toBe(2);
+    } finally {
+      await pool.terminate();
+    }
+  }, 20_000);
 
   it.each([
     ['before the thread is online', 'process.exitCode = 2;'],
