@@ -69,6 +69,8 @@ describe('deploy/novalet-compute.service', () => {
   it('runs `novalet compute` on the installed configuration', () => {
     // --max-semi-space-size=2: the agent's resident memory (bench/RESULTS.md, the compute service).
     expect(execStartScript()).toMatch(new RegExp(`^exec ${INSTALLED_NODE} --max-semi-space-size=2 ${INSTALLED_MAIN} compute --config-file /etc/novalet/novalet.conf( [0-9]+</dev/null)+$`));
+    // Two malloc arenas, for the same reason; bench/agent-process.ts reads both from here.
+    expect(one('Service', 'Environment')).toBe('MALLOC_ARENA_MAX=2');
   });
 
   it('restarts on failure after 5 s, signals the agent alone on stop (guests live on), and keeps its state in /var/lib/novalet', () => {
@@ -138,7 +140,7 @@ describe('deploy/novalet-compute.service', () => {
       expect(verify.status).toBe(0);
     } else {
       // Without systemd's tools, the directives the service relies on, as parsed (the tests above) and nothing unknown in [Service].
-      const known = new Set(['Type', 'NotifyAccess', 'ExecStart', 'Restart', 'RestartSec', 'StateDirectory', 'KillMode', 'TimeoutStartSec', 'TimeoutStopSec', 'StandardOutput', 'StandardError']);
+      const known = new Set(['Type', 'NotifyAccess', 'ExecStart', 'Environment', 'Restart', 'RestartSec', 'StateDirectory', 'KillMode', 'TimeoutStartSec', 'TimeoutStopSec', 'StandardOutput', 'StandardError']);
       expect([...unit.get('Service')!.keys()].filter((key) => !known.has(key))).toEqual([]);
     }
     if (existsSync('/run/systemd/system') && process.getuid?.() === 0) startsUnderSystemd();
