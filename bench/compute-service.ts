@@ -14,7 +14,9 @@
  *    create.end as the client sees it. Target: at most 100 ms above libvirt.
  * 2. 20 builds published at once: all 20 ACTIVE (the `list` call), the
  *    throughput and the slowest build (publish → create.end).
- * 3. the agent's resident memory with those 20 instances. Target ≤ 120 MB.
+ * 3. the agent's resident memory with those 20 instances, 5 s after the last
+ *    build and steady (once the libvirt call threads the burst started have
+ *    had their idle time and stopped). Target ≤ 120 MB.
  * 4. the byte size of a heartbeat and of a full report with 20 instances as
  *    received on novalet.events. Targets: ≤ 1 KB and ≤ 8 KB.
  *
@@ -26,10 +28,9 @@
  *
  *   npm run build && node dist/bench/compute-service.js [rounds]
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -37,10 +38,12 @@ import amqp from 'amqplib';
 import type { LibvirtDomain } from '../hypervisor/libvirt/domain.js';
 import { prepareEmbeddedRoot } from '../hypervisor/libvirt/embedded-root.js';
 import { openEmbeddedRootFromPool } from '../hypervisor/libvirt/embedded-root-pool.js';
-import { RESERVED_FD_RANGE, runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
+import { DEFAULT_LIBVIRT_CALL_THREAD_IDLE_MS } from '../hypervisor/libvirt/call-pool.js';
+import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 import { TEST_GUEST_DIR } from '../test/guest/test-guest.js';
 import { BusClient } from '../test/support/bus-client.js';
-import { startComputeAgent, testGuestBuild, type ComputeAgent } from '../test/support/compute-agent.js';
+import { testGuestBuild, type ComputeAgent } from '../test/support/compute-agent.js';
+import { buildTestGuest, clearAgentRoot, delay, megabytes, processesMarked, servingPid as servingPidOf, startAgentAsUnit, stopAgent, unitLaunch, vmStatus, waitFor, writeAgentConfig, type Memory } from './agent-process.js';
 import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
 
 // libvirt cannot fork QEMU from a plainly started node: see hypervisor/libvirt/fork-safety.ts.
@@ -57,12 +60,8 @@ const CMDLINE = 'console=ttyS0 novalet.name=bench';
 const MEMORY_MB = 128;
 const host = `bench-${randomUUID().slice(0, 8)}`;
 const execFileAsync = promisify(execFile);
-/** The built command (test/support/run-novalet.ts names it too, but registers a vitest hook). */
-const NOVALET = path.resolve(import.meta.dirname, '../cli/main.js');
-/** The repository (bench/ runs from dist/bench). */
-const TOP = path.resolve(import.meta.dirname, '../..');
-
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Node's flags and environment as deploy/novalet-compute.service gives them (memory: bench/RESULTS.md). */
+const launch = unitLaunch();
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 const median = (xs: number[]) => {
   const s = sorted(xs);
@@ -71,17 +70,6 @@ const median = (xs: number[]) => {
 };
 const pct = (xs: number[], p: number) => sorted(xs)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /** What arrives on novalet.events, with its size on the wire and when it came (this process's clock). */
 interface Arrival {
@@ -111,71 +99,8 @@ async function tapEvents(url: string): Promise<{ arrivals: Arrival[]; close: () 
   return { arrivals, close: () => model.close().catch(() => undefined) };
 }
 
-type Agent = ComputeAgent;
-
-/** Node's flags as deploy/novalet-compute.service gives them: 2 MiB young-generation semi-spaces (V8's default 16 costs ~13 MB resident). */
-const AGENT_NODE_FLAGS = unitNodeFlags();
-
-function unitNodeFlags(): string[] {
-  const unit = readFileSync(path.join(TOP, 'deploy/novalet-compute.service'), 'utf8');
-  const exec = /^ExecStart=.*exec \/usr\/bin\/node ((?:--\S+ )*)\S+main\.js/m.exec(unit);
-  if (!exec) throw new Error('deploy/novalet-compute.service has no ExecStart running /usr/bin/node on main.js');
-  return exec[1]!.trim().split(' ').filter(Boolean);
-}
-
-function startAgent(configFile: string): Agent {
-  // This process has descriptors 3 … 12 on /dev/null (runForkSafe above): passed on, as the unit's bash does.
-  const reserved = Array.from({ length: RESERVED_FD_RANGE[1] - RESERVED_FD_RANGE[0] + 1 }, (_, i) => RESERVED_FD_RANGE[0] + i);
-  return startComputeAgent(configFile, { program: NOVALET, nodeFlags: AGENT_NODE_FLAGS, extraFds: reserved });
-}
-
-async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs: number, agent?: Agent): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = check();
-    if (found !== undefined && found !== false) return found;
-    if (agent && (agent.child.exitCode !== null || agent.child.signalCode !== null)) {
-      throw new Error(`novalet compute exited (${agent.child.exitCode ?? agent.child.signalCode}) while waiting for ${what}: ${agent.stderr()} ${JSON.stringify(agent.lines.slice(-5))}`);
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(20);
-  }
-}
-
 function kernelBuild(uuid: string, name: string) {
   return testGuestBuild(uuid, name, { memoryMb: MEMORY_MB, cmdline: CMDLINE });
-}
-
-/** `virsh` on the agent's root, once the agent is gone (libvirt lets one process embed a root). */
-async function virsh(uri: string, args: string[]): Promise<string> {
-  return (await execFileAsync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8', timeout: 120_000 })).stdout;
-}
-
-/** Every domain of the agent's root destroyed and undefined, and their QEMU logs removed (the root is this benchmark's). */
-async function clearAgentRoot(uri: string): Promise<number> {
-  const names = (await virsh(uri, ['list', '--all', '--name'])).split('\n').map((n) => n.trim()).filter(Boolean);
-  for (const name of names) {
-    await virsh(uri, ['destroy', name]).catch(() => undefined);
-    await virsh(uri, ['undefine', name]).catch(() => undefined);
-  }
-  const logs = path.join(ROOT, 'log', 'qemu');
-  if (existsSync(logs)) for (const f of readdirSync(logs)) rmSync(path.join(logs, f), { force: true });
-  return names.length;
-}
-
-interface Memory {
-  rssMb: number;
-  hwmMb: number;
-  anonMb: number;
-  fileMb: number;
-  threads: number;
-}
-
-/** MiB from /proc/<pid>/status: resident (anonymous and file-backed), its peak, and the threads. */
-function vmStatus(pid: number): Memory {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
-  return { rssMb: field('VmRSS') / 1024, hwmMb: field('VmHWM') / 1024, anonMb: field('RssAnon') / 1024, fileMb: field('RssFile') / 1024, threads: field('Threads') };
 }
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
@@ -200,24 +125,9 @@ async function agentQemus(): Promise<number[]> {
   }
 }
 
-async function ourProcesses(marks: string[]): Promise<string[]> {
-  const found: string[] = [];
-  for (const mark of marks) {
-    try {
-      const { stdout } = await execFileAsync('pgrep', ['-a', '-f', mark], { encoding: 'utf8' });
-      found.push(...stdout.split('\n').filter((l) => l.trim() !== '' && !l.includes('pgrep')));
-    } catch {
-      // pgrep exits 1 when nothing matches.
-    }
-  }
-  return found;
-}
-
 // ---------------------------------------------------------------- set-up
 
-// The builder is idempotent (fast when the guest is there); test-guest.ts finds it only from the sources, not from dist/.
-const guestBuilt = spawnSync('bash', [path.resolve(import.meta.dirname, '../../deploy/build-test-guest.sh'), TEST_GUEST_DIR], { encoding: 'utf8', timeout: 300_000 });
-if (guestBuilt.status !== 0) throw new Error(`the test guest could not be built: ${guestBuilt.stderr}`);
+buildTestGuest();
 // On disk, as /var/lib/novalet is: the records are written with fsync.
 const work = mkdtempSync('/var/tmp/novalet-bcs-');
 // Before libvirt starts here or in virsh: its warnings (each domain "tainted: high-privileges") would cut into the tables.
@@ -231,7 +141,7 @@ const { agentUri, leftInRoot, connection, poolRoot } = await (async () => {
   try {
     const uri = await prepareEmbeddedRoot(ROOT);
     // A killed run's domains would show in the agent's reports as unrecorded ones and weigh on everything.
-    const left = await clearAgentRoot(uri);
+    const left = await clearAgentRoot(uri, ROOT);
     const pool = await openEmbeddedRootFromPool('/var/tmp/novalet-bench-libvirt');
     return { agentUri: uri, leftInRoot: left, connection: pool.connection, poolRoot: pool.root };
   } catch (err) {
@@ -241,7 +151,7 @@ const { agentUri, leftInRoot, connection, poolRoot } = await (async () => {
 })();
 
 let rabbit: RabbitMqHandle | null = null;
-let agent: Agent | null = null;
+let agent: ComputeAgent | null = null;
 let tap: Awaited<ReturnType<typeof tapEvents>> | null = null;
 let client: BusClient | null = null;
 
@@ -323,32 +233,12 @@ try {
   await removeOwnBaselineDomains();
   rabbit = await startRabbitMq();
   const configFile = path.join(work, 'novalet.conf');
-  writeFileSync(
-    configFile,
-    [
-      '[DEFAULT]',
-      `host = ${host}`,
-      `state_path = ${stateDir}`,
-      `transport_url = ${rabbit.transportUrl}`,
-      'report_interval = 2',
-      'graceful_shutdown_timeout = 30',
-      // 20 one-vCPU instances on 2 cores: nova's initial ratio (4.0) would refuse all but 8.
-      'cpu_allocation_ratio = 16.0',
-      '[libvirt]',
-      'virt_type = qemu',
-      `connection_uri = ${agentUri}`,
-      '[compute]',
-      `image_dir = ${TEST_GUEST_DIR}`,
-      '[api]',
-      `port = ${await freePort()}`,
-    ].join('\n'),
-  );
+  await writeAgentConfig(configFile, { host, stateDir, transportUrl: rabbit.transportUrl, connectionUri: agentUri });
   tap = await tapEvents(rabbit.url);
   client = await BusClient.connect(rabbit.url);
-  agent = startAgent(configFile);
-  const serving = await waitFor('novalet compute to serve', () => agent!.lines.find((l) => l.msg === 'novalet compute is serving'), 300_000, agent);
-  const servingPid = Number(serving.pid);
-  if (servingPid !== agent.child.pid) throw new Error(`novalet compute serves from pid ${servingPid}, not the ${agent.child.pid} started: it relaunched itself`);
+  // This process has descriptors 3 … 12 on /dev/null (runForkSafe above): passed on, as the unit's bash does.
+  agent = startAgentAsUnit(configFile, launch);
+  const servingPid = await servingPidOf(agent);
   console.log(`host ${host}; agent pid ${servingPid} (started with descriptors 3–12 on /dev/null, serving itself); ${leftInRoot} domain(s) a killed run left in ${ROOT} removed first`);
   console.log(`baseline: define + create on ${poolRoot}; ${rounds} rounds interleaved after a warm-up of each\n`);
   await delay(3000);
@@ -416,6 +306,9 @@ try {
   // ------------------------------------------- 3. resident memory, settled
   await delay(5000);
   const settled = vmStatus(servingPid);
+  // The call threads a burst started beyond the first stop after their idle time (call-pool.ts).
+  await delay(DEFAULT_LIBVIRT_CALL_THREAD_IDLE_MS + 5000);
+  const steady = vmStatus(servingPid);
 
   // ------------------------------------------------------- 4. report sizes
   const since = performance.now();
@@ -453,8 +346,11 @@ try {
   console.log('|---|---|---|---|---|');
   console.log(mem('serving, no instance yet (3 s after ready)', idle));
   console.log(mem(`after part 1 (${rounds + 1} builds and deletes), no instance`, afterPart1));
-  console.log(mem(`${AT_ONCE} instances, settled (5 s after the last build)`, settled));
-  console.log(`\nVmRSS with ${AT_ONCE} instances: ${(settled.rssMb * 1.048576).toFixed(1)} MB (target ≤ 120 MB: ${settled.rssMb * 1.048576 <= 120 ? 'met' : 'NOT met'}); highest sample during the builds ${Math.max(...rssDuring).toFixed(1)} MiB, VmHWM ${settled.hwmMb.toFixed(1)} MiB`);
+  console.log(mem(`${AT_ONCE} instances, 5 s after the last build`, settled));
+  const idleS = DEFAULT_LIBVIRT_CALL_THREAD_IDLE_MS / 1000;
+  console.log(mem(`${AT_ONCE} instances, steady (${idleS + 10} s after the last build: the call threads' idle time of ${idleS} s passed)`, steady));
+  const mb = (m: Memory) => megabytes(m.rssMb);
+  console.log(`\nVmRSS with ${AT_ONCE} instances, steady: ${mb(steady).toFixed(1)} MB (target ≤ 120 MB: ${mb(steady) <= 120 ? 'met' : 'NOT met'}); 5 s after the last build ${mb(settled).toFixed(1)} MB; highest sample during the builds ${Math.max(...rssDuring).toFixed(1)} MiB, VmHWM ${steady.hwmMb.toFixed(1)} MiB`);
   console.log(`\n| report on novalet.events | bytes | target |`);
   console.log('|---|---|---|');
   console.log(`| heartbeat | ${heartbeat.bytes} | ≤ 1024: ${heartbeat.bytes <= 1024 ? 'met' : 'NOT met'} |`);
@@ -472,25 +368,17 @@ try {
   failed = true;
   console.error(err);
 } finally {
-  if (agent && agent.child.exitCode === null && agent.child.signalCode === null) {
-    agent.child.kill('SIGTERM');
-    const code = await Promise.race([agent.exited, delay(60_000).then(() => 'timeout' as const)]);
-    if (code === 'timeout') {
-      console.error('novalet compute did not stop in 60 s after SIGTERM: killed');
-      try {
-        process.kill(-agent.child.pid!, 'SIGKILL');
-      } catch {
-        // Gone.
-      }
-      await agent.exited;
-    } else if (code !== 0) {
+  if (agent) {
+    const code = await stopAgent(agent);
+    if (code === 'killed') console.error('novalet compute did not stop in 60 s after SIGTERM: killed');
+    else if (code !== 0) {
       failed = true;
       console.error(`novalet compute exited ${code} after SIGTERM: ${agent.stderr()}`);
     }
   }
   await client?.close();
   await tap?.close();
-  const left = await clearAgentRoot(agentUri).catch((err: unknown) => {
+  const left = await clearAgentRoot(agentUri, ROOT).catch((err: unknown) => {
     console.error(err);
     return -1;
   });
@@ -500,7 +388,7 @@ try {
   const rabbitDir = rabbit?.dir;
   await rabbit?.stop();
   rmSync(work, { recursive: true, force: true });
-  const leftovers = [...(await ourProcesses([ROOT, work, host, `guest=${OWN_PREFIX}`])), ...(rabbitDir ? markedProcesses(rabbitDir).map(String) : [])];
+  const leftovers = [...(await processesMarked([ROOT, work, host, `guest=${OWN_PREFIX}`])), ...(rabbitDir ? markedProcesses(rabbitDir).map(String) : [])];
   if (leftovers.length > 0) {
     failed = true;
     console.error(`processes left behind:\n${leftovers.join('\n')}`);

@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 
-const BENCHMARKS = ['validate-latency.js', 'cpu-baseline.js', 'launch-latency.js', 'domain-xml-cost.js', 'compute-service.js'];
+const BENCHMARKS = ['validate-latency.js', 'cpu-baseline.js', 'launch-latency.js', 'domain-xml-cost.js', 'compute-service.js', 'agent-memory.js'];
 const here = import.meta.dirname;
 let failed = 0;
 for (const name of BENCHMARKS) {

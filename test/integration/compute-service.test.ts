@@ -9,7 +9,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
@@ -18,7 +17,7 @@ import { buildTestGuest, TEST_GUEST_DIR } from '../guest/test-guest.js';
 import { processesMentioning } from '../libvirt/libvirt-test-support.js';
 import { BusClient } from '../support/bus-client.js';
 import { startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
-import { startComputeAgent, testGuestBuild, type ComputeAgent } from '../support/compute-agent.js';
+import { freePort, startComputeAgent, testGuestBuild, type ComputeAgent } from '../support/compute-agent.js';
 import { NOVALET } from '../support/run-novalet.js';
 
 /** A root of its own that outlives the run, so that libvirt's QEMU probe is paid once per machine. */
@@ -31,17 +30,6 @@ let stateDir: string;
 let configFile: string;
 let apiPort: number;
 const host = `it-${randomUUID().slice(0, 8)}`;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 type Agent = ComputeAgent;
 

@@ -4,6 +4,7 @@
  * come; and the build of the test guest by name that both send.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { FORK_SAFE_ENV } from '../../hypervisor/libvirt/fork-safety.js';
 
 export interface ComputeAgent {
@@ -63,4 +64,16 @@ export function testGuestBuild(uuid: string, name: string, options: { memoryMb: 
       image: { kernel: { name: 'vmlinuz' }, ramdisk: { name: 'initramfs.cpio.gz' }, cmdline: options.cmdline, properties: {} },
     },
   };
+}
+
+/** A TCP port free on 127.0.0.1 just now (for the agent's HTTP API). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
 }

@@ -1,0 +1,164 @@
+/**
+ * A real `novalet compute` process as the benchmarks run it: started as
+ * deploy/novalet-compute.service starts it (the unit's node flags and
+ * environment, descriptors 3 to 12 on /dev/null so that it does not relaunch
+ * itself), waited on, and measured from /proc. The caller must itself hold
+ * descriptors 3 to 12 on /dev/null (runForkSafe) to pass them on.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { RESERVED_FD_RANGE } from '../hypervisor/libvirt/fork-safety.js';
+import { TEST_GUEST_DIR } from '../test/guest/test-guest.js';
+import { freePort, startComputeAgent, type ComputeAgent } from '../test/support/compute-agent.js';
+
+/** The built command (test/support/run-novalet.ts names it too, but registers a vitest hook). */
+export const NOVALET = path.resolve(import.meta.dirname, '../cli/main.js');
+/** The repository (bench/ runs from dist/bench). */
+const TOP = path.resolve(import.meta.dirname, '../..');
+const execFileAsync = promisify(execFile);
+
+export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** How the unit starts node: its flags before main.js, and its Environment= assignments. */
+export interface AgentLaunch {
+  nodeFlags: string[];
+  env: Record<string, string>;
+}
+
+export function unitLaunch(): AgentLaunch {
+  const unit = readFileSync(path.join(TOP, 'deploy/novalet-compute.service'), 'utf8');
+  const exec = /^ExecStart=.*exec \/usr\/bin\/node ((?:--\S+ )*)\S+main\.js/m.exec(unit);
+  if (!exec) throw new Error('deploy/novalet-compute.service has no ExecStart running /usr/bin/node on main.js');
+  const env: Record<string, string> = {};
+  for (const [, assignments] of unit.matchAll(/^Environment=(.*)$/gm)) {
+    for (const assignment of assignments!.trim().split(/\s+/)) {
+      const eq = assignment.indexOf('=');
+      if (eq <= 0) throw new Error(`deploy/novalet-compute.service: Environment= takes NAME=value, not ${assignment}`);
+      env[assignment.slice(0, eq)] = assignment.slice(eq + 1);
+    }
+  }
+  return { nodeFlags: exec[1]!.trim().split(' ').filter(Boolean), env };
+}
+
+/** The test guest in TEST_GUEST_DIR, built if missing (idempotent; test-guest.ts finds its builder only from the sources, not from dist/). */
+export function buildTestGuest(): void {
+  const built = spawnSync('bash', [path.join(TOP, 'deploy/build-test-guest.sh'), TEST_GUEST_DIR], { encoding: 'utf8', timeout: 300_000 });
+  if (built.status !== 0) throw new Error(`the test guest could not be built: ${built.stderr}`);
+}
+
+/** A benchmark agent's configuration: TCG on its own libvirt root, the test guest's folder as image_dir, reports every 2 s. */
+export async function writeAgentConfig(file: string, agent: { host: string; stateDir: string; transportUrl: string; connectionUri: string }): Promise<void> {
+  writeFileSync(
+    file,
+    [
+      '[DEFAULT]',
+      `host = ${agent.host}`,
+      `state_path = ${agent.stateDir}`,
+      `transport_url = ${agent.transportUrl}`,
+      'report_interval = 2',
+      'graceful_shutdown_timeout = 30',
+      // 20 one-vCPU instances on 2 cores: nova's initial ratio (4.0) would refuse all but 8.
+      'cpu_allocation_ratio = 16.0',
+      '[libvirt]',
+      'virt_type = qemu',
+      `connection_uri = ${agent.connectionUri}`,
+      '[compute]',
+      `image_dir = ${TEST_GUEST_DIR}`,
+      '[api]',
+      `port = ${await freePort()}`,
+    ].join('\n'),
+  );
+}
+
+export function startAgentAsUnit(configFile: string, launch: AgentLaunch = unitLaunch()): ComputeAgent {
+  const reserved = Array.from({ length: RESERVED_FD_RANGE[1] - RESERVED_FD_RANGE[0] + 1 }, (_, i) => RESERVED_FD_RANGE[0] + i);
+  return startComputeAgent(configFile, { program: NOVALET, nodeFlags: launch.nodeFlags, env: launch.env, extraFds: reserved });
+}
+
+/** Polls `check` until it finds something; fails early if the agent exits meanwhile. */
+export async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs: number, agent?: ComputeAgent): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = check();
+    if (found !== undefined && found !== false) return found;
+    if (agent && (agent.child.exitCode !== null || agent.child.signalCode !== null)) {
+      throw new Error(`novalet compute exited (${agent.child.exitCode ?? agent.child.signalCode}) while waiting for ${what}: ${agent.stderr()} ${JSON.stringify(agent.lines.slice(-5))}`);
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await delay(20);
+  }
+}
+
+/** The pid that serves, from its 'serving' line; it must be the process started (no relaunch). */
+export async function servingPid(agent: ComputeAgent): Promise<number> {
+  const serving = await waitFor('novalet compute to serve', () => agent.lines.find((l) => l.msg === 'novalet compute is serving'), 300_000, agent);
+  const pid = Number(serving.pid);
+  if (pid !== agent.child.pid) throw new Error(`novalet compute serves from pid ${pid}, not the ${agent.child.pid} started: it relaunched itself`);
+  return pid;
+}
+
+/** SIGTERM, then SIGKILL of its process group after 60 s; the exit code (or 'killed'). */
+export async function stopAgent(agent: ComputeAgent): Promise<number | null | 'killed'> {
+  if (agent.child.exitCode !== null || agent.child.signalCode !== null) return agent.child.exitCode;
+  agent.child.kill('SIGTERM');
+  const code = await Promise.race([agent.exited, delay(60_000).then(() => 'timeout' as const)]);
+  if (code !== 'timeout') return code;
+  try {
+    process.kill(-agent.child.pid!, 'SIGKILL');
+  } catch {
+    // Gone.
+  }
+  await agent.exited;
+  return 'killed';
+}
+
+export interface Memory {
+  rssMb: number;
+  hwmMb: number;
+  anonMb: number;
+  fileMb: number;
+  threads: number;
+}
+
+/** MiB from /proc/<pid>/status: resident (anonymous and file-backed), its peak, and the threads. */
+export function vmStatus(pid: number): Memory {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+  return { rssMb: field('VmRSS') / 1024, hwmMb: field('VmHWM') / 1024, anonMb: field('RssAnon') / 1024, fileMb: field('RssFile') / 1024, threads: field('Threads') };
+}
+
+/** MiB as the targets count them: MB of 10^6 bytes. */
+export const megabytes = (mib: number) => mib * 1.048576;
+
+/** `virsh` on an agent's root, once the agent is gone (libvirt lets one process embed a root). */
+export async function virsh(uri: string, args: string[]): Promise<string> {
+  return (await execFileAsync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8', timeout: 120_000 })).stdout;
+}
+
+/** Every domain of a benchmark's own agent root destroyed and undefined, and their QEMU logs removed; how many there were. */
+export async function clearAgentRoot(uri: string, root: string): Promise<number> {
+  const names = (await virsh(uri, ['list', '--all', '--name'])).split('\n').map((n) => n.trim()).filter(Boolean);
+  for (const name of names) {
+    await virsh(uri, ['destroy', name]).catch(() => undefined);
+    await virsh(uri, ['undefine', name]).catch(() => undefined);
+  }
+  const logs = path.join(root, 'log', 'qemu');
+  if (existsSync(logs)) for (const f of readdirSync(logs)) rmSync(path.join(logs, f), { force: true });
+  return names.length;
+}
+
+/** Processes whose command line contains one of the marks (pgrep -f), this one's pgrep excepted. */
+export async function processesMarked(marks: string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const mark of marks) {
+    try {
+      const { stdout } = await execFileAsync('pgrep', ['-a', '-f', mark], { encoding: 'utf8' });
+      found.push(...stdout.split('\n').filter((l) => l.trim() !== '' && !l.includes('pgrep')));
+    } catch {
+      // pgrep exits 1 when nothing matches.
+    }
+  }
+  return found;
+}
