@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from 'amqplib';
 import type { Logger } from '../config/logger.js';
 import { maskCredentialsInText } from '../config/mask-credentials.js';
+import { errorWords } from './error-words.js';
 import { NovaletError } from '../config/novalet-error.js';
 import { readTlsFiles, type BrokerOptions } from './broker-options.js';
 import { DEAD_LETTER, declareTopology, type TopologySpec } from './topology.js';
@@ -850,7 +851,7 @@ export class Broker extends EventEmitter {
    * replaced, should a library ever quote one.
    */
   private scrub(error: unknown): string {
-    let text = maskCredentialsInText(error instanceof Error ? error.message : String(error));
+    let text = maskCredentialsInText(errorWords(error));
     for (const { password } of this.options.addresses) {
       if (password.length < 3) continue;
       for (const form of new Set([password, encodeURIComponent(password)])) text = text.split(form).join('***');

@@ -31,6 +31,8 @@ export interface RabbitMqHandle {
   /** The same as [DEFAULT] transport_url writes it: rabbit://guest:guest@127.0.0.1:PORT/ */
   transportUrl: string;
   port: number;
+  /** The TLS listener's port, when started with `tls`. */
+  tlsPort: number | null;
   nodeName: string;
   /** The temp folder (owned by rabbitmq) holding its data and logs. */
   dir: string;
@@ -134,9 +136,18 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
-export async function startRabbitMq(): Promise<RabbitMqHandle> {
+/** A TLS listener besides the plain one: the server's PEM files, and the CA its clients' certificates must come from. */
+export interface RabbitMqTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** A client must present a certificate that the CA signed (RabbitMQ's verify_peer + fail_if_no_peer_cert). */
+  requireClientCertificate: boolean;
+}
+
+export async function startRabbitMq(options: { tls?: RabbitMqTls } = {}): Promise<RabbitMqHandle> {
   const account = rabbitmqAccount();
-  const [port, distPort, epmdPort] = (await freePorts(3)) as [number, number, number];
+  const [port, distPort, epmdPort, tlsPort] = (await freePorts(4)) as [number, number, number, number];
   const nodeName = `novalet-test-${randomBytes(4).toString('hex')}@localhost`;
   const dir = mkdtempSync(path.join(tmpdir(), 'novalet-rabbitmq-'));
   chmodSync(dir, 0o700);
@@ -147,8 +158,29 @@ export async function startRabbitMq(): Promise<RabbitMqHandle> {
   };
   own('.erlang.cookie', randomBytes(16).toString('hex').toUpperCase(), 0o400);
   own('enabled_plugins', '[].\n', 0o644);
-  // An empty config and env file of its own: /etc/rabbitmq's are the system broker's.
-  own('rabbitmq.conf', '', 0o644);
+  // A config and env file of its own: /etc/rabbitmq's are the system broker's.
+  const tls = options.tls;
+  if (tls) {
+    // Copies it may read as the rabbitmq user.
+    own('tls-ca.pem', readFileSync(tls.caFile, 'utf8'), 0o644);
+    own('tls-cert.pem', readFileSync(tls.certFile, 'utf8'), 0o644);
+    own('tls-key.pem', readFileSync(tls.keyFile, 'utf8'), 0o600);
+  }
+  own(
+    'rabbitmq.conf',
+    tls
+      ? [
+          `listeners.ssl.default = 127.0.0.1:${tlsPort}`,
+          `ssl_options.cacertfile = ${path.join(dir, 'tls-ca.pem')}`,
+          `ssl_options.certfile = ${path.join(dir, 'tls-cert.pem')}`,
+          `ssl_options.keyfile = ${path.join(dir, 'tls-key.pem')}`,
+          `ssl_options.verify = ${tls.requireClientCertificate ? 'verify_peer' : 'verify_none'}`,
+          `ssl_options.fail_if_no_peer_cert = ${tls.requireClientCertificate}`,
+          '',
+        ].join('\n')
+      : '',
+    0o644,
+  );
   own('rabbitmq-env.conf', '', 0o644);
 
   const env: NodeJS.ProcessEnv = {
@@ -217,7 +249,7 @@ export async function startRabbitMq(): Promise<RabbitMqHandle> {
     for (;;) {
       if (exited(child)) throw new Error(`RabbitMQ ${nodeName} exited while starting:\n${logTail()}`);
       if (Date.now() > deadline) throw new Error(`RabbitMQ ${nodeName} did not accept AMQP connections within ${READY_TIMEOUT_MS / 1000} s:\n${logTail()}`);
-      if (await canConnect(port)) {
+      if ((await canConnect(port)) && (!tls || (await canConnect(tlsPort)))) {
         try {
           const connection = await connect(`amqp://guest:guest@127.0.0.1:${port}/`);
           await connection.close();
@@ -301,6 +333,7 @@ export async function startRabbitMq(): Promise<RabbitMqHandle> {
     url: `amqp://guest:guest@127.0.0.1:${port}/`,
     transportUrl: `rabbit://guest:guest@127.0.0.1:${port}/`,
     port,
+    tlsPort: tls ? tlsPort : null,
     nodeName,
     dir,
     ctl,
