@@ -806,7 +806,11 @@ const TABLE = [
     type: { kind: 'string' },
     default: '',
     deprecatedNames: [{ name: 'kombu_ssl_ca_certs' }],
-    help: ['SSL certification authority file (valid only if SSL enabled).'],
+    help: [
+      'SSL certification authority file (valid only if SSL enabled).',
+      '',
+      "The broker's certificate must be signed by this CA and name the host of ``transport_url``. When unset it is checked against the system's CAs (oslo.messaging does not check it then): a broker with a certificate of a private CA needs this.",
+    ],
   }),
   option({
     section: 'oslo_messaging_rabbit',
