@@ -153,7 +153,7 @@ const TABLE = [
       '',
       'Example: rabbit://rabbitmq:password@127.0.0.1:5672//',
       '',
-      'When unset, ``rabbit://guest:guest@localhost:5672/`` is used, as oslo.messaging does.',
+      'When unset, ``rabbit://guest:guest@localhost:5672/`` is used, as oslo.messaging does. The hosts of a cluster are shuffled once at start-up, as oslo.messaging does, then tried in turn when one fails.',
     ],
   }),
   option({

@@ -34,12 +34,12 @@ export interface BrokerOptions {
  * its first connection; the broker layer reads them again at each connection
  * (a renewed certificate is taken without a restart).
  */
-export function brokerOptionsFrom(config: NovaletConfig): BrokerOptions {
+export function brokerOptionsFrom(config: NovaletConfig, random: () => number = Math.random): BrokerOptions {
   const rabbit = config.oslo_messaging_rabbit;
   const tls = rabbit.ssl ? { caFile: rabbit.ssl_ca_file, certFile: rabbit.ssl_cert_file, keyFile: rabbit.ssl_key_file } : null;
   if (tls) readTlsFiles(tls);
   return {
-    addresses: parseTransportUrl(config.DEFAULT.transport_url),
+    addresses: shuffled(parseTransportUrl(config.DEFAULT.transport_url), random),
     heartbeatSeconds: rabbit.heartbeat_timeout_threshold,
     retryIntervalSeconds: rabbit.rabbit_retry_interval,
     retryBackoffSeconds: rabbit.rabbit_retry_backoff,
@@ -50,6 +50,21 @@ export function brokerOptionsFrom(config: NovaletConfig): BrokerOptions {
     maxMessageBytes: rabbit.max_message_size,
     rpcTimeoutSeconds: config.DEFAULT.rpc_response_timeout,
   };
+}
+
+/**
+ * The hosts of a cluster in a random order, as oslo.messaging shuffles them
+ * once per connection so that the compute hosts spread over the cluster's
+ * nodes instead of all crowding the first; they are then tried in turn
+ * (kombu's round-robin failover). Fisher–Yates.
+ */
+function shuffled<T>(items: T[], random: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }
 
 /** The PEM contents for node:tls; a file that is set must be a readable regular file. */

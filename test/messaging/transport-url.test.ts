@@ -145,7 +145,8 @@ describe('brokerOptionsFrom', () => {
       ].join('\n'),
       '/x.conf',
     ).values;
-    expect(brokerOptionsFrom(config)).toEqual({
+    // A random source that keeps the order: the shuffle is the next test's.
+    expect(brokerOptionsFrom(config, () => 0.999)).toEqual({
       addresses: [
         { host: 'r1', port: 5673, username: 'nova', password: 'pw', vhost: 'nova' },
         { host: 'r2', port: 5672, username: 'nova', password: 'pw', vhost: 'nova' },
@@ -160,6 +161,17 @@ describe('brokerOptionsFrom', () => {
       maxMessageBytes: 2048,
       rpcTimeoutSeconds: 7,
     });
+  });
+
+  it('shuffles the hosts of a cluster once, as oslo.messaging does, so that compute hosts spread over its nodes', () => {
+    const config = parseConfigText('[DEFAULT]\ntransport_url = rabbit://nova:pw@r1,r2,r3/\n', '/x.conf').values;
+    const hosts = (random: () => number) => brokerOptionsFrom(config, random).addresses.map((a) => a.host);
+    expect(hosts(() => 0.999)).toEqual(['r1', 'r2', 'r3']);
+    expect(hosts(() => 0)).toEqual(['r2', 'r3', 'r1']);
+    // Every order comes out of Math.random over enough connections; each host keeps its credentials.
+    const orders = new Set(Array.from({ length: 200 }, () => hosts(Math.random).join(',')));
+    expect(orders.size).toBe(6);
+    expect(brokerOptionsFrom(config).addresses.every((a) => a.username === 'nova' && a.password === 'pw')).toBe(true);
   });
 
   it("defaults to oslo's: localhost, heartbeat 60, retry 1 + 2 up to 30, classic queues, no TLS", () => {
