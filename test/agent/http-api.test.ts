@@ -5,14 +5,11 @@
  * own parser errors), no stack or raw input in answers, listen failures.
  */
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import net from 'node:net';
-import { Writable } from 'node:stream';
-import type { pino as Pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONSOLE_LINES, startHttpApi, type ApiSource, type HttpApi, type InstanceView } from '../../agent/http-api.js';
-import type { Logger } from '../../config/logger.js';
 import { NovaletError } from '../../config/novalet-error.js';
+import { capturedLogger } from '../support/captured-logger.js';
 
 const UUID = '123e4567-e89b-12d3-a456-426614174000';
 const OTHER = '9b2f4c1e-0d3a-4e5f-8a7b-6c5d4e3f2a1b';
@@ -52,31 +49,17 @@ function fakeSource(): ApiSource & { calls: string[] } {
   };
 }
 
-/** The project's pino, writing into an array: the API's log lines, each a JSON object. */
-function capturingLogger(): { log: Logger; lines: () => Record<string, unknown>[] } {
-  const { pino } = createRequire(import.meta.url)('pino') as { pino: typeof Pino };
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  });
-  const log = pino({ level: 'debug' }, stream);
-  return { log, lines: () => chunks.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>) };
-}
-
 const started: HttpApi[] = [];
 afterEach(async () => {
   await Promise.all(started.splice(0).map((api) => api.close()));
 });
 
 async function start(source: ApiSource = fakeSource(), extra: { handlerTimeoutMs?: number; requestTimeoutMs?: number } = {}) {
-  const logger = capturingLogger();
+  const logger = capturedLogger();
   const api = await startHttpApi(source, { listen: '127.0.0.1', port: 0, ...extra }, logger.log);
   started.push(api);
   const base = `http://127.0.0.1:${api.address.port}`;
-  return { api, base, logs: logger.lines };
+  return { api, base, logs: () => logger.lines };
 }
 
 interface RawAnswer {
@@ -402,7 +385,7 @@ describe('the HTTP API: its server', () => {
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     const port = (holder.address() as net.AddressInfo).port;
     try {
-      const error = await startHttpApi(fakeSource(), { listen: '127.0.0.1', port }, capturingLogger().log).catch((e: unknown) => e);
+      const error = await startHttpApi(fakeSource(), { listen: '127.0.0.1', port }, capturedLogger().log).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(NovaletError);
       expect((error as NovaletError).code).toBe('API_LISTEN_FAILED');
       expect((error as NovaletError).message).toContain(`'127.0.0.1' port ${port} ([api] listen, [api] port)`);
@@ -415,12 +398,12 @@ describe('the HTTP API: its server', () => {
 
   it('an address not of this host, or a port out of range, is API_LISTEN_FAILED', async () => {
     // 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this host.
-    const notHere = await startHttpApi(fakeSource(), { listen: '192.0.2.1', port: 0 }, capturingLogger().log).catch((e: unknown) => e);
+    const notHere = await startHttpApi(fakeSource(), { listen: '192.0.2.1', port: 0 }, capturedLogger().log).catch((e: unknown) => e);
     expect(notHere).toMatchObject({ code: 'API_LISTEN_FAILED' });
     expect((notHere as NovaletError).message).toContain('not an address of this host');
     expect((notHere as NovaletError).remedy).toContain('[api] listen');
     for (const port of [-1, 65536, 1.5]) {
-      const bad = await startHttpApi(fakeSource(), { listen: '127.0.0.1', port }, capturingLogger().log).catch((e: unknown) => e);
+      const bad = await startHttpApi(fakeSource(), { listen: '127.0.0.1', port }, capturedLogger().log).catch((e: unknown) => e);
       expect(bad, String(port)).toMatchObject({ code: 'API_LISTEN_FAILED' });
       expect((bad as NovaletError).message).toContain('[api] port');
     }

@@ -7,15 +7,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { createRequire } from 'node:module';
 import { connect, type ChannelModel } from 'amqplib';
-import type { Logger, pino as Pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../messaging/broker.js';
 import type { BrokerOptions, BrokerTls } from '../../messaging/broker-options.js';
 import { EVENT_EXCHANGE, reportKey } from '../../messaging/topology.js';
 import { parseTransportUrl } from '../../messaging/transport-url.js';
+import { capturedLogger } from '../support/captured-logger.js';
 import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
 import { makeTestPki, type TestPki } from '../support/test-pki.js';
 
@@ -51,15 +49,7 @@ interface LogLine {
 }
 
 function tlsBroker(tls: BrokerTls) {
-  const raw: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      raw.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-      done();
-    },
-  });
-  const { pino } = createRequire(import.meta.url)('pino') as { pino: typeof Pino };
-  const log: Logger = pino({ level: 'debug' }, stream);
+  const logger = capturedLogger<LogLine>();
   const options: BrokerOptions = {
     addresses: parseTransportUrl(`rabbit://guest:guest@127.0.0.1:${rabbit.tlsPort}/`),
     heartbeatSeconds: 10,
@@ -72,9 +62,9 @@ function tlsBroker(tls: BrokerTls) {
     maxMessageBytes: 1 << 20,
     rpcTimeoutSeconds: 30,
   };
-  const broker = new Broker(options, log, {});
+  const broker = new Broker(options, logger.log, {});
   brokers.push(broker);
-  return { broker, lines: () => raw.map((line) => JSON.parse(line) as LogLine) };
+  return { broker, lines: () => logger.lines };
 }
 
 /** The broker's view of its client connections: whether each is TLS, and the subject of the client's certificate. */

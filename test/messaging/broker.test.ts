@@ -1,15 +1,13 @@
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { createServer, type AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
-import type { Logger, pino as Pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NovaletError } from '../../config/novalet-error.js';
 import { Broker, DEAD_QUEUE_HEADER, DEAD_REASON_HEADER, REPLY_QUEUE_PREFIX, type Delivery } from '../../messaging/broker.js';
 import type { BrokerOptions } from '../../messaging/broker-options.js';
 import { computeKey, computeQueue, DEAD_LETTER, EVENT_EXCHANGE, REQUEST_EXCHANGE, reportKey, SCHEDULER_QUEUE, type TopologySpec } from '../../messaging/topology.js';
 import { parseTransportUrl } from '../../messaging/transport-url.js';
+import { capturedLogger } from '../support/captured-logger.js';
 import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
 
 /**
@@ -75,28 +73,8 @@ interface LogLine {
   [key: string]: unknown;
 }
 
-/** A real pino logger, without novalet's redaction: what the layer hands it must be clean by itself. */
-function capturedLogger(): { log: Logger; lines: LogLine[]; raw: string[] } {
-  const raw: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      raw.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-      done();
-    },
-  });
-  const { pino } = createRequire(import.meta.url)('pino') as { pino: typeof Pino };
-  const log = pino({ level: 'debug' }, stream);
-  return {
-    log,
-    raw,
-    get lines() {
-      return raw.map((line) => JSON.parse(line) as LogLine);
-    },
-  };
-}
-
 function makeBroker(spec: TopologySpec, overrides: Partial<BrokerOptions> = {}) {
-  const logger = capturedLogger();
+  const logger = capturedLogger<LogLine>();
   const broker = new Broker(brokerOptions(overrides), logger.log, spec);
   brokers.push(broker);
   const events: Array<[string, unknown]> = [];
