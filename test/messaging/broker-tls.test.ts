@@ -10,11 +10,12 @@ import path from 'node:path';
 import { connect, type ChannelModel } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../messaging/broker.js';
-import type { BrokerOptions, BrokerTls } from '../../messaging/broker-options.js';
+import type { BrokerTls } from '../../messaging/broker-options.js';
 import { EVENT_EXCHANGE, reportKey } from '../../messaging/topology.js';
 import { parseTransportUrl } from '../../messaging/transport-url.js';
 import { capturedLogger } from '../support/captured-logger.js';
 import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
+import { testBrokerOptions } from '../support/test-broker-options.js';
 import { makeTestPki, type TestPki } from '../support/test-pki.js';
 
 let pkiDir: string;
@@ -50,18 +51,7 @@ interface LogLine {
 
 function tlsBroker(tls: BrokerTls) {
   const logger = capturedLogger<LogLine>();
-  const options: BrokerOptions = {
-    addresses: parseTransportUrl(`rabbit://guest:guest@127.0.0.1:${rabbit.tlsPort}/`),
-    heartbeatSeconds: 10,
-    retryIntervalSeconds: 1,
-    retryBackoffSeconds: 1,
-    intervalMaxSeconds: 2,
-    prefetch: 0,
-    quorumQueues: false,
-    tls,
-    maxMessageBytes: 1 << 20,
-    rpcTimeoutSeconds: 30,
-  };
+  const options = testBrokerOptions(parseTransportUrl(`rabbit://guest:guest@127.0.0.1:${rabbit.tlsPort}/`), { tls });
   const broker = new Broker(options, logger.log, {});
   brokers.push(broker);
   return { broker, lines: () => logger.lines };

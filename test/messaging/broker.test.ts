@@ -9,6 +9,7 @@ import { computeKey, computeQueue, DEAD_LETTER, EVENT_EXCHANGE, REQUEST_EXCHANGE
 import { parseTransportUrl } from '../../messaging/transport-url.js';
 import { capturedLogger } from '../support/captured-logger.js';
 import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
+import { testBrokerOptions } from '../support/test-broker-options.js';
 
 /**
  * The broker layer against a real, private RabbitMQ (test/support/rabbitmq.ts):
@@ -51,19 +52,7 @@ function transportUrl(vhost = ''): string {
 }
 
 function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOptions {
-  return {
-    addresses: parseTransportUrl(transportUrl()),
-    heartbeatSeconds: 10,
-    retryIntervalSeconds: 1,
-    retryBackoffSeconds: 1,
-    intervalMaxSeconds: 2,
-    prefetch: 0,
-    quorumQueues: false,
-    tls: null,
-    maxMessageBytes: 1 << 20,
-    rpcTimeoutSeconds: 30,
-    ...overrides,
-  };
+  return testBrokerOptions(parseTransportUrl(transportUrl()), overrides);
 }
 
 interface LogLine {
