@@ -66,6 +66,8 @@ export const ERROR_CODES = {
   IMAGE_DOWNLOAD_STALLED: 'An image download or copy received no byte for image_download_idle_timeout seconds.',
   IMAGE_DOWNLOAD_TIMEOUT: 'An image download or copy did not finish within image_download_timeout seconds.',
   IMAGE_REDIRECT_REFUSED: 'An image URL is not http(s), or redirects to something not http(s), or more than 5 times.',
+  IMAGE_URL_REFUSED: "An image URL (or a redirect) is refused by [import_filtering_opts], or its host is or resolves to a loopback, link-local, unspecified, multicast or this host's own address that allowed_hosts does not name.",
+  IMAGE_DOWNLOAD_TOO_SLOW: 'An image download delivered less than image_download_min_rate bytes per second over image_download_min_rate_window seconds.',
   IMAGE_TOO_LARGE: 'An image is larger than image_download_max_size_mb.',
   IMAGE_NO_SPACE: 'An image does not fit in the free space of the image cache beyond reserved_host_disk_mb.',
   IMAGE_CHECKSUM_MISMATCH: "An image's SHA-256 is not the one it was given with.",
@@ -101,6 +103,11 @@ export const ERROR_CODES = {
   HOST_DISABLED: 'This host cannot run instances at all (KVM unusable and no fallback) and refuses builds.',
   BUILD_INTERRUPTED: 'A build was under way when the compute service stopped, and could not be finished after its restart.',
   DOMAIN_LOST: "An instance's record says it exists but the hypervisor has no domain for it (found at the service's start-up).",
+  DISK_FULL: 'A file novalet had to write (an instance record, an outbox entry, an image, an overlay) does not fit: the file system holding it is full.',
+  INSTANCE_DELETED_DURING_BUILD: "A build ended because its instance was deleted while it was under way (nova's 'Instance was deleted during build').",
+  INSTANCE_BUSY: 'Another operation of the instance is under way (a build) and this one cannot wait for it.',
+  API_AUTH_TOKEN_UNREADABLE: 'The HTTP API token file ([api] auth_token_file) cannot be read or made, or holds no token.',
+  OUTBOX_WRITE_FAILED: 'An event or message could not be kept on disk for publishing (the outbox folder cannot be written).',
 
   // The message broker (messaging/)
   TRANSPORT_URL_INVALID: 'The [DEFAULT] transport_url is not a RabbitMQ URL novalet can use: another scheme, a bad port, an empty host or entry.',
@@ -108,6 +115,7 @@ export const ERROR_CODES = {
   BROKER_PUBLISH_FAILED: 'A message was not confirmed by the broker: nacked, refused (no such exchange), not confirmed within rpc_response_timeout, or the connection was stopped first.',
   BROKER_CONSUME_FAILED: 'The broker refused to let novalet consume from a queue (no such queue, or access refused).',
   BROKER_STOPPED: 'The broker connection was used after it was stopped, or stopped before the operation finished.',
+  MESSAGE_UNROUTABLE: 'A message published as mandatory came back from the broker: no queue is bound to its exchange with its routing key.',
   RPC_TIMEOUT: 'No reply to an RPC call came within its timeout (rpc_response_timeout unless the caller gave one).',
   RPC_REPLY_TOO_LARGE: 'The reply to an RPC call is larger than [oslo_messaging_rabbit] max_message_size.',
   AMQP_NAME_INVALID: "A host name or instance UUID cannot be part of a queue name or routing key: empty, too long, or holding '*', '#', whitespace or control characters.",

@@ -28,6 +28,10 @@ export interface DefaultSection {
   image_download_timeout: number;
   /** novalet's own: the largest image, in MB, the image cache takes in. */
   image_download_max_size_mb: number;
+  /** novalet's own: bytes per second a download must average over the window (0: not checked). */
+  image_download_min_rate: number;
+  /** novalet's own: seconds over which image_download_min_rate is averaged. */
+  image_download_min_rate_window: number;
   debug: boolean;
   /** oslo.messaging's: seconds a call waits for its reply. */
   rpc_response_timeout: number;
@@ -58,6 +62,8 @@ export interface LibvirtSection {
   kvm_selftest_guest_dir: string;
   /** novalet's own: seconds the self-test guest has to reach user space. */
   kvm_selftest_timeout: number;
+  /** nova's: seconds a SOFT reboot waits for the guest to shut down before rebooting it hard. */
+  wait_soft_reboot_seconds: number;
 }
 
 export interface SchedulerSection {
@@ -76,6 +82,18 @@ export interface ComputeSection {
   aggregates: string[];
   /** The folder whose files builds may name as images (`"image": {"name": …}`). */
   image_dir: string;
+  /** Seconds a deleted instance's record is kept before it is purged. */
+  deleted_record_retention: number;
+}
+
+/** glance's `[import_filtering_opts]`: which image URLs may be fetched. */
+export interface ImportFilteringSection {
+  allowed_schemes: string[];
+  disallowed_schemes: string[];
+  allowed_hosts: string[];
+  disallowed_hosts: string[];
+  allowed_ports: number[];
+  disallowed_ports: number[];
 }
 
 /** oslo.messaging's RabbitMQ driver options that novalet implements. */
@@ -92,11 +110,17 @@ export interface OsloMessagingRabbitSection {
   ssl_key_file: string;
   /** novalet's own: the largest message body accepted, in bytes. */
   max_message_size: number;
+  /** novalet's own: novalet.dead's x-max-length. */
+  dead_letter_max_length: number;
 }
 
 export interface ApiSection {
   listen: string;
   port: number;
+  /** novalet's own: 'token' (a bearer token from auth_token_file) or 'none'. */
+  auth: 'token' | 'none';
+  /** novalet's own: the file holding the API's bearer token. */
+  auth_token_file: string;
 }
 
 export interface NovaletConfig {
@@ -106,6 +130,7 @@ export interface NovaletConfig {
   filter_scheduler: FilterSchedulerSection;
   api: ApiSection;
   compute: ComputeSection;
+  import_filtering_opts: ImportFilteringSection;
   oslo_messaging_rabbit: OsloMessagingRabbitSection;
 }
 

@@ -22,7 +22,7 @@ export type OptionType =
   | { kind: 'float'; min?: number }
   | { kind: 'bool' }
   /** Comma-separated, items stripped; `lowerCaseItems` as nova does for cpu_model_extra_flags. */
-  | { kind: 'list'; lowerCaseItems?: boolean }
+  | { kind: 'list'; lowerCaseItems?: boolean; /** oslo's ListOpt(item_type=Integer(min=1, max=65535)): every item a port number. */ portItems?: boolean }
   /** A string that must be exactly one of the choices. */
   | { kind: 'choice'; choices: readonly Choice[] }
   /** oslo.config's PortOpt: an integer port number. */
@@ -373,6 +373,37 @@ const TABLE = [
   }),
   option({
     section: 'DEFAULT',
+    name: 'image_download_min_rate',
+    type: { kind: 'int', min: 0 },
+    default: 1024,
+    novaletOwn: true,
+    help: [
+      'The slowest an image download may be, in bytes per second, averaged over ``image_download_min_rate_window``; a slower one is given up (0 disables the check).',
+      '',
+      "A server that trickles a byte every few seconds never trips ``image_download_idle_timeout`` and would hold a build slot for ``image_download_timeout``; this ends it within a window. curl's ``--speed-limit``/``--speed-time``; glance has no such option.",
+      '',
+      'Related options:',
+      '',
+      '* ``image_download_min_rate_window``',
+      '* ``image_download_idle_timeout``',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
+    name: 'image_download_min_rate_window',
+    type: { kind: 'int', min: 1, max: 86400 },
+    default: 60,
+    novaletOwn: true,
+    help: [
+      'Seconds over which an image download must average ``image_download_min_rate`` bytes per second.',
+      '',
+      'Related options:',
+      '',
+      '* ``image_download_min_rate``',
+    ],
+  }),
+  option({
+    section: 'DEFAULT',
     name: 'debug',
     type: { kind: 'bool' },
     default: false,
@@ -605,6 +636,15 @@ const TABLE = [
   }),
   option({
     section: 'libvirt',
+    name: 'wait_soft_reboot_seconds',
+    type: { kind: 'int', min: 0 },
+    default: 120,
+    help: [
+      'Number of seconds to wait for instance to shut down after soft reboot request is made. We fall back to hard reboot if instance does not shutdown within this window.',
+    ],
+  }),
+  option({
+    section: 'libvirt',
     name: 'kvm_selftest_guest_dir',
     type: { kind: 'string' },
     default: '$state_path/test-guest',
@@ -698,6 +738,42 @@ const TABLE = [
     novaletOwn: true,
     help: ["Port on which novalet's HTTP API will listen."],
   }),
+  option({
+    section: 'api',
+    name: 'auth',
+    type: {
+      kind: 'choice',
+      choices: [
+        { value: 'token', description: 'every route but /healthz and /metrics wants ``Authorization: Bearer <token>``, the token in ``auth_token_file``' },
+        { value: 'none', description: 'no authentication: any local user reads every guest\'s console (said loudly in the log)' },
+      ],
+    },
+    default: 'token',
+    novaletOwn: true,
+    help: [
+      "How novalet's HTTP API authenticates its callers.",
+      '',
+      'Related options:',
+      '',
+      '* ``auth_token_file``',
+    ],
+  }),
+  option({
+    section: 'api',
+    name: 'auth_token_file',
+    type: { kind: 'string' },
+    default: '$state_path/api-token',
+    novaletOwn: true,
+    help: [
+      'The file holding the bearer token of the HTTP API (one line).',
+      '',
+      'Made with a random token, mode 0600, at the first start when missing. Give it to the tools that read the API (``curl -H "Authorization: Bearer $(cat FILE)"``).',
+      '',
+      'Related options:',
+      '',
+      '* ``auth``',
+    ],
+  }),
 
   // ---------------------------------------------------------------- [compute]
   option({
@@ -736,6 +812,147 @@ const TABLE = [
       'The folder whose files a build may name as its image, kernel or ramdisk (``"image": {"name": "cirros.qcow2"}``).',
       '',
       'A name is a file name in this folder, never a path: a build cannot make the host read any other file.',
+    ],
+  }),
+
+  option({
+    section: 'compute',
+    name: 'deleted_record_retention',
+    type: { kind: 'int', min: 60 },
+    default: 86400,
+    novaletOwn: true,
+    help: [
+      'Seconds the record of a deleted instance is kept before it is purged.',
+      '',
+      "While it is kept, a delete (or build) message redelivered for that instance gets its terminal event again; afterwards a delete of it is answered ``action.error`` with INSTANCE_NOT_FOUND. nova keeps soft-deleted rows until ``nova-manage db archive_deleted_rows``; novalet purges by itself, so that a busy host's records do not grow without bound.",
+    ],
+  }),
+
+  // -------------------------------------------------- [import_filtering_opts]
+  option({
+    section: 'import_filtering_opts',
+    name: 'allowed_schemes',
+    type: { kind: 'list' },
+    default: ['http', 'https'],
+    help: [
+      'Specify the allowed url schemes for image downloads.',
+      '',
+      'A scheme not in this list is refused when the list is not empty (novalet fetches http and https only).',
+      '',
+      "novalet applies these rules, glance's, to every image, kernel and ramdisk URL a build names (and to every redirect it follows). Whatever they say, a URL whose host is, or resolves to, a loopback, link-local (the metadata address 169.254.169.254 included), unspecified or multicast address, or an address of this host, is refused unless ``allowed_hosts`` names that host.",
+      '',
+      'Related options:',
+      '',
+      '* ``disallowed_schemes``',
+      '* ``allowed_hosts``',
+      '* ``disallowed_hosts``',
+      '* ``allowed_ports``',
+      '* ``disallowed_ports``',
+    ],
+  }),
+  option({
+    section: 'import_filtering_opts',
+    name: 'disallowed_schemes',
+    type: { kind: 'list' },
+    default: [],
+    help: [
+      'Specify the disallowed url schemes for image downloads.',
+      '',
+      'A scheme in this list is refused.',
+      '',
+      "novalet applies these rules, glance's, to every image, kernel and ramdisk URL a build names (and to every redirect it follows). Whatever they say, a URL whose host is, or resolves to, a loopback, link-local (the metadata address 169.254.169.254 included), unspecified or multicast address, or an address of this host, is refused unless ``allowed_hosts`` names that host.",
+      '',
+      'Related options:',
+      '',
+      '* ``allowed_schemes``',
+      '* ``allowed_hosts``',
+      '* ``disallowed_hosts``',
+      '* ``allowed_ports``',
+      '* ``disallowed_ports``',
+    ],
+  }),
+  option({
+    section: 'import_filtering_opts',
+    name: 'allowed_hosts',
+    type: { kind: 'list' },
+    default: [],
+    help: [
+      'Specify the allowed target hosts for image downloads.',
+      '',
+      'When not empty, a host not in this list is refused. Each item is a host name or IP address as the URL writes it, without the port.',
+      '',
+      "novalet applies these rules, glance's, to every image, kernel and ramdisk URL a build names (and to every redirect it follows). Whatever they say, a URL whose host is, or resolves to, a loopback, link-local (the metadata address 169.254.169.254 included), unspecified or multicast address, or an address of this host, is refused unless ``allowed_hosts`` names that host.",
+      '',
+      'Related options:',
+      '',
+      '* ``allowed_schemes``',
+      '* ``disallowed_schemes``',
+      '* ``disallowed_hosts``',
+      '* ``allowed_ports``',
+      '* ``disallowed_ports``',
+    ],
+  }),
+  option({
+    section: 'import_filtering_opts',
+    name: 'disallowed_hosts',
+    type: { kind: 'list' },
+    default: [],
+    help: [
+      'Specify the disallowed hosts for image downloads.',
+      '',
+      'A host in this list is refused, whatever the scheme or port.',
+      '',
+      "novalet applies these rules, glance's, to every image, kernel and ramdisk URL a build names (and to every redirect it follows). Whatever they say, a URL whose host is, or resolves to, a loopback, link-local (the metadata address 169.254.169.254 included), unspecified or multicast address, or an address of this host, is refused unless ``allowed_hosts`` names that host.",
+      '',
+      'Related options:',
+      '',
+      '* ``allowed_schemes``',
+      '* ``disallowed_schemes``',
+      '* ``allowed_hosts``',
+      '* ``allowed_ports``',
+      '* ``disallowed_ports``',
+    ],
+  }),
+  option({
+    section: 'import_filtering_opts',
+    name: 'allowed_ports',
+    type: { kind: 'list', portItems: true },
+    default: [80, 443],
+    help: [
+      'Specify the allowed ports for image downloads.',
+      '',
+      'When not empty, a URL that names a port not in this list is refused; a URL without a port is not checked against the ports (as glance). Set it empty (``allowed_ports =``) to allow every port.',
+      '',
+      "novalet applies these rules, glance's, to every image, kernel and ramdisk URL a build names (and to every redirect it follows). Whatever they say, a URL whose host is, or resolves to, a loopback, link-local (the metadata address 169.254.169.254 included), unspecified or multicast address, or an address of this host, is refused unless ``allowed_hosts`` names that host.",
+      '',
+      'Related options:',
+      '',
+      '* ``allowed_schemes``',
+      '* ``disallowed_schemes``',
+      '* ``allowed_hosts``',
+      '* ``disallowed_hosts``',
+      '* ``disallowed_ports``',
+    ],
+  }),
+  option({
+    section: 'import_filtering_opts',
+    name: 'disallowed_ports',
+    type: { kind: 'list', portItems: true },
+    default: [],
+    help: [
+      'Specify the disallowed ports for image downloads.',
+      '',
+      'A URL that names a port in this list is refused.',
+      '',
+      "novalet applies these rules, glance's, to every image, kernel and ramdisk URL a build names (and to every redirect it follows). Whatever they say, a URL whose host is, or resolves to, a loopback, link-local (the metadata address 169.254.169.254 included), unspecified or multicast address, or an address of this host, is refused unless ``allowed_hosts`` names that host.",
+      '',
+      'Related options:',
+      '',
+      '* ``allowed_schemes``',
+      '* ``disallowed_schemes``',
+      '* ``allowed_hosts``',
+      '* ``disallowed_hosts``',
+      '* ``allowed_ports``',
     ],
   }),
 
@@ -840,6 +1057,18 @@ const TABLE = [
       'A larger one is moved to ``novalet.dead`` unparsed, with the reason.',
     ],
   }),
+  option({
+    section: 'oslo_messaging_rabbit',
+    name: 'dead_letter_max_length',
+    type: { kind: 'int', min: 1 },
+    default: 10000,
+    novaletOwn: true,
+    help: [
+      'The most messages ``novalet.dead`` keeps (its ``x-max-length``); past it the oldest are dropped.',
+      '',
+      "Every novalet process declares ``novalet.dead`` with this bound. Where the queue already exists with another bound (another host's setting, or a queue made before this option), the existing one is used as it is and a warning says so; to change it, delete ``novalet.dead`` or set a RabbitMQ policy with ``max-length``.",
+    ],
+  }),
 ] as const;
 
 // Compile-time check: the table defines every field of NovaletConfig.
@@ -852,4 +1081,4 @@ void everyOptionDefined;
 export const OPTION_DEFINITIONS: readonly OptionDefinition[] = TABLE;
 
 /** Sections in the order oslo-config-generator writes them: DEFAULT first, then by name. */
-export const SECTION_ORDER: readonly SectionName[] = ['DEFAULT', 'api', 'compute', 'filter_scheduler', 'libvirt', 'oslo_messaging_rabbit', 'scheduler'];
+export const SECTION_ORDER: readonly SectionName[] = ['DEFAULT', 'api', 'compute', 'filter_scheduler', 'import_filtering_opts', 'libvirt', 'oslo_messaging_rabbit', 'scheduler'];

@@ -28,8 +28,9 @@ const FLOAT = new RegExp(`^[+-]?(?:${DIGITS}(?:\\.(?:${DIGITS})?)?|\\.${DIGITS})
 export function describeAllowed(type: OptionType): string {
   switch (type.kind) {
     case 'string':
-    case 'list':
       return 'any text';
+    case 'list':
+      return type.portItems ? 'a comma-separated list of port numbers from 1 to 65535' : 'any text';
     case 'bool':
       return 'true or false (also yes/no, on/off, 1/0)';
     case 'int':
@@ -78,6 +79,7 @@ export function convertValue(type: OptionType, text: string, nullable: boolean):
       return { ok: true, value: text };
     case 'list': {
       const items = splitList(text);
+      if (type.portItems) return convertPortList(items);
       return { ok: true, value: type.lowerCaseItems ? items.map((i) => i.toLowerCase()) : items };
     }
     case 'choice': {
@@ -95,6 +97,18 @@ export function convertValue(type: OptionType, text: string, nullable: boolean):
     case 'float':
       return convertFloat(type, text, nullable);
   }
+}
+
+/** oslo's ListOpt(item_type=Integer(min=1, max=65535)): each item a port number, named when it is not. */
+function convertPortList(items: string[]): Conversion {
+  const port = { kind: 'port', min: 1, max: 65535 } as const;
+  const values: number[] = [];
+  for (const item of items) {
+    const converted = convertInteger(port, item, false);
+    if (!converted.ok) return { ok: false, problem: `has an item '${item.slice(0, 40)}' that ${converted.problem.replace(/^is /, 'is ')}` };
+    values.push(converted.value as number);
+  }
+  return { ok: true, value: values };
 }
 
 function emptyNumber(type: OptionType): Conversion {

@@ -16,6 +16,8 @@ export const DEAD_LETTER_CODES = [
   'KIND_UNKNOWN',
   'BODY_INVALID',
   'HANDLER_FAILED',
+  'REPLY_TO_MISSING',
+  'UNROUTABLE',
 ] as const;
 
 export type DeadLetterCode = (typeof DEAD_LETTER_CODES)[number];
@@ -31,6 +33,8 @@ export const DEAD_LETTER_MEANINGS: Readonly<Record<DeadLetterCode, string>> = {
   KIND_UNKNOWN: 'The envelope kind is not one the receiving service takes on that queue.',
   BODY_INVALID: "The body does not match its kind's contract: a field is missing, of the wrong type or out of its range.",
   HANDLER_FAILED: 'The receiving service failed on a valid message without settling it (a bug); its log says why.',
+  REPLY_TO_MISSING: 'A call (show, list, console, hosts) came without a usable reply_to property, so nobody could receive its answer; it was not run.',
+  UNROUTABLE: 'A message novalet itself published as mandatory came back from the broker: no queue is bound to its exchange with its routing key (x-novalet-routing-key).',
 };
 
 export const DEAD_LETTER_HEADERS = {

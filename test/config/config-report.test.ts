@@ -49,7 +49,7 @@ describe('describeConfig', () => {
 
   it('lists every option with its value and source', () => {
     const report = describeConfig(loaded);
-    expect(Object.keys(report)).toEqual(['DEFAULT', 'libvirt', 'scheduler', 'filter_scheduler', 'api', 'compute', 'oslo_messaging_rabbit']);
+    expect(Object.keys(report)).toEqual(['DEFAULT', 'libvirt', 'scheduler', 'filter_scheduler', 'api', 'compute', 'import_filtering_opts', 'oslo_messaging_rabbit']);
     for (const def of OPTION_DEFINITIONS) expect(report[def.section][def.name], def.name).toBeDefined();
     expect(report.libvirt.virt_type).toEqual({ value: 'qemu', source: `${NOVA_CONF}:104` });
     expect(report.libvirt.cpu_models).toEqual({ value: ['Nehalem'], source: `${NOVA_CONF}:107` });

@@ -45,6 +45,8 @@ describe('a real nova.conf of a compute node', () => {
       image_download_idle_timeout: 60,
       image_download_timeout: 3600,
       image_download_max_size_mb: 1048576,
+      image_download_min_rate: 1024,
+      image_download_min_rate_window: 60,
       debug: false,
       rpc_response_timeout: 120,
       max_concurrent_builds: 10,
@@ -64,6 +66,7 @@ describe('a real nova.conf of a compute node', () => {
       fallback_virt_type: 'qemu',
       kvm_selftest_guest_dir: '/var/lib/nova/test-guest',
       kvm_selftest_timeout: 20,
+      wait_soft_reboot_seconds: 120,
     });
     // A continued value: continuation lines joined, then split as a list.
     expect(loaded.values.filter_scheduler.enabled_filters).toEqual([
@@ -76,7 +79,7 @@ describe('a real nova.conf of a compute node', () => {
     ]);
     // [DEFAULT] scheduler_max_attempts is the deprecated name of [scheduler] max_attempts.
     expect(loaded.values.scheduler).toEqual({ max_attempts: 5 });
-    expect(loaded.values.api).toEqual({ listen: '10.20.0.31', port: 8789 });
+    expect(loaded.values.api).toEqual({ listen: '10.20.0.31', port: 8789, auth: 'token', auth_token_file: '/var/lib/nova/api-token' });
     expect(loaded.files).toEqual([NOVA_CONF]);
   });
 

@@ -30,6 +30,8 @@ const DEFAULTS = {
     image_download_idle_timeout: 60,
     image_download_timeout: 3600,
     image_download_max_size_mb: 1048576,
+    image_download_min_rate: 1024,
+    image_download_min_rate_window: 60,
     debug: false,
     rpc_response_timeout: 60,
     max_concurrent_builds: 10,
@@ -48,6 +50,7 @@ const DEFAULTS = {
     fallback_virt_type: 'qemu',
     kvm_selftest_guest_dir: '/var/lib/novalet/test-guest',
     kvm_selftest_timeout: 20,
+    wait_soft_reboot_seconds: 120,
   },
   scheduler: { max_attempts: 3 },
   filter_scheduler: {
@@ -59,8 +62,9 @@ const DEFAULTS = {
       'ServerGroupAffinityFilter',
     ],
   },
-  api: { listen: '127.0.0.1', port: 8789 },
-  compute: { availability_zone: null, aggregates: [], image_dir: '/var/lib/novalet/images' },
+  api: { listen: '127.0.0.1', port: 8789, auth: 'token', auth_token_file: '/var/lib/novalet/api-token' },
+  compute: { availability_zone: null, aggregates: [], image_dir: '/var/lib/novalet/images', deleted_record_retention: 86400 },
+  import_filtering_opts: { allowed_schemes: ['http', 'https'], disallowed_schemes: [], allowed_hosts: [], disallowed_hosts: [], allowed_ports: [80, 443], disallowed_ports: [] },
   oslo_messaging_rabbit: {
     heartbeat_timeout_threshold: 60,
     rabbit_retry_interval: 1,
@@ -73,6 +77,7 @@ const DEFAULTS = {
     ssl_cert_file: '',
     ssl_key_file: '',
     max_message_size: 1048576,
+    dead_letter_max_length: 10000,
   },
 };
 
@@ -140,6 +145,6 @@ describe('etc/novalet.conf.sample', () => {
     expect(text).toContain('#instances_path = $state_path/instances\n');
     expect(text).toMatch(/\$pybasedir/); // state_path's help says why nova's default does not apply
     const sections = lines.filter((l) => l.startsWith('['));
-    expect(sections).toEqual(['[DEFAULT]', '[api]', '[compute]', '[filter_scheduler]', '[libvirt]', '[oslo_messaging_rabbit]', '[scheduler]']);
+    expect(sections).toEqual(['[DEFAULT]', '[api]', '[compute]', '[filter_scheduler]', '[import_filtering_opts]', '[libvirt]', '[oslo_messaging_rabbit]', '[scheduler]']);
   });
 });

@@ -18,6 +18,18 @@ describe('value types, as oslo.config', () => {
     expect(convertValue(int, '', true)).toEqual({ ok: true, value: null });
   });
 
+  it("lists of ports, as oslo's ListOpt(item_type=Integer(min=1, max=65535)): each item a port, the bad one named", () => {
+    const ports = { kind: 'list', portItems: true } as const;
+    expect(convertValue(ports, '80, 443', false)).toEqual({ ok: true, value: [80, 443] });
+    expect(convertValue(ports, '', false)).toEqual({ ok: true, value: [] });
+    for (const bad of ['80, http', '0', '65536', '80,,443']) {
+      const converted = convertValue(ports, bad, false);
+      expect(converted.ok, bad).toBe(false);
+      if (!converted.ok) expect(converted.problem, bad).toMatch(/^has an item '.*' that is /);
+    }
+    expect(describeAllowed(ports)).toBe('a comma-separated list of port numbers from 1 to 65535');
+  });
+
   it('floats: decimals and exponents; no inf or nan', () => {
     const float = { kind: 'float', min: 0 } as const;
     expect(convertValue(float, '1.5', false)).toEqual({ ok: true, value: 1.5 });

@@ -200,9 +200,12 @@ describe('decodeEnvelope', () => {
 
 describe('dead-letter codes and headers', () => {
   /** One message per code, each refused with that code by decoding or by the compute host's check. */
-  // HANDLER_FAILED is the broker layer's, for a handler that threw (test/messaging/broker.test.ts).
-  type DecodingCode = Exclude<DeadLetterCode, 'HANDLER_FAILED'>;
-  const DECODING_CODES = DEAD_LETTER_CODES.filter((code): code is DecodingCode => code !== 'HANDLER_FAILED');
+  // HANDLER_FAILED is the broker layer's, for a handler that threw (test/messaging/broker.test.ts); REPLY_TO_MISSING
+  // the compute service's, for a call without reply_to, and UNROUTABLE the outbox's, for a mandatory message that
+  // came back (their tests are with the service and the outbox).
+  const NOT_DECODING = ['HANDLER_FAILED', 'REPLY_TO_MISSING', 'UNROUTABLE'] as const;
+  type DecodingCode = Exclude<DeadLetterCode, (typeof NOT_DECODING)[number]>;
+  const DECODING_CODES = DEAD_LETTER_CODES.filter((code): code is DecodingCode => !(NOT_DECODING as readonly string[]).includes(code));
   const reaching: Record<DecodingCode, () => Checked<unknown>> = {
     MESSAGE_TOO_LARGE: () => decodeEnvelope(Buffer.alloc(2000, 0x20), { maxBytes: 1024 }),
     MESSAGE_NOT_UTF8: () => decodeEnvelope(Buffer.from([0x7b, 0xfe, 0x7d]), LIMITS),
