@@ -261,7 +261,7 @@ export class ComputeService {
           break;
         case 'reboot':
           record = await compute.reboot(uuid, request.body.type);
-          await this.#event({ event: 'reboot.end', uuid, host: this.host, state: record.state });
+          await this.#event({ event: 'reboot.end', uuid, host: this.host, state: record.state, type: request.body.type, requested_type: request.body.type });
           break;
         default:
           throw new NovaletError('INTERNAL', `No handler for '${(request as { kind: string }).kind}'.`);
