@@ -21,7 +21,7 @@ import type { Fault } from '../messaging/contracts/fault.js';
 import type { InstanceEvent } from '../messaging/contracts/instance-event.js';
 import { decodeEnvelope, type Envelope } from '../messaging/envelope.js';
 import { computeQueue } from '../messaging/topology.js';
-import { BuildSlots } from './build-slots.js';
+import { Slots } from '../service/slots.js';
 import { instanceSpecOf } from './build-spec.js';
 import { BusPublisher } from './bus-publisher.js';
 import { CapabilityReporter, type FullReportContent } from './capability-reporter.js';
@@ -29,7 +29,7 @@ import { ComputeInstances, faultOf } from './compute-instances.js';
 import type { InstanceFault, InstanceRecord } from './instance-record.js';
 import type { InstanceStore } from './instance-store.js';
 import { instanceView, type InstanceView } from './instance-view.js';
-import { KeyedLock } from './keyed-lock.js';
+import { KeyedLock } from '../service/keyed-lock.js';
 import { watchLifecycle } from './lifecycle-watch.js';
 import type { ServiceMetrics } from './metrics.js';
 import { recoverInstances, type RecoveryResult } from './recovery.js';
@@ -64,7 +64,7 @@ export class ComputeService {
   readonly #publisher: BusPublisher;
   readonly #locks = new KeyedLock();
   readonly #claims = new KeyedLock();
-  readonly #slots: BuildSlots;
+  readonly #slots: Slots;
   readonly #reporter: CapabilityReporter;
   readonly #inFlight = new Set<InFlight>();
   #consumer: ConsumerHandle | null = null;
@@ -77,7 +77,7 @@ export class ComputeService {
     const { config, driver, store, broker, log } = options;
     this.compute = new ComputeInstances(driver, store, config.DEFAULT.host);
     this.#publisher = new BusPublisher(broker, config.DEFAULT.host);
-    this.#slots = new BuildSlots(config.DEFAULT.max_concurrent_builds);
+    this.#slots = new Slots(config.DEFAULT.max_concurrent_builds);
     this.#reporter = new CapabilityReporter(() => this.#fullReportContent(), (report) => this.#publisher.report(report), log);
   }
 
