@@ -1,18 +1,17 @@
 /**
- * What the compute service sends over the bus (docs/messages.md): instance
- * events and capability reports on `novalet.events`, replies to calls on
- * the default exchange, reschedules to the schedulers, and messages it
- * could not handle to `novalet.dead`. Every publish waits for the broker's
- * confirm.
+ * What the compute service sends over the bus (docs/messages.md): the
+ * outbox's messages (instance events, reschedules) as they are kept,
+ * capability reports on `novalet.events`, replies to calls on the default
+ * exchange, and messages it could not handle to `novalet.dead`. Every
+ * publish waits for the broker's confirm.
  */
 import type { Broker, Delivery } from '../messaging/broker.js';
 import type { CapabilityReport } from '../messaging/contracts/capability-report.js';
-import type { BuildBody } from '../messaging/contracts/compute-requests.js';
 import { deadLetterHeaders, type DeadLetterCode } from '../messaging/contracts/dead-letter.js';
 import type { Fault } from '../messaging/contracts/fault.js';
-import type { InstanceEvent } from '../messaging/contracts/instance-event.js';
-import { encodeEnvelope, EVENT_KIND, makeEnvelope, REPLY_KIND, REPORT_KIND } from '../messaging/envelope.js';
-import { DEAD_LETTER, EVENT_EXCHANGE, instanceEventKey, REQUEST_EXCHANGE, reportKey, SCHEDULER_KEY } from '../messaging/topology.js';
+import { encodeEnvelope, makeEnvelope, REPLY_KIND, REPORT_KIND } from '../messaging/envelope.js';
+import { DEAD_LETTER, EVENT_EXCHANGE, reportKey } from '../messaging/topology.js';
+import type { OutboxMessage } from '../service/outbox.js';
 
 export class BusPublisher {
   constructor(
@@ -20,17 +19,21 @@ export class BusPublisher {
     private readonly host: string,
   ) {}
 
-  event(event: InstanceEvent): Promise<void> {
-    const { event: name, ...body } = event;
-    return this.broker.publish(EVENT_EXCHANGE, instanceEventKey(event.uuid, name), encodeEnvelope(makeEnvelope(EVENT_KIND, { event: name, ...body })));
+  /** An outbox message as it was kept: its id as the AMQP message_id too. */
+  outboxMessage(m: OutboxMessage): Promise<void> {
+    return this.broker.publish(m.exchange, m.routingKey, Buffer.from(m.content, 'utf8'), { messageId: m.id, mandatory: m.mandatory });
+  }
+
+  /** A mandatory outbox message nobody took (a reschedule with no scheduler queue bound), kept in novalet.dead with why. */
+  unroutable(m: OutboxMessage, reason: string): Promise<void> {
+    return this.broker.publish(DEAD_LETTER, m.routingKey, Buffer.from(m.content, 'utf8'), {
+      headers: deadLetterHeaders('UNROUTABLE', reason, m.routingKey),
+      messageId: m.id,
+    });
   }
 
   report(report: CapabilityReport): Promise<void> {
     return this.broker.publish(EVENT_EXCHANGE, reportKey(this.host), encodeEnvelope(makeEnvelope(REPORT_KIND, report)));
-  }
-
-  reschedule(build: BuildBody): Promise<void> {
-    return this.broker.publish(REQUEST_EXCHANGE, SCHEDULER_KEY, encodeEnvelope(makeEnvelope('reschedule', build)));
   }
 
   /** The answer to a call, when the request asked for one (reply_to set). */

@@ -3,6 +3,12 @@
  * start, whenever anything but the cheap counters changed, and at least
  * every ten heartbeats; a heartbeat every `report_interval` otherwise.
  * `seq` increases per process, so a scheduler can drop what arrives late.
+ *
+ * Reports are coalesced: at most one is being sent at a time, and however
+ * many changes arrive meanwhile, one report follows with the state as it is
+ * then (the latest state wins), so a burst of changes costs two reports, not
+ * one per change. Reports are state, not events: one that could not be sent
+ * is not kept; the next says it all (a full one, since nothing counts as sent).
  */
 import type { Logger } from '../config/logger.js';
 import type { CapabilityReport, FullReport, HeartbeatReport } from '../messaging/contracts/capability-report.js';
@@ -12,12 +18,17 @@ export const HEARTBEATS_PER_FULL = 10;
 
 export type FullReportContent = Omit<FullReport, 'seq' | 'report'>;
 
+/** What the next send must be: a full report whatever changed, one only if something changed, or the periodic one. */
+type Due = 'full' | 'changed' | 'tick';
+const RANK: Record<Due, number> = { changed: 1, tick: 2, full: 3 };
+
 export class CapabilityReporter {
   #seq = 0;
   #lastFull: string | null = null;
   #heartbeatsSinceFull = 0;
   #timer: NodeJS.Timeout | null = null;
-  #sending: Promise<void> = Promise.resolve();
+  #due: Due | null = null;
+  #sending: Promise<void> | null = null;
   #sent = 0;
 
   constructor(
@@ -31,19 +42,19 @@ export class CapabilityReporter {
     return this.#sent;
   }
 
-  /** Sends a full report now, whatever was sent before (start-up, a reconnection). */
+  /** Sends a full report soon, whatever was sent before (start-up, a reconnection); resolves once it went (or failed). */
   full(): Promise<void> {
-    return this.#queue(true);
+    return this.#ask('full');
   }
 
-  /** Something may have changed: a full report goes out if it did. */
+  /** Something may have changed: a full report goes out if it did (coalesced with any other change meanwhile). */
   changed(): Promise<void> {
-    return this.#queue(false, true);
+    return this.#ask('changed');
   }
 
   /** The periodic report: a heartbeat, or a full one when due or when something changed. */
   tick(): Promise<void> {
-    return this.#queue(false);
+    return this.#ask('tick');
   }
 
   start(intervalSeconds: number): void {
@@ -58,18 +69,27 @@ export class CapabilityReporter {
   }
 
   /** Waits for the reports under way. */
-  settled(): Promise<void> {
+  async settled(): Promise<void> {
+    while (this.#sending) await this.#sending;
+  }
+
+  #ask(due: Due): Promise<void> {
+    if (!this.#due || RANK[due] > RANK[this.#due]) this.#due = due;
+    this.#sending ??= this.#drain().finally(() => {
+      this.#sending = null;
+    });
     return this.#sending;
   }
 
-  // One report at a time, in order: seq must arrive increasing.
-  #queue(forceFull: boolean, onlyIfChanged = false): Promise<void> {
-    const next = this.#sending.then(() => this.#send(forceFull, onlyIfChanged));
-    this.#sending = next.catch(() => undefined);
-    return next;
+  async #drain(): Promise<void> {
+    while (this.#due) {
+      const due = this.#due;
+      this.#due = null;
+      await this.#send(due);
+    }
   }
 
-  async #send(forceFull: boolean, onlyIfChanged: boolean): Promise<void> {
+  async #send(due: Due): Promise<void> {
     let content: FullReportContent;
     try {
       content = await this.gather();
@@ -77,10 +97,10 @@ export class CapabilityReporter {
       this.log.error({ err }, 'could not gather the capability report');
       return;
     }
-    const fingerprint = JSON.stringify({ ...content, vcpus_used: 0, memory_mb_used: 0, free_ram_mb: 0, running_vms: 0, local_gb_used: 0, free_disk_gb: 0 });
+    const fingerprint = JSON.stringify({ ...content, vcpus_used: 0, memory_mb_used: 0, free_ram_mb: 0, running_vms: 0, local_gb_used: 0, free_disk_gb: 0, stats: {} });
     const changed = fingerprint !== this.#lastFull;
-    const fullDue = forceFull || changed || this.#heartbeatsSinceFull + 1 >= HEARTBEATS_PER_FULL;
-    if (onlyIfChanged && !changed) return;
+    if (due === 'changed' && !changed) return;
+    const fullDue = due === 'full' || changed || this.#heartbeatsSinceFull + 1 >= HEARTBEATS_PER_FULL;
     let report: CapabilityReport;
     if (fullDue) {
       report = { report: 'full', seq: ++this.#seq, ...content } satisfies FullReport;

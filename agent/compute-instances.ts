@@ -1,16 +1,15 @@
-import { NovaletError } from '../config/novalet-error.js';
-import { validateInstanceSpec, type ComputeDriver, type InstanceSpec, type RebootType, type SpawnOptions, type ValidInstanceSpec } from '../hypervisor/compute-driver.js';
-import type { BuildOrigin, InstanceFault, InstanceRecord, TaskState, VmState } from './instance-record.js';
-import type { InstanceStore } from './instance-store.js';
-
 /**
- * The compute host's instances: each operation goes through the compute
- * driver and moves the instance's record through nova's states. A failed
- * build ends in ERROR with its fault (cause, diagnosis, remedy) and nothing
- * left in the hypervisor or on disk; the record stays to say why.
+ * The compute host's instances: their records (agent/instance-store.ts) and
+ * the one way to change one — `change()`, which writes the new state and the
+ * events that report it in one atomic write (the outbox publishes them).
+ * Builds, operations and recovery (agent/builds.ts, agent/operations.ts,
+ * agent/recovery.ts) are written in terms of it.
  */
-/** nova's [DEFAULT] shutdown_timeout: how long a guest has to power itself off. */
-export const DEFAULT_CLEAN_SHUTDOWN_MS = 60_000;
+import type { ComputeDriver, ValidInstanceSpec } from '../hypervisor/compute-driver.js';
+import type { OutboxMessage } from '../service/outbox.js';
+import type { BuildOrigin, InstanceFault, InstanceRecord } from './instance-record.js';
+import type { InstanceMessages } from './instance-messages.js';
+import type { InstanceStore } from './instance-store.js';
 
 /** A build refused before it started: what its record keeps (the bus already checked these fields). */
 export interface RefusedBuild {
@@ -22,192 +21,97 @@ export interface RefusedBuild {
   flavorName: string;
 }
 
-/** What a build from the bus records beside the spec. */
-export interface BuildExtra {
-  flavor?: { rootGb: number; name: string };
-  origin?: BuildOrigin;
-}
-
-/** An error as an instance's fault: the code, the whole sentence, the remedy when the error has one. */
-export function faultOf(err: unknown): InstanceFault {
-  const known = err instanceof NovaletError;
-  return {
-    code: known ? err.code : 'INTERNAL',
-    message: err instanceof Error ? err.message : String(err),
-    ...(known && err.remedy ? { remedy: err.remedy } : {}),
-    at: new Date().toISOString(),
-  };
-}
-
 export class ComputeInstances {
   constructor(
-    private readonly driver: ComputeDriver,
-    private readonly store: InstanceStore,
-    private readonly host: string,
+    readonly driver: ComputeDriver,
+    readonly store: InstanceStore,
+    readonly messages: InstanceMessages,
   ) {}
 
-  private async update(record: InstanceRecord, change: Partial<InstanceRecord>): Promise<InstanceRecord> {
-    const next = { ...record, ...change, updatedAt: new Date().toISOString() };
-    await this.store.write(next);
-    return next;
+  get host(): string {
+    return this.messages.host;
   }
 
-  private async record(uuid: string): Promise<InstanceRecord> {
-    const record = await this.store.read(uuid);
-    if (!record || record.state === 'deleted') {
-      throw new NovaletError('INSTANCE_NOT_FOUND', `Instance ${uuid} is not on this host.`, 'Check the UUID against the instances this host reports.');
-    }
-    return record;
+  get(uuid: string): InstanceRecord | null {
+    return this.store.get(uuid);
   }
 
-  /**
-   * The first half of a build: the spec checked and the BUILDING record
-   * written (durable), or the record of the build that already happened.
-   * `started` is false for such a repeat: nothing is to be done.
-   */
-  async begin(spec: InstanceSpec, extra: BuildExtra = {}): Promise<{ record: InstanceRecord; valid: ValidInstanceSpec; started: boolean }> {
-    const valid = validateInstanceSpec(spec);
-    const existing = await this.store.read(valid.uuid);
-    // Idempotent by UUID: asking again for a build that happened returns it.
-    if (existing && existing.state !== 'deleted' && !existing.origin?.rescheduledAt) return { record: existing, valid, started: false };
-    // A build that went back to the schedulers, asked again by the same message, is that message's redelivery.
-    if (existing?.origin?.rescheduledAt && extra.origin && existing.origin.messageId === extra.origin.messageId) return { record: existing, valid, started: false };
+  list(): InstanceRecord[] {
+    return this.store.list();
+  }
+
+  /** Writes `record` changed by `change`, with `messages` to publish, durably; the stored record. */
+  change(record: InstanceRecord, change: Partial<InstanceRecord>, messages: readonly OutboxMessage[] = []): Promise<InstanceRecord> {
+    return this.store.commit({ ...record, ...change, updatedAt: new Date().toISOString() }, messages);
+  }
+
+  /** A build taken on: BUILDING, waiting for a slot (nova's task `scheduling`); its request kept for recovery. */
+  accept(valid: ValidInstanceSpec, flavor: { rootGb: number; name: string }, origin: BuildOrigin): Promise<InstanceRecord> {
     const now = new Date().toISOString();
-    const record = await this.update(
-      {
-        uuid: valid.uuid,
-        name: valid.name,
-        host: this.host,
-        state: 'building',
-        task: 'spawning',
-        flavor: { vcpus: valid.vcpus, memoryMiB: valid.memoryMiB, ...(extra.flavor ?? {}) },
-        image: valid.image ? { source: valid.image.source, sha256: valid.image.checksum?.slice('sha256:'.length) ?? null } : null,
-        kernel: valid.kernel ?? null,
-        virtType: null,
-        virtTypeReason: null,
-        fault: null,
-        createdAt: now,
-        updatedAt: now,
-        ...(extra.origin ? { origin: extra.origin } : {}),
-      },
-      {},
-    );
-    return { record, valid, started: true };
-  }
-
-  /** The second half: the driver spawns the guest; the record ends ACTIVE, or ERROR with the fault. */
-  async complete(record: InstanceRecord, valid: ValidInstanceSpec, options: SpawnOptions = {}): Promise<InstanceRecord> {
-    try {
-      const launched = await this.driver.spawn(valid, options);
-      return await this.update(record, {
-        state: 'active',
-        task: null,
-        virtType: launched.virtType,
-        virtTypeReason: launched.virtTypeReason,
-        image: launched.image ? { source: valid.image?.source ?? '', sha256: launched.image.sha256 } : record.image,
-      });
-    } catch (err) {
-      // Aborted (the service is stopping): the driver removed what it made, the record stays BUILDING for the next start.
-      if (options.signal?.aborted) throw err;
-      return this.update(record, { state: 'error', task: null, fault: faultOf(err) });
-    }
-  }
-
-  async spawn(spec: InstanceSpec, extra: BuildExtra = {}, options: SpawnOptions = {}): Promise<InstanceRecord> {
-    const { record, valid, started } = await this.begin(spec, extra);
-    return started ? this.complete(record, valid, options) : record;
-  }
-
-  /** Marks a record: the build went back to the schedulers, so the instance is not this host's any more. */
-  async handedBack(record: InstanceRecord): Promise<InstanceRecord> {
-    if (!record.origin) return record;
-    return this.update(record, { origin: { ...record.origin, rescheduledAt: new Date().toISOString() } });
-  }
-
-  /**
-   * Records a build refused before anything was touched (it did not fit, its
-   * image is not here, the host is disabled): ERROR with the fault, no image.
-   * Nothing is written over an instance this host already has.
-   */
-  async refused(build: RefusedBuild, fault: InstanceFault, origin?: BuildOrigin): Promise<InstanceRecord | null> {
-    const existing = await this.store.read(build.uuid);
-    if (existing && existing.state !== 'deleted' && !existing.origin?.rescheduledAt) return null;
-    const now = new Date().toISOString();
-    const record: InstanceRecord = {
-      uuid: build.uuid,
-      name: build.name,
+    return this.store.commit({
+      uuid: valid.uuid,
+      name: valid.name,
       host: this.host,
-      state: 'error',
-      task: null,
-      flavor: { vcpus: build.vcpus, memoryMiB: build.memoryMiB, rootGb: build.rootGb, name: build.flavorName },
-      image: null,
-      kernel: null,
+      state: 'building',
+      task: 'scheduling',
+      flavor: { vcpus: valid.vcpus, memoryMiB: valid.memoryMiB, ...flavor },
+      image: valid.image ? { source: valid.image.source, sha256: valid.image.checksum?.slice('sha256:'.length) ?? null } : null,
+      kernel: valid.kernel ?? null,
       virtType: null,
       virtTypeReason: null,
-      fault,
+      fault: null,
       createdAt: now,
       updatedAt: now,
-      ...(origin ? { origin } : {}),
-    };
-    await this.store.write(record);
-    return record;
+      origin,
+    });
   }
 
-  /** Ends a BUILDING record whose build cannot be finished (recovery). */
-  async failBuild(record: InstanceRecord, fault: InstanceFault): Promise<InstanceRecord> {
-    return this.update(record, { state: 'error', task: null, fault });
+  /**
+   * A build refused before anything was touched (it did not fit, its image
+   * is not here, the host is disabled): ERROR with the fault, no image; a
+   * placed one handed back to the schedulers at once.
+   */
+  refused(build: RefusedBuild, fault: InstanceFault, origin: BuildOrigin, messages: readonly OutboxMessage[]): Promise<InstanceRecord> {
+    const now = new Date().toISOString();
+    return this.store.commit(
+      {
+        uuid: build.uuid,
+        name: build.name,
+        host: this.host,
+        state: 'error',
+        task: null,
+        flavor: { vcpus: build.vcpus, memoryMiB: build.memoryMiB, rootGb: build.rootGb, name: build.flavorName },
+        image: null,
+        kernel: null,
+        virtType: null,
+        virtTypeReason: null,
+        fault,
+        createdAt: now,
+        updatedAt: now,
+        origin,
+      },
+      messages,
+    );
   }
 
-  /** Adopts a running guest whose build was interrupted after libvirt started it (recovery). */
-  async adopt(record: InstanceRecord, change: Partial<InstanceRecord>): Promise<InstanceRecord> {
-    return this.update(record, { task: null, ...change });
-  }
-
-  private async operate(uuid: string, task: TaskState, action: () => Promise<void>, after: VmState): Promise<InstanceRecord> {
-    let record = await this.update(await this.record(uuid), { task });
-    try {
-      await action();
-    } catch (err) {
-      await this.update(record, { task: null });
-      throw err;
-    }
-    record = await this.update(record, { task: null, state: after });
-    return record;
-  }
-
-  /** nova's stop: the ACPI power button, then a hard stop after `timeoutMs` (0: at once). */
-  stop(uuid: string, timeoutMs = DEFAULT_CLEAN_SHUTDOWN_MS): Promise<InstanceRecord> {
-    return this.operate(uuid, 'powering-off', async () => void (await this.driver.powerOff(uuid, timeoutMs)), 'stopped');
-  }
-
-  start(uuid: string): Promise<InstanceRecord> {
-    return this.operate(uuid, 'powering-on', () => this.driver.powerOn(uuid), 'active');
-  }
-
-  reboot(uuid: string, type: RebootType = 'SOFT'): Promise<InstanceRecord> {
-    return this.operate(uuid, type === 'SOFT' ? 'rebooting' : 'rebooting_hard', () => this.driver.reboot(uuid, type), 'active');
-  }
-
-  delete(uuid: string): Promise<InstanceRecord> {
-    return this.operate(uuid, 'deleting', () => this.driver.destroy(uuid), 'deleted');
-  }
-
-  /** A lifecycle event said the guest stopped by itself (powered off) or crashed. */
+  /**
+   * A lifecycle event said the guest stopped by itself (powered off) or
+   * crashed: STOPPED, or ERROR with a GUEST_CRASHED fault, and `power.off`
+   * (with the fault for a crash). An operation under way records its own outcome.
+   */
   async guestStopped(uuid: string, crashed: boolean): Promise<InstanceRecord | null> {
-    const record = await this.store.read(uuid);
-    // An operation under way (destroy, power off, delete, reboot) records its own outcome.
-    if (!record || record.state === 'deleted' || record.task !== null) return null;
+    const record = this.store.get(uuid);
+    if (!record || record.state === 'deleted' || record.origin?.rescheduledAt || record.task !== null) return null;
     if (crashed) {
-      return this.update(record, { state: 'error', task: null, fault: { code: 'GUEST_CRASHED', message: 'The guest crashed.', at: new Date().toISOString() } });
+      const fault: InstanceFault = {
+        code: 'GUEST_CRASHED',
+        message: 'The guest crashed, or its QEMU process died.',
+        remedy: "Look at the guest's console (novalet console or /v1/instances/{uuid}/console) and QEMU's log; start it again, or delete it.",
+        at: new Date().toISOString(),
+      };
+      const event = this.messages.event({ event: 'power.off', uuid, state: 'error', fault: { code: fault.code, message: fault.message, remedy: fault.remedy ?? '' } });
+      return this.change(record, { state: 'error', task: null, fault }, [event]);
     }
-    return this.update(record, { state: 'stopped', task: null });
-  }
-
-  get(uuid: string): Promise<InstanceRecord | null> {
-    return this.store.read(uuid);
-  }
-
-  list(): Promise<InstanceRecord[]> {
-    return this.store.list();
+    return this.change(record, { state: 'stopped', task: null }, [this.messages.event({ event: 'power.off', uuid, state: 'stopped' })]);
   }
 }

@@ -2,43 +2,42 @@
  * `novalet compute` once the host is assembled: the service that consumes
  * `compute.<host>`, builds and manages instances on request, keeps the
  * schedulers told, and survives restarts of itself and of the broker
- * (docs/messages.md is the contract it keeps).
+ * (docs/compute-service.md; docs/messages.md is the contract it keeps).
  *
- * Requests are acknowledged only once their effect is durable: a build when
- * its record is final (ACTIVE or ERROR) or handed back to the schedulers,
- * an operation when its record is written, a call when its reply is
- * confirmed. A build interrupted by a crash is finished by the next start
- * (agent/recovery.ts) and its redelivery is then a repeat, by instance UUID.
+ * Every request gets an answer: an event (kept on disk with the state it
+ * reports until the broker confirms it: the outbox), a reply, or a dead
+ * letter with the reason. A request is acknowledged only once its answer is
+ * on disk (or confirmed), so a crash at any point loses nothing: the next
+ * start finishes what was under way (agent/recovery.ts) and answers a
+ * redelivered request again under the same ids.
  */
-import type { NovaletConfig } from '../config/novalet-config.js';
 import type { Logger } from '../config/logger.js';
-import { NovaletError } from '../config/novalet-error.js';
-import { validateInstanceSpec, type ComputeDriver, type DriverInstance, type LifecycleSubscription, type ValidInstanceSpec } from '../hypervisor/compute-driver.js';
-import type { Broker, ConsumerHandle, Delivery } from '../messaging/broker.js';
+import type { NovaletConfig } from '../config/novalet-config.js';
+import type { ComputeDriver, DriverInstance, LifecycleSubscription } from '../hypervisor/compute-driver.js';
+import type { Broker, Delivery } from '../messaging/broker.js';
 import type { HypervisorCapabilities, ServiceStatus } from '../messaging/contracts/capability-report.js';
-import { COMPUTE_CALLS, validateComputeRequest, rescheduleBody, type BuildBody, type ComputeRequest } from '../messaging/contracts/compute-requests.js';
-import type { Fault } from '../messaging/contracts/fault.js';
-import type { InstanceEvent } from '../messaging/contracts/instance-event.js';
-import { decodeEnvelope, type Envelope } from '../messaging/envelope.js';
+import { COMPUTE_CALLS, validateComputeRequest, type ComputeRequest } from '../messaging/contracts/compute-requests.js';
+import { decodeEnvelope } from '../messaging/envelope.js';
 import { computeQueue } from '../messaging/topology.js';
-import { Slots } from '../service/slots.js';
-import { instanceSpecOf } from './build-spec.js';
+import { ConsumerRunner } from '../service/consumer-runner.js';
+import type { Outbox, OutboxMessage } from '../service/outbox.js';
+import { aggregatesOf } from './aggregates.js';
 import { BusPublisher } from './bus-publisher.js';
 import { CapabilityReporter, type FullReportContent } from './capability-reporter.js';
-import { ComputeInstances, faultOf } from './compute-instances.js';
-import type { InstanceFault, InstanceRecord } from './instance-record.js';
-import type { InstanceStore } from './instance-store.js';
+import { ComputeCore } from './compute-core.js';
+import type { ComputeInstances } from './compute-instances.js';
+import { faultOf, notHere, wireFault } from './faults.js';
+import type { InstanceRecord } from './instance-record.js';
+import type { StoreLoad } from './instance-store.js';
 import { instanceView, type InstanceView } from './instance-view.js';
-import { KeyedLock } from '../service/keyed-lock.js';
 import { watchLifecycle } from './lifecycle-watch.js';
 import type { ServiceMetrics } from './metrics.js';
 import { recoverInstances, type RecoveryResult } from './recovery.js';
-import { claimRefusal, isHostInstance, resourceView, type HostInventory } from './resources.js';
+import { isHostInstance, resourceView, type HostInventory } from './resources.js';
 
 export interface ComputeServiceOptions {
   config: NovaletConfig;
   driver: ComputeDriver;
-  store: InstanceStore;
   broker: Broker;
   log: Logger;
   metrics: ServiceMetrics;
@@ -50,47 +49,87 @@ export interface ComputeServiceOptions {
   inventory: () => Promise<HostInventory>;
 }
 
-interface InFlight {
-  delivery: Delivery | null;
-  abort: AbortController;
-  done: Promise<void>;
-}
-
-/** The reason an in-flight build's spawn is aborted at shutdown: the record stays BUILDING, the request goes back. */
-class HandedBack extends Error {}
+/** How often deleted records past their retention are purged (and at start). */
+const PURGE_EVERY_MS = 10 * 60_000;
 
 export class ComputeService {
-  readonly compute: ComputeInstances;
+  readonly core: ComputeCore;
   readonly #publisher: BusPublisher;
-  readonly #locks = new KeyedLock();
-  readonly #claims = new KeyedLock();
-  readonly #slots: Slots;
+  readonly #runner: ConsumerRunner;
   readonly #reporter: CapabilityReporter;
-  readonly #inFlight = new Set<InFlight>();
-  #consumer: ConsumerHandle | null = null;
+  #config: NovaletConfig;
   #lifecycle: LifecycleSubscription | null = null;
-  #stopping = false;
+  #purgeTimer: NodeJS.Timeout | null = null;
   #unrecorded: DriverInstance[] = [];
   #recovery: RecoveryResult | null = null;
 
   constructor(private readonly options: ComputeServiceOptions) {
-    const { config, driver, store, broker, log } = options;
-    this.compute = new ComputeInstances(driver, store, config.DEFAULT.host);
-    this.#publisher = new BusPublisher(broker, config.DEFAULT.host);
-    this.#slots = new Slots(config.DEFAULT.max_concurrent_builds);
+    const { config, driver, broker, log, metrics } = options;
+    this.#config = config;
+    const host = config.DEFAULT.host;
+    this.#publisher = new BusPublisher(broker, host);
+    this.#runner = new ConsumerRunner({
+      broker,
+      queue: computeQueue(host),
+      prefetch: prefetchOf(config),
+      log,
+      handle: (delivery) => this.#handle(delivery),
+      deadLetter: (delivery, code, reason) => this.#deadLetter(delivery, code, reason),
+    });
+    this.core = new ComputeCore({
+      config: () => this.#config,
+      driver,
+      log,
+      metrics,
+      publisher: {
+        publish: (m: OutboxMessage) => this.#publisher.outboxMessage(m),
+        unroutable: (m: OutboxMessage, err) => this.#publisher.unroutable(m, err.message),
+      },
+      track: (work) => this.#runner.track(work),
+      service: () => options.service,
+      inventory: options.inventory,
+      changed: () => void this.#reporter.changed(),
+    });
     this.#reporter = new CapabilityReporter(() => this.#fullReportContent(), (report) => this.#publisher.report(report), log);
   }
 
+  get compute(): ComputeInstances {
+    return this.core.instances;
+  }
+
+  get outbox(): Outbox {
+    return this.core.outbox;
+  }
+
   get host(): string {
-    return this.options.config.DEFAULT.host;
+    return this.#config.DEFAULT.host;
+  }
+
+  get config(): NovaletConfig {
+    return this.#config;
   }
 
   get consuming(): boolean {
-    return this.#consumer !== null && !this.#stopping;
+    return this.#runner.consuming;
   }
 
   get recovery(): RecoveryResult | null {
     return this.#recovery;
+  }
+
+  get unrecorded(): readonly DriverInstance[] {
+    return this.#unrecorded;
+  }
+
+  get reportsSent(): number {
+    return this.#reporter.sent;
+  }
+
+  /** Reads the records and the outbox (once, at start): what was not confirmed before is published again. */
+  async load(): Promise<StoreLoad> {
+    const loaded = await this.core.load();
+    this.options.metrics.setUnreadableRecords(loaded.unreadable.length);
+    return loaded;
   }
 
   /** Reconciles records with libvirt's domains; interrupted builds start again once consuming. */
@@ -100,11 +139,11 @@ export class ComputeService {
     return this.#recovery;
   }
 
-  /** Consumes `compute.<host>`, restarts the interrupted builds, sends the first full report and starts the heartbeats. */
+  /** Publishes the outbox, consumes `compute.<host>`, resumes interrupted builds, sends the first full report and starts the heartbeats. */
   async serve(): Promise<void> {
-    const { config, broker, log, metrics } = this.options;
+    const { broker, log, metrics } = this.options;
     this.#lifecycle = watchLifecycle(this.options.driver, this.compute, log, (record) => {
-      void this.#event({ event: 'power.off', uuid: record.uuid, host: this.host, state: record.state });
+      if (record.state === 'error') metrics.guestCrashed();
       void this.#reporter.changed();
     });
     broker.on('connected', (info: { reconnect: boolean }) => {
@@ -117,297 +156,156 @@ export class ComputeService {
     });
     broker.on('disconnected', () => metrics.setBrokerConnected(false));
     metrics.setBrokerConnected(broker.state === 'connected');
-    const configured = config.oslo_messaging_rabbit.rabbit_qos_prefetch_count;
-    // Requests beyond what can run stay in the queue, for this host after a restart or for nobody lost.
-    const prefetch = configured > 0 ? configured : config.DEFAULT.max_concurrent_builds * 2;
-    this.#consumer = await broker.consume(computeQueue(this.host), (delivery: Delivery) => this.#track(delivery, (abort) => this.#handle(delivery, abort)), { prefetch });
-    for (const record of this.#recovery?.rebuild ?? []) this.#track(null, (abort) => this.#rebuild(record, abort));
+    this.outbox.start();
+    await this.#runner.start();
+    for (const record of this.#recovery?.rebuild ?? []) this.core.builds.resume(record);
     await this.#reporter.full();
-    this.#reporter.start(config.DEFAULT.report_interval);
+    this.#reporter.start(this.#config.DEFAULT.report_interval);
+    await this.purge();
+    this.#purgeTimer = setInterval(() => void this.purge(), PURGE_EVERY_MS);
+    this.#purgeTimer.unref();
   }
 
   /**
    * SIGTERM: no new requests; what is under way gets `graceful_shutdown_timeout`
-   * to finish; what has not finished by then is handed back to the broker
-   * (its build's record stays BUILDING for the next start). Guests keep running.
+   * to finish; what has not finished by then is handed back (a build's
+   * record stays BUILDING for the next start). Guests keep running; what the
+   * outbox has not published stays on disk.
    */
   async stop(): Promise<{ finished: number; handedBack: number }> {
-    if (this.#stopping) return { finished: 0, handedBack: 0 };
-    this.#stopping = true;
-    const { config, log } = this.options;
     this.#reporter.stop();
     this.#lifecycle?.();
-    await this.#consumer?.cancel().catch((err: unknown) => log.warn({ err }, 'could not cancel the consumer'));
-    const pending = [...this.#inFlight];
-    const graceMs = config.DEFAULT.graceful_shutdown_timeout * 1000;
-    const all = Promise.all(pending.map((p) => p.done));
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = graceMs === 0 ? new Promise<never>(() => undefined) : new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), graceMs)));
-    const outcome = await Promise.race([all.then(() => 'done' as const), timedOut]);
-    clearTimeout(timer);
-    let handedBack = 0;
-    if (outcome === 'timeout') {
-      for (const p of this.#inFlight) {
-        handedBack += 1;
-        p.abort.abort(new HandedBack('the compute service is stopping'));
-      }
-      await Promise.all([...this.#inFlight].map((p) => p.done));
-    }
+    this.#lifecycle = null;
+    if (this.#purgeTimer) clearInterval(this.#purgeTimer);
+    const outcome = await this.#runner.stop(this.#config.DEFAULT.graceful_shutdown_timeout * 1000);
     await this.#reporter.settled();
-    return { finished: pending.length - handedBack, handedBack };
+    await this.core.outbox.stop();
+    await this.core.store.settle();
+    return outcome;
+  }
+
+  /** SIGHUP: the options that may change at run time take their new values (agent/reload.ts says which). */
+  applyConfig(next: NovaletConfig): void {
+    this.#config = next;
+    this.core.slots.resize(next.DEFAULT.max_concurrent_builds);
+    this.#reporter.start(next.DEFAULT.report_interval);
+    void this.#reporter.changed();
+  }
+
+  /** Deleted records past `[compute] deleted_record_retention`, purged. */
+  async purge(): Promise<string[]> {
+    const purged = await this.core.store.purge(this.#config.compute.deleted_record_retention * 1000).catch((err: unknown) => {
+      this.options.log.warn({ err }, 'could not purge the records of deleted instances');
+      return [];
+    });
+    if (purged.length > 0) this.options.log.info({ purged: purged.length }, 'records of instances deleted longer ago than [compute] deleted_record_retention were purged');
+    return purged;
+  }
+
+  /** What makes the service degraded (still serving): unreadable records moved aside, a full disk. */
+  degradedReasons(): string[] {
+    const reasons = this.core.store.unreadable.map((u) => `the instance record ${u.file} was unreadable (${u.reason}) and moved aside to ${u.movedTo}`);
+    const full = this.core.store.diskFull ?? this.core.builds.diskFull;
+    if (full) reasons.push(`a disk is full (since ${full.at}): ${full.message}`);
+    return reasons;
+  }
+
+  instances(): InstanceView[] {
+    return this.compute.list().filter(isHostInstance).map(instanceView);
+  }
+
+  instance(uuid: string): InstanceView | null {
+    const record = this.compute.get(uuid);
+    return record && isHostInstance(record) ? instanceView(record) : null;
+  }
+
+  /** The full report as it would be sent now (the HTTP API's /v1/host shows it). */
+  reportNow(): Promise<FullReportContent> {
+    return this.#fullReportContent();
   }
 
   // ------------------------------------------------------------ deliveries
 
-  #track(delivery: Delivery | null, work: (abort: AbortController) => Promise<void>): void {
-    const abort = new AbortController();
-    const entry: InFlight = { delivery, abort, done: Promise.resolve() };
-    entry.done = (async () => {
-      try {
-        await work(abort);
-      } catch (err) {
-        if (err instanceof HandedBack || abort.signal.aborted) {
-          delivery?.nack(true);
-        } else if (delivery && !delivery.redelivered) {
-          // A bug, not bad input: the request goes back for one more try rather than being lost.
-          this.options.log.error({ err }, 'a request failed unexpectedly; it is handed back to the broker for one more try');
-          delivery.nack(true);
-        } else if (delivery) {
-          // Failed twice: kept in novalet.dead for the operator, not retried for ever.
-          this.options.log.error({ err }, 'a request failed unexpectedly again; it is moved to novalet.dead');
-          this.options.metrics.deadLettered('HANDLER_FAILED');
-          await this.#publisher.deadLetter(delivery, 'HANDLER_FAILED', `The compute host failed on it twice: ${err instanceof Error ? err.message : String(err)}`).then(
-            () => delivery.ack(),
-            () => delivery.nack(true),
-          );
-        } else {
-          this.options.log.error({ err }, 'an interrupted build could not be finished');
-        }
-      } finally {
-        this.#inFlight.delete(entry);
-      }
-    })();
-    this.#inFlight.add(entry);
-  }
-
-  async #handle(delivery: Delivery, abort: AbortController): Promise<void> {
+  async #handle(delivery: Delivery): Promise<void> {
     // For 'instance built': receipt → running, what bench/compute-service.ts measures against libvirt's create.
     const receivedAt = performance.now();
-    if (this.#stopping) {
-      delivery.nack(true);
-      return;
-    }
-    const { config, log, metrics } = this.options;
-    const decoded = decodeEnvelope(delivery.content, { maxBytes: config.oslo_messaging_rabbit.max_message_size });
+    const decoded = decodeEnvelope(delivery.content, { maxBytes: this.#config.oslo_messaging_rabbit.max_message_size });
     const checked = decoded.ok ? validateComputeRequest(decoded.value) : decoded;
     if (!checked.ok) {
-      log.warn({ code: checked.code, reason: checked.reason, routing_key: delivery.routingKey }, 'a message could not be handled: moved to novalet.dead');
-      metrics.deadLettered(checked.code);
-      await this.#publisher.deadLetter(delivery, checked.code, checked.reason);
-      delivery.ack();
+      await this.#deadLetter(delivery, checked.code, checked.reason);
       return;
     }
-    const envelope = decoded.ok ? decoded.value : null;
+    const id = (decoded as { value: { id: string } }).value.id;
     const request = checked.value;
-    if (request.kind === 'build') {
-      await this.#build(request.body, envelope as Envelope, abort, receivedAt);
-      delivery.ack();
-      return;
-    }
-    const answer = await this.#operate(request).then(
-      (result) => ({ ok: true as const, result }),
-      (err: unknown) => ({ ok: false as const, error: faultOfError(err) }),
-    );
-    if (!answer.ok) log.warn({ kind: request.kind, uuid: 'uuid' in request.body ? request.body.uuid : undefined, code: answer.error.code }, answer.error.message);
-    // Casts are not answered, reply_to or not (docs/messages.md).
-    if (COMPUTE_CALLS.includes(request.kind)) await this.#publisher.reply(delivery, answer);
-    delivery.ack();
+    await this.#dispatch(request, id, delivery, receivedAt);
   }
 
-  async #operate(request: Exclude<ComputeRequest, { kind: 'build' }>): Promise<unknown> {
-    const compute = this.compute;
+  async #dispatch(request: ComputeRequest, id: string, delivery: Delivery, receivedAt: number): Promise<void> {
     switch (request.kind) {
-      case 'list':
-        return { instances: (await compute.list()).filter(isHostInstance).map(instanceView) };
-      case 'show': {
-        const record = await compute.get(request.body.uuid);
-        if (!record || !isHostInstance(record)) throw notHere(request.body.uuid);
-        return instanceView(record);
-      }
-      case 'console': {
-        const record = await compute.get(request.body.uuid);
-        if (!record || !isHostInstance(record)) throw notHere(request.body.uuid);
-        return { uuid: record.uuid, lines: await this.options.driver.consoleOutput(record.uuid, request.body.lines) };
-      }
+      case 'build':
+        await this.core.builds.take(request.body, id, receivedAt);
+        return;
+      case 'delete':
+      case 'stop':
+      case 'start':
+        await this.core.operations.run({ kind: request.kind, uuid: request.body.uuid }, id);
+        return;
+      case 'reboot':
+        await this.core.operations.run({ kind: 'reboot', uuid: request.body.uuid, type: request.body.type }, id);
+        return;
       default:
         break;
     }
-    const { uuid } = request.body;
-    return this.#locks.run(uuid, async () => {
-      const timeoutMs = this.options.config.DEFAULT.shutdown_timeout * 1000;
-      let record: InstanceRecord;
-      switch (request.kind) {
-        case 'delete':
-          record = await compute.delete(uuid);
-          await this.#event({ event: 'delete.end', uuid, host: this.host, state: record.state });
-          break;
-        case 'stop':
-          record = await compute.stop(uuid, timeoutMs);
-          await this.#event({ event: 'power.off', uuid, host: this.host, state: record.state });
-          break;
-        case 'start':
-          record = await compute.start(uuid);
-          await this.#event({ event: 'power.on', uuid, host: this.host, state: record.state });
-          break;
-        case 'reboot':
-          record = await compute.reboot(uuid, request.body.type);
-          await this.#event({ event: 'reboot.end', uuid, host: this.host, state: record.state, type: request.body.type, requested_type: request.body.type });
-          break;
-        default:
-          throw new NovaletError('INTERNAL', `No handler for '${(request as { kind: string }).kind}'.`);
-      }
-      void this.#reporter.changed();
-      return instanceView(record);
-    });
-  }
-
-  // ---------------------------------------------------------------- builds
-
-  async #build(body: BuildBody, envelope: Envelope, abort: AbortController, receivedAt: number): Promise<void> {
-    const uuid = body.instance.uuid;
-    await this.#locks.run(uuid, async () => {
-      const origin = { messageId: envelope.id, body, rescheduledAt: null };
-      const flavor = { rootGb: body.instance.flavor.root_gb, name: body.instance.flavor.name };
-      const known = await this.compute.get(uuid);
-      if (known && isRepeat(known, envelope.id)) {
-        this.options.log.info({ uuid, message_id: envelope.id, state: known.state }, 'a repeated build: the instance is on record already, nothing is done');
-        return;
-      }
-      let spec;
-      try {
-        spec = await instanceSpecOf(body, this.options.config.compute.image_dir);
-      } catch (err) {
-        await this.#refuse(body, faultOf(err), origin);
-        return;
-      }
-      // One claim at a time: each sees the records of the builds claimed before it.
-      type Claimed = { kind: 'repeat'; record: InstanceRecord } | { kind: 'refused'; fault: InstanceFault } | { kind: 'begun'; begun: Awaited<ReturnType<ComputeInstances['begin']>> };
-      const claimed = await this.#claims.run('claims', async (): Promise<Claimed> => {
-        const existing = await this.compute.get(uuid);
-        if (existing && isRepeat(existing, envelope.id)) return { kind: 'repeat', record: existing };
-        const view = resourceView(await this.options.inventory(), await this.compute.list(), this.options.config.DEFAULT);
-        const refusal = this.options.service.state === 'disabled' ? disabledFault(this.options.service) : claimRefusal(view, { vcpus: spec.vcpus, memoryMb: spec.memoryMiB, rootGb: flavor.rootGb });
-        if (refusal) return { kind: 'refused', fault: refusal };
-        try {
-          return { kind: 'begun', begun: await this.compute.begin(spec, { flavor, origin }) };
-        } catch (err) {
-          return { kind: 'refused', fault: faultOf(err) };
-        }
-      });
-      if (claimed.kind === 'repeat') {
-        this.options.log.info({ uuid, message_id: envelope.id, state: claimed.record.state }, 'a repeated build: the instance is on record already, nothing is done');
-        return;
-      }
-      if (claimed.kind === 'refused') {
-        await this.#refuse(body, claimed.fault, origin);
-        return;
-      }
-      const { record, valid, started } = claimed.begun;
-      if (!started) return;
-      await this.#event({ event: 'create.start', uuid, host: this.host, state: 'building' });
-      void this.#reporter.changed();
-      await this.#finishBuild(record, valid, body, abort, receivedAt);
-    });
-  }
-
-  /** Builds again, from its record, a build a crash interrupted (recovery). */
-  async #rebuild(record: InstanceRecord, abort: AbortController): Promise<void> {
-    const body = record.origin?.body as BuildBody;
-    await this.#locks.run(record.uuid, async () => {
-      let valid;
-      try {
-        valid = validateInstanceSpec(await instanceSpecOf(body, this.options.config.compute.image_dir));
-      } catch (err) {
-        const failed = await this.compute.failBuild(record, faultOf(err));
-        await this.#buildFailed(failed, body);
-        return;
-      }
-      this.options.log.info({ uuid: record.uuid }, 'building again an instance whose build a restart interrupted');
-      await this.#finishBuild(record, valid, body, abort);
-    });
-  }
-
-  /** `receivedAt`: when this process received the request (performance.now()); null for a build a restart interrupted. */
-  async #finishBuild(record: InstanceRecord, valid: ValidInstanceSpec, body: BuildBody, abort: AbortController, receivedAt: number | null = null): Promise<void> {
-    const { metrics, log } = this.options;
-    const started = performance.now();
-    metrics.buildStarted();
-    const done = await this.#slots.run(() => {
-      if (abort.signal.aborted) throw abort.signal.reason;
-      return this.compute.complete(record, valid, { signal: abort.signal });
-    });
-    const seconds = (performance.now() - started) / 1000;
-    if (done.state === 'active') {
-      metrics.buildSucceeded(seconds, done.virtType ?? 'qemu');
-      const received = receivedAt === null ? {} : { received_to_running_ms: Math.round(performance.now() - receivedAt) };
-      log.info({ uuid: done.uuid, virt_type: done.virtType, seconds: Number(seconds.toFixed(3)), ...received }, 'instance built');
-      await this.#event({ event: 'create.end', uuid: done.uuid, host: this.host, state: 'active', virt_type: done.virtType ?? 'qemu', virt_type_reason: done.virtTypeReason ?? '' });
-      void this.#reporter.changed();
+    if (!COMPUTE_CALLS.includes(request.kind)) return;
+    const replyTo = delivery.properties.replyTo;
+    if (!replyTo || replyTo.length > 255) {
+      await this.#deadLetter(delivery, 'REPLY_TO_MISSING', `A ${request.kind} is a call: it needs the AMQP property reply_to (a queue name of at most 255 bytes) for its answer; it came ${replyTo ? 'with one too long' : 'without one'}, so it was not run.`);
       return;
     }
-    metrics.buildFailed(seconds, done.fault?.code ?? 'INTERNAL');
-    await this.#buildFailed(done, body);
+    const answer = await this.#call(request).then(
+      (result) => ({ ok: true as const, result }),
+      (err: unknown) => ({ ok: false as const, error: wireFault(faultOf(err)) }),
+    );
+    await this.#publisher.reply(delivery, answer);
   }
 
-  /** A build that failed here: `create.error`, and a placed build goes back to the schedulers with the fault. */
-  async #buildFailed(record: InstanceRecord, body: BuildBody): Promise<void> {
-    const fault = wireFault(record.fault);
-    const placed = body.request !== undefined;
-    this.options.log.warn({ uuid: record.uuid, code: fault.code, placed }, `build failed: ${fault.message}`);
-    if (placed) {
-      await this.#publisher.reschedule(rescheduleBody(body, { host: this.host, ...fault }));
-      await this.compute.handedBack(record);
+  /** show, list, console: answered from the records in memory, never behind a build or an operation. */
+  async #call(request: ComputeRequest): Promise<unknown> {
+    switch (request.kind) {
+      case 'list':
+        return { instances: this.instances() };
+      case 'show': {
+        const view = this.instance(request.body.uuid);
+        if (!view) throw notHere(request.body.uuid);
+        return view;
+      }
+      case 'console': {
+        if (!this.instance(request.body.uuid)) throw notHere(request.body.uuid);
+        return { uuid: request.body.uuid, lines: await this.options.driver.consoleOutput(request.body.uuid, request.body.lines) };
+      }
+      default:
+        throw new Error(`not a call: ${request.kind}`);
     }
-    const retry = willRetry(body);
-    await this.#event({ event: 'create.error', uuid: record.uuid, host: this.host, state: retry ? 'building' : 'error', fault, will_retry: retry });
-    void this.#reporter.changed();
   }
 
-  /** A build refused before anything was touched: recorded ERROR for a direct build, handed back for a placed one. */
-  async #refuse(body: BuildBody, fault: InstanceFault, origin: NonNullable<InstanceRecord['origin']>): Promise<void> {
-    const placed = body.request !== undefined;
-    const wire = wireFault(fault);
-    this.options.log.warn({ uuid: body.instance.uuid, code: wire.code, placed }, `build refused: ${wire.message}`);
-    if (placed) {
-      await this.#publisher.reschedule(rescheduleBody(body, { host: this.host, ...wire }));
-    } else {
-      const { instance } = body;
-      const refusedBuild = { uuid: instance.uuid, name: instance.name, vcpus: instance.flavor.vcpus, memoryMiB: instance.flavor.memory_mb, rootGb: instance.flavor.root_gb, flavorName: instance.flavor.name };
-      await this.compute.refused(refusedBuild, fault, origin).catch((err: unknown) => this.options.log.warn({ err, uuid: instance.uuid }, 'could not record a refused build'));
-    }
-    const retry = willRetry(body);
-    await this.#event({ event: 'create.error', uuid: body.instance.uuid, host: this.host, state: retry ? 'building' : 'error', fault: wire, will_retry: retry });
-    this.options.metrics.buildFailed(0, wire.code);
-  }
-
-  async #event(event: InstanceEvent): Promise<void> {
-    try {
-      await this.#publisher.event(event);
-    } catch (err) {
-      this.options.log.warn({ err, uuid: event.uuid, event: event.event }, 'could not send an instance event');
-    }
+  async #deadLetter(delivery: Delivery, code: Parameters<BusPublisher['deadLetter']>[1], reason: string): Promise<void> {
+    this.options.metrics.deadLettered(code);
+    await this.#publisher.deadLetter(delivery, code, reason);
   }
 
   // --------------------------------------------------------------- reports
 
   async #fullReportContent(): Promise<FullReportContent> {
-    const { config, capabilities, service, inventory, metrics } = this.options;
-    const records = await this.compute.list();
+    const { capabilities, service, inventory, metrics } = this.options;
+    const config = this.#config;
+    const records = this.compute.list();
     const view = resourceView(await inventory(), records, config.DEFAULT);
     const instances = records.filter(isHostInstance).map((r) => ({ uuid: r.uuid, state: r.state }));
     const recorded = new Set(records.map((r) => r.uuid));
     const unrecorded = this.#unrecorded.filter((d) => !recorded.has(d.uuid));
     metrics.setInstances(countInstances(records));
+    metrics.setOutboxPending(this.outbox.pending, this.outbox.oldestAgeSeconds());
+    metrics.setDegraded(this.degradedReasons());
     const { kvm, effective_virt_type, ...hypervisor } = capabilities;
     return {
       host: this.host,
@@ -419,64 +317,16 @@ export class ComputeService {
       availability_zone: config.compute.availability_zone ?? config.DEFAULT.default_availability_zone,
       aggregates: aggregatesOf(config.compute.aggregates),
       instances,
-      stats: { num_instances: instances.length, io_workload: this.#slots.running, num_unrecorded_domains: unrecorded.length },
+      stats: { num_instances: instances.length, io_workload: this.core.slots.running, num_unrecorded_domains: unrecorded.length },
       ...(unrecorded.length > 0 ? { unrecorded_domains: unrecorded.map((d) => ({ uuid: d.uuid, power_state: d.state })) } : {}),
     };
   }
-
-  /** The full report as it would be sent now (the HTTP API's /v1/host shows it). */
-  reportNow(): Promise<FullReportContent> {
-    return this.#fullReportContent();
-  }
-
-  get reportsSent(): number {
-    return this.#reporter.sent;
-  }
-
-  get unrecorded(): readonly DriverInstance[] {
-    return this.#unrecorded;
-  }
-
-  async instances(): Promise<InstanceView[]> {
-    return (await this.compute.list()).filter(isHostInstance).map(instanceView);
-  }
-
-  async instance(uuid: string): Promise<InstanceView | null> {
-    const record = await this.compute.get(uuid);
-    return record && isHostInstance(record) ? instanceView(record) : null;
-  }
 }
 
-function isRepeat(existing: InstanceRecord, messageId: string): boolean {
-  if (existing.state === 'deleted') return existing.origin?.messageId === messageId;
-  if (existing.origin?.rescheduledAt) return existing.origin.messageId === messageId;
-  return true;
-}
-
-function willRetry(body: BuildBody): boolean {
-  return body.request !== undefined && body.request.attempt < body.request.max_attempts;
-}
-
-function notHere(uuid: string): NovaletError {
-  return new NovaletError('INSTANCE_NOT_FOUND', `No instance ${uuid} is on this host.`, 'Check the UUID against the instances this host reports.');
-}
-
-function disabledFault(service: ServiceStatus): InstanceFault {
-  return {
-    code: 'HOST_DISABLED',
-    message: `This host does not take builds: ${service.disabled_reason ?? 'it is disabled'}.`,
-    remedy: 'Build on another host, or make KVM usable here or set [libvirt] fallback_virt_type = qemu.',
-    at: new Date().toISOString(),
-  };
-}
-
-function wireFault(fault: InstanceFault | null): Fault {
-  if (!fault) return { code: 'INTERNAL', message: 'The build failed without a fault on record.', remedy: 'Look at the compute service log.' };
-  return { code: fault.code, message: fault.message, remedy: fault.remedy ?? '' };
-}
-
-function faultOfError(err: unknown): Fault {
-  return wireFault(faultOf(err));
+/** Prefetch: rabbit_qos_prefetch_count, or twice max_concurrent_builds (builds are taken on at once, so this bounds operations under way). */
+function prefetchOf(config: NovaletConfig): number {
+  const configured = config.oslo_messaging_rabbit.rabbit_qos_prefetch_count;
+  return configured > 0 ? configured : Math.max(2, config.DEFAULT.max_concurrent_builds * 2);
 }
 
 function countInstances(records: readonly InstanceRecord[]): { state: string; virtType: string | null; count: number }[] {
@@ -488,24 +338,4 @@ function countInstances(records: readonly InstanceRecord[]): { state: string; vi
     counts.set(key, entry);
   }
   return [...counts.values()];
-}
-
-/** `[compute] aggregates` items, `name` or `name/key=value`, as the report's `aggregates`. */
-export function aggregatesOf(items: readonly string[]): { name: string; metadata: Record<string, string> }[] {
-  const byName = new Map<string, Record<string, string>>();
-  for (const item of items) {
-    const slash = item.indexOf('/');
-    const name = slash < 0 ? item : item.slice(0, slash);
-    const metadata = byName.get(name) ?? {};
-    if (slash >= 0) {
-      const pair = item.slice(slash + 1);
-      const eq = pair.indexOf('=');
-      if (eq <= 0) {
-        throw new NovaletError('CONFIG_INVALID_VALUE', `[compute] aggregates item '${item}' is not name or name/key=value.`, 'Write each item as an aggregate name, or name/key=value for a metadata key.');
-      }
-      metadata[pair.slice(0, eq)] = pair.slice(eq + 1);
-    }
-    byName.set(name, metadata);
-  }
-  return [...byName].map(([name, metadata]) => ({ name, metadata }));
 }

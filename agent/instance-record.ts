@@ -1,16 +1,28 @@
 /**
  * The compute host's record of an instance, with nova's states: BUILDING →
  * ACTIVE, STOPPED, ERROR, DELETED (nova's vm_state, lower-cased as nova
- * stores it) and a task while something is under way.
+ * stores it) and a task while something is under way: `scheduling` while a
+ * build waits for a slot of max_concurrent_builds (nova's task before the
+ * build starts), `spawning` once it runs.
  */
 
 import type { ErrorCode } from '../config/error-codes.js';
 import type { VmState } from '../messaging/contracts/instance-event.js';
+import type { OutboxMessage } from '../service/outbox.js';
 
 export type { VmState } from '../messaging/contracts/instance-event.js';
 
 /** nova's task_state while an operation is under way, spelt as nova spells them. */
-export type TaskState = 'spawning' | 'rebooting' | 'rebooting_hard' | 'powering-off' | 'powering-on' | 'deleting' | null;
+export type TaskState = 'scheduling' | 'spawning' | 'rebooting' | 'rebooting_hard' | 'powering-off' | 'powering-on' | 'deleting' | null;
+
+/** The request a task carries out: recovery answers it under the same ids when a crash interrupted it. */
+export interface TaskRequest {
+  /** The request's envelope id. */
+  id: string;
+  kind: 'delete' | 'stop' | 'start' | 'reboot';
+  /** For a reboot: the type asked for. */
+  type?: 'SOFT' | 'HARD';
+}
 
 export interface InstanceFault {
   /** A code of config/error-codes.ts. */
@@ -30,6 +42,8 @@ export interface BuildOrigin {
   body: unknown;
   /** Set once the build went back to the schedulers: the instance is not this host's any more. */
   rescheduledAt: string | null;
+  /** The build's terminal event, once sent: a redelivery of the build message gets it again. */
+  answered?: 'create.end' | 'create.error';
 }
 
 export interface InstanceRecord {
@@ -50,4 +64,8 @@ export interface InstanceRecord {
   updatedAt: string;
   /** Present for instances built on request from the bus. */
   origin?: BuildOrigin;
+  /** While a task runs: the request it carries out. */
+  request?: TaskRequest;
+  /** Events that report this record's changes, kept until the broker confirmed them (agent/instance-store.ts). */
+  outbox?: OutboxMessage[];
 }

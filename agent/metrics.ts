@@ -122,9 +122,18 @@ export class ServiceMetrics {
     this.brokerConnected.set({}, 0);
   }
 
-  buildStarted(): void {
+  buildReceived(): void {
     this.buildsStarted.add({}, 1);
   }
+
+  // Interim (replaced by the prom-client metrics of the service kit).
+  deleted(): void {}
+  actionFailed(_action: string, _code: string): void {}
+  guestCrashed(): void {}
+  setOutboxPending(_n: number, _oldestSeconds: number): void {}
+  outboxPublished(): void {}
+  setUnreadableRecords(_n: number): void {}
+  setDegraded(_reasons: string[]): void {}
 
   buildSucceeded(duration: number, virtType: 'kvm' | 'qemu'): void {
     this.buildSuccesses.add({ virt_type: virtType }, 1);

@@ -1,17 +1,30 @@
 /**
  * Start-up reconciliation of the instance records with the domains the
  * hypervisor has (nova's init_host): after a crash or `kill -9`, every
- * instance ends up in one state, once. A build that was under way is
- * finished (what it left is removed and it is built again from its record)
- * or, when it cannot be, failed; a running domain of a record is adopted;
- * a record whose domain is gone is an ERROR; a domain without a record is
- * reported and left alone, never destroyed.
+ * instance ends up in one state, once, and whatever recovery finishes is
+ * published as the operation would have published it — under the ids of the
+ * request it answers, so that a consumer that saw the event before the crash
+ * drops the repeat.
+ *
+ * - a build under way (BUILDING): what it made goes, and it is built again
+ *   from its record (agent/builds.ts); one without its request on record
+ *   ends ERROR (BUILD_INTERRUPTED) with `create.error`;
+ * - a delete under way is finished: `delete.end`;
+ * - a stop, start or reboot under way is finished by the domain's state:
+ *   `power.off`, `power.on`, `reboot.end`;
+ * - a running or stopped domain of a record is adopted, its state taken
+ *   from libvirt (with `power.on`/`power.off` when it changed meanwhile); a
+ *   record whose domain is gone is ERROR (DOMAIN_LOST) with `power.off`;
+ * - a domain without a record is reported and left alone, never destroyed.
  */
 import type { Logger } from '../config/logger.js';
 import type { ComputeDriver, DriverInstance } from '../hypervisor/compute-driver.js';
+import type { Fault } from '../messaging/contracts/fault.js';
+import type { OutboxMessage } from '../service/outbox.js';
 import type { ComputeInstances } from './compute-instances.js';
-import type { InstanceRecord } from './instance-record.js';
-import { isHostInstance } from './resources.js';
+import { faultOf, wireFault } from './faults.js';
+import type { InstanceFault, InstanceRecord } from './instance-record.js';
+import { isGone } from './instance-store.js';
 
 export interface RecoveryResult {
   /** Interrupted builds to be built again from their records. */
@@ -28,65 +41,109 @@ export interface RecoveryResult {
   unrecorded: DriverInstance[];
 }
 
-export async function recoverInstances(driver: ComputeDriver, compute: ComputeInstances, log: Logger): Promise<RecoveryResult> {
-  const [records, domains] = await Promise.all([compute.list(), driver.list()]);
+const running = (domain: DriverInstance | undefined): boolean => domain?.state === 'running' || domain?.state === 'paused';
+
+function fault(code: InstanceFault['code'], message: string, remedy: string): InstanceFault {
+  return { code, message, remedy, at: new Date().toISOString() };
+}
+
+export async function recoverInstances(driver: ComputeDriver, instances: ComputeInstances, log: Logger): Promise<RecoveryResult> {
+  const records = instances.list();
+  const domains = await driver.list();
   const byUuid = new Map(domains.map((d) => [d.uuid, d]));
   const result: RecoveryResult = { rebuild: [], failed: [], adopted: [], lost: [], finished: [], unrecorded: [] };
   const recorded = new Set(records.map((r) => r.uuid));
   for (const domain of domains) if (!recorded.has(domain.uuid)) result.unrecorded.push(domain);
+  const { messages } = instances;
 
   for (const record of records) {
-    const domain = byUuid.get(record.uuid);
-    if (record.state === 'deleted' || record.origin?.rescheduledAt) {
+    const { uuid } = record;
+    const domain = byUuid.get(uuid);
+    const requestId = record.request?.id;
+    const { request: _request, ...rest } = record;
+    if (isGone(record)) {
       // Its delete or hand-back was recorded; a domain left by a crash in between goes.
-      if (domain) await driver.destroy(record.uuid);
+      if (domain) await driver.destroy(uuid);
+      continue;
+    }
+    if (record.task === 'deleting') {
+      await driver.destroy(uuid);
+      await instances.change(rest, { state: 'deleted', task: null }, [messages.event({ event: 'delete.end', uuid, state: 'deleted' }, requestId)]);
+      result.finished.push(uuid);
       continue;
     }
     if (record.state === 'building') {
       // Whatever the interrupted build made (a domain, a folder) goes; the build starts again.
-      await driver.destroy(record.uuid);
+      await driver.destroy(uuid);
       if (record.origin) {
         result.rebuild.push(record);
-      } else {
-        await compute.failBuild(record, {
-          code: 'BUILD_INTERRUPTED',
-          message: 'The build was interrupted by a restart of the compute service, and its request is not on record to build it again.',
-          remedy: 'Delete the instance and build it again.',
-          at: new Date().toISOString(),
-        });
-        result.failed.push(record.uuid);
+        continue;
       }
+      const f = fault('BUILD_INTERRUPTED', 'The build was interrupted by a restart of the compute service, and its request is not on record to build it again.', 'Delete the instance and build it again.');
+      await instances.change(rest, { state: 'error', task: null, fault: f }, [messages.event({ event: 'create.error', uuid, state: 'error', fault: wireFault(f), will_retry: false })]);
+      result.failed.push(uuid);
       continue;
     }
-    if (record.task === 'deleting') {
-      await driver.destroy(record.uuid);
-      await compute.adopt(record, { state: 'deleted' });
-      result.finished.push(record.uuid);
-      continue;
-    }
-    if (!isHostInstance(record) || record.state === 'error') {
-      if (record.task !== null) await compute.adopt(record, {});
-      continue;
-    }
+    if (record.state === 'error' && record.task === null) continue;
     if (!domain) {
-      await compute.failBuild(record, {
-        code: 'DOMAIN_LOST',
-        message: `The instance was ${record.state} but the hypervisor has no domain for it any more.`,
-        remedy: 'Delete the instance and build it again.',
-        at: new Date().toISOString(),
-      });
-      result.lost.push(record.uuid);
+      const f = fault('DOMAIN_LOST', `The instance was ${record.state} but the hypervisor has no domain for it any more.`, 'Delete the instance and build it again.');
+      const out: OutboxMessage[] = [messages.event({ event: 'power.off', uuid, state: 'error', fault: wireFault(f) })];
+      if (requestId && record.request) out.push(messages.event({ event: 'action.error', uuid, state: 'error', action: record.request.kind, fault: wireFault(f) }, requestId));
+      await instances.change(rest, { state: 'error', task: null, fault: f }, out);
+      result.lost.push(uuid);
       continue;
     }
-    const state = domain.state === 'running' || domain.state === 'paused' ? 'active' : 'stopped';
-    if (state !== record.state || record.task !== null) {
-      await compute.adopt(record, { state });
-      if (record.task !== null) result.finished.push(record.uuid);
+    if (record.task !== null && record.request) {
+      await finishTask(driver, instances, rest, record, domain, log);
+      result.finished.push(uuid);
+      result.adopted.push(uuid);
+      continue;
     }
-    result.adopted.push(record.uuid);
+    const state = running(domain) ? 'active' : 'stopped';
+    if (state !== record.state || record.task !== null) {
+      const changed: OutboxMessage[] = state === record.state ? [] : [messages.event(state === 'active' ? { event: 'power.on', uuid, state } : { event: 'power.off', uuid, state })];
+      await instances.change(rest, { state, task: null }, changed);
+      if (record.task !== null) result.finished.push(uuid);
+    }
+    result.adopted.push(uuid);
   }
   if (result.unrecorded.length > 0) {
     log.warn({ domains: result.unrecorded.map((d) => d.uuid) }, 'domains of novalet that no instance record names: reported, left running');
   }
   return result;
+}
+
+/** A stop, start or reboot a crash interrupted, finished as it was asked, and answered under its request's ids. */
+async function finishTask(driver: ComputeDriver, instances: ComputeInstances, rest: InstanceRecord, record: InstanceRecord, domain: DriverInstance, log: Logger): Promise<void> {
+  const { uuid } = record;
+  const request = record.request!;
+  const { messages } = instances;
+  try {
+    switch (request.kind) {
+      case 'stop':
+        // The guest had its chance before the crash: the plug is pulled now.
+        if (running(domain)) await driver.powerOff(uuid, 0);
+        await instances.change(rest, { state: 'stopped', task: null }, [messages.event({ event: 'power.off', uuid, state: 'stopped' }, request.id)]);
+        return;
+      case 'start':
+        if (!running(domain)) await driver.powerOn(uuid);
+        await instances.change(rest, { state: 'active', task: null, fault: null }, [messages.event({ event: 'power.on', uuid, state: 'active' }, request.id)]);
+        return;
+      case 'reboot': {
+        const asked = request.type ?? 'SOFT';
+        // A guest the crash left off is started (a hard reboot's second half); a running one has rebooted.
+        const how = running(domain) ? asked : 'HARD';
+        if (!running(domain)) await driver.powerOn(uuid);
+        await instances.change(rest, { state: 'active', task: null, fault: null }, [messages.event({ event: 'reboot.end', uuid, state: 'active', type: how, requested_type: asked }, request.id)]);
+        return;
+      }
+      default:
+        break;
+    }
+  } catch (err) {
+    const f = faultOf(err);
+    log.warn({ uuid, action: request.kind, code: f.code }, `a ${request.kind} a restart interrupted could not be finished: ${f.message}`);
+    const wire: Fault = wireFault(f);
+    await instances.change(rest, { state: 'error', task: null, fault: f }, [messages.event({ event: 'action.error', uuid, state: 'error', action: request.kind as 'stop', fault: wire }, request.id)]);
+  }
 }

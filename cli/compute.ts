@@ -16,7 +16,6 @@ import { Interrupted } from '../config/interrupted.js';
 import { printable } from '../config/quote-for-message.js';
 import { ComputeService } from '../agent/compute-service.js';
 import { startHttpApi, type HttpApi } from '../agent/http-api.js';
-import { InstanceStore } from '../agent/instance-store.js';
 import { ServiceMetrics } from '../agent/metrics.js';
 import { hostInventory } from '../agent/resources.js';
 import { createNotifier } from '../agent/systemd-notify.js';
@@ -109,13 +108,11 @@ export async function runCompute(argv: string[]): Promise<number> {
     }
     const capabilities = await step(log, 'capabilities', () => assembled.driver.hostCapabilities());
     metrics.setKvmVerdict(host.verdict.usable, judged.effective);
-    const store = new InstanceStore(path.join(config.DEFAULT.state_path, 'instances.d'));
     broker = new Broker(brokerOptions, log, { computeHost: config.DEFAULT.host });
     const { cpu: _cpuDetail, ...advertised } = capabilities;
     service = new ComputeService({
       config,
       driver: host.driver,
-      store,
       broker,
       log,
       metrics,
@@ -124,6 +121,7 @@ export async function runCompute(argv: string[]): Promise<number> {
       inventory: () => hostInventory(config.DEFAULT.instances_path),
     });
     const running = service;
+    await step(log, 'read the instance records and the outbox', () => running.load());
     const recovered = await step(log, 'reconcile instance records with libvirt', () => running.reconcile());
     log.info(
       { rebuild: recovered.rebuild.map((r) => r.uuid), failed: recovered.failed, adopted: recovered.adopted.length, lost: recovered.lost, unrecorded: recovered.unrecorded.map((d) => d.uuid) },
@@ -135,8 +133,8 @@ export async function runCompute(argv: string[]): Promise<number> {
         {
           health: () => serviceHealth(running, activeBroker, assembled),
           host: () => computeHostView(running, assembled, judged),
-          instances: () => running.instances(),
-          instance: (uuid) => running.instance(uuid),
+          instances: async () => running.instances(),
+          instance: async (uuid) => running.instance(uuid),
           console: async (uuid, lines) => ((await running.instance(uuid)) ? assembled.driver.consoleOutput(uuid, lines) : null),
           metrics: () => metrics.render(),
         },

@@ -52,6 +52,8 @@ export interface PublishOptions {
   headers?: Record<string, unknown>;
   /** Default true (delivery_mode 2). */
   persistent?: boolean;
+  /** A message no queue takes comes back (basic.return) and the publish rejects with MESSAGE_UNROUTABLE. */
+  mandatory?: boolean;
   expiration?: string;
 }
 

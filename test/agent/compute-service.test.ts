@@ -14,7 +14,6 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ComputeService } from '../../agent/compute-service.js';
-import { InstanceStore } from '../../agent/instance-store.js';
 import { ServiceMetrics } from '../../agent/metrics.js';
 import { loadConfig } from '../../config/load-config.js';
 import { createLogger } from '../../config/logger.js';
@@ -65,13 +64,12 @@ function configFor(host: string, extra = ''): NovaletConfig {
   return loadConfig({ configFiles: [file] }).values;
 }
 
-async function startService(config: NovaletConfig, driver = new FakeComputeDriver(), store?: InstanceStore, status: ServiceStatus = { state: 'up', disabled_reason: null }, logger = log) {
-  const broker = new Broker(brokerOptionsFrom(config), log, { computeHost: config.DEFAULT.host });
+async function startService(config: NovaletConfig, driver = new FakeComputeDriver(), status: ServiceStatus = { state: 'up', disabled_reason: null }, logger = log) {
+  const broker = new Broker(brokerOptionsFrom(config), log, { computeHost: config.DEFAULT.host, scheduler: true });
   const metrics = new ServiceMetrics();
   const service = new ComputeService({
     config,
     driver,
-    store: store ?? new InstanceStore(path.join(config.DEFAULT.state_path, 'instances.d')),
     broker,
     log: logger,
     metrics,
@@ -80,6 +78,7 @@ async function startService(config: NovaletConfig, driver = new FakeComputeDrive
     inventory: async () => ({ vcpus: 4, memoryMb: 2048, localGb: 40 }),
   });
   await broker.start();
+  await service.load();
   await service.reconcile();
   await service.serve();
   running.push({ service, broker });
@@ -209,7 +208,7 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
   it('a disabled host reports why and refuses builds with HOST_DISABLED, touching nothing', async () => {
     const host = newHost();
     const reason = 'AUTO: could not find capabilities for domaintype=kvm: /dev/kvm does not exist.';
-    const { driver } = await startService(configFor(host), new FakeComputeDriver(), undefined, { state: 'disabled', disabled_reason: reason });
+    const { driver } = await startService(configFor(host), new FakeComputeDriver(), { state: 'disabled', disabled_reason: reason });
     const full = await client.waitFor('a full report', () => client.reports(host).find((r) => r.envelope.body.report === 'full'));
     expect(full.envelope.body.service).toEqual({ state: 'disabled', disabled_reason: reason });
     const uuid = randomUUID();
@@ -279,7 +278,7 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     const captured = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
     const driver = new FakeComputeDriver();
     driver.holdSpawns();
-    await startService(configFor(host), driver, undefined, undefined, captured);
+    await startService(configFor(host), driver, undefined, captured);
     const uuid = randomUUID();
     await client.send(host, 'build', build(uuid));
     await client.waitForEvent(uuid, 'create.start');

@@ -184,7 +184,7 @@ describe('ServiceMetrics', () => {
 
   it('counts builds, their successes by virt type and failures by code', () => {
     const metrics = new ServiceMetrics();
-    for (let i = 0; i < 4; i++) metrics.buildStarted();
+    for (let i = 0; i < 4; i++) metrics.buildReceived();
     metrics.buildSucceeded(1.5, 'qemu');
     metrics.buildSucceeded(0.7, 'qemu');
     metrics.buildFailed(3, 'IMAGE_CHECKSUM_MISMATCH');

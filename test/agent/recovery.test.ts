@@ -1,72 +1,108 @@
 /**
- * Start-up reconciliation on the fake driver: an interrupted build is built
- * again from its record (or failed without one), a running domain is
- * adopted, a lost domain is an ERROR, a domain without a record is reported
- * and left alone.
+ * Start-up reconciliation on the fake driver (agent/recovery.ts): an
+ * interrupted build is built again from its record (or failed without one),
+ * a running domain is adopted, a lost domain is an ERROR, a domain without
+ * a record is reported and left alone — and whatever recovery finishes is
+ * published as the operation would have, under its request's ids.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ComputeInstances } from '../../agent/compute-instances.js';
-import { InstanceStore } from '../../agent/instance-store.js';
+import type { InstanceRecord } from '../../agent/instance-record.js';
 import { recoverInstances } from '../../agent/recovery.js';
 import { createLogger } from '../../config/logger.js';
 import { validateInstanceSpec } from '../../hypervisor/compute-driver.js';
-import { FakeComputeDriver } from '../support/fake-compute-driver.js';
+import { answerId } from '../../service/message-ids.js';
+import { AgentHarness } from '../support/agent-harness.js';
+import type { FakeComputeDriver } from '../support/fake-compute-driver.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+const harnesses: AgentHarness[] = [];
+afterEach(async () => {
+  for (const h of harnesses.splice(0)) {
+    await h.stop();
+    h.remove();
+  }
 });
 
-function setUp() {
-  const dir = mkdtempSync(path.join(tmpdir(), 'novalet-recovery-'));
-  dirs.push(dir);
-  const driver = new FakeComputeDriver();
-  const store = new InstanceStore(dir);
-  return { driver, store, compute: new ComputeInstances(driver, store, 'h1') };
+const log = createLogger({ name: 'recovery-test' });
+const spec = (n: number) => validateInstanceSpec({ uuid: `0b6c8f3e-2a4d-4c1e-9f00-${String(n).padStart(12, '0')}`, name: `i${n}`, vcpus: 1, memoryMiB: 64, kernel: '/k' });
+
+function recordOf(n: number, extra: Partial<InstanceRecord> = {}): InstanceRecord {
+  const s = spec(n);
+  const now = new Date().toISOString();
+  return { uuid: s.uuid, name: s.name, host: 'harness-host', state: 'active', task: null, flavor: { vcpus: 1, memoryMiB: 64 }, image: null, kernel: '/k', virtType: 'qemu', virtTypeReason: 'TCG', fault: null, createdAt: now, updatedAt: now, ...extra };
 }
 
-const spec = (n: number) => validateInstanceSpec({ uuid: `0b6c8f3e-2a4d-4c1e-9f00-${String(n).padStart(12, '0')}`, name: `i${n}`, vcpus: 1, memoryMiB: 64, kernel: '/k' });
-const log = createLogger({ name: 'test' });
+async function setUp() {
+  const h = await AgentHarness.start();
+  harnesses.push(h);
+  return { h, driver: h.driver as FakeComputeDriver, store: h.core.store };
+}
 
 describe('recoverInstances', () => {
-  it('sorts every record into one outcome and never destroys a domain without a record', async () => {
-    const { driver, compute, store } = setUp();
+  it('sorts every record into one outcome, publishes what changed, and never destroys a domain without a record', async () => {
+    const { h, driver, store } = await setUp();
     // 1: an interrupted build from the bus (record BUILDING, its domain half made); 2: one with no request on record.
-    const one = await compute.begin(spec(1), { origin: { messageId: 'm1', body: { x: 1 }, rescheduledAt: null } });
+    await store.commit(recordOf(1, { state: 'building', task: 'spawning', origin: { messageId: 'm1', body: { x: 1 }, rescheduledAt: null } }));
     driver.addGuest(spec(1));
-    await compute.begin(spec(2));
+    await store.commit(recordOf(2, { state: 'building', task: 'spawning' }));
     // 3: active and running; 4: active but its domain is gone; 5: a domain nobody recorded; 6: stopped whose guest runs.
-    await compute.spawn(spec(3));
-    await compute.spawn(spec(4));
-    await driver.destroy(spec(4).uuid);
+    await store.commit(recordOf(3));
+    driver.addGuest(spec(3));
+    await store.commit(recordOf(4));
     driver.addGuest(spec(5));
-    const six = await compute.spawn(spec(6));
-    await store.write({ ...six, state: 'stopped' });
+    await store.commit(recordOf(6, { state: 'stopped' }));
+    driver.addGuest(spec(6));
 
-    const result = await recoverInstances(driver, compute, log);
-    expect(result.rebuild.map((r) => r.uuid)).toEqual([one.record.uuid]);
+    const result = await recoverInstances(driver, h.core.instances, log);
+    await h.settle();
+    expect(result.rebuild.map((r) => r.uuid)).toEqual([spec(1).uuid]);
     expect(result.failed).toEqual([spec(2).uuid]);
     expect(result.lost).toEqual([spec(4).uuid]);
     expect(result.unrecorded.map((d) => d.uuid)).toEqual([spec(5).uuid]);
     expect(result.adopted.sort()).toEqual([spec(3).uuid, spec(6).uuid].sort());
     // The half-made domain of the interrupted build is gone; the unrecorded one is still there.
-    const left = (await driver.list()).map((d) => d.uuid).sort();
-    expect(left).toEqual([spec(3).uuid, spec(5).uuid, spec(6).uuid].sort());
-    expect((await store.read(spec(2).uuid))?.fault?.code).toBe('BUILD_INTERRUPTED');
-    expect((await store.read(spec(4).uuid))?.state).toBe('error');
-    expect((await store.read(spec(6).uuid))?.state).toBe('active');
+    expect((await driver.list()).map((d) => d.uuid).sort()).toEqual([spec(3).uuid, spec(5).uuid, spec(6).uuid].sort());
+    expect(store.get(spec(2).uuid)?.fault?.code).toBe('BUILD_INTERRUPTED');
+    expect(store.get(spec(4).uuid)).toMatchObject({ state: 'error', fault: { code: 'DOMAIN_LOST' } });
+    expect(store.get(spec(6).uuid)?.state).toBe('active');
+    expect(h.events(spec(2).uuid)).toEqual(['create.error']);
+    expect(h.event(spec(4).uuid, 'power.off')!.body).toMatchObject({ state: 'error', fault: { code: 'DOMAIN_LOST' } });
+    expect(h.events(spec(6).uuid)).toEqual(['power.on']);
+    expect(h.events(spec(3).uuid)).toEqual([]);
   });
 
-  it('finishes a delete that was under way', async () => {
-    const { driver, compute, store } = setUp();
-    const r = await compute.spawn(spec(7));
-    await store.write({ ...r, task: 'deleting' });
-    const result = await recoverInstances(driver, compute, log);
-    expect(result.finished).toEqual([r.uuid]);
-    expect((await store.read(r.uuid))?.state).toBe('deleted');
+  it('finishes a delete that was under way and publishes its delete.end under the delete\'s id', async () => {
+    const { h, driver, store } = await setUp();
+    driver.addGuest(spec(7));
+    const request = { id: '5b0e2f4a-8c1d-4e7f-9a2b-3c4d5e6f7a8b', kind: 'delete' as const };
+    await store.commit(recordOf(7, { task: 'deleting', request }));
+    const result = await recoverInstances(driver, h.core.instances, log);
+    await h.settle();
+    expect(result.finished).toEqual([spec(7).uuid]);
+    expect(store.get(spec(7).uuid)).toMatchObject({ state: 'deleted', task: null });
+    expect(store.get(spec(7).uuid)!.request).toBeUndefined();
     expect(await driver.list()).toEqual([]);
+    expect(h.event(spec(7).uuid, 'delete.end')!.id).toBe(answerId(request.id, 'delete.end'));
+  });
+
+  it('finishes a stop, a start and a reboot that were under way, by the domain\'s state, each under its request\'s id', async () => {
+    const { h, driver, store } = await setUp();
+    const ids = { stop: '11111111-8c1d-4e7f-9a2b-3c4d5e6f7a8b', start: '22222222-8c1d-4e7f-9a2b-3c4d5e6f7a8b', reboot: '33333333-8c1d-4e7f-9a2b-3c4d5e6f7a8b' };
+    driver.addGuest(spec(8));
+    await store.commit(recordOf(8, { task: 'powering-off', request: { id: ids.stop, kind: 'stop' } }));
+    driver.addGuest(spec(9));
+    await driver.powerOff(spec(9).uuid, 0);
+    await store.commit(recordOf(9, { state: 'stopped', task: 'powering-on', request: { id: ids.start, kind: 'start' } }));
+    driver.addGuest(spec(10));
+    await driver.powerOff(spec(10).uuid, 0);
+    await store.commit(recordOf(10, { task: 'rebooting', request: { id: ids.reboot, kind: 'reboot', type: 'SOFT' } }));
+    await recoverInstances(driver, h.core.instances, log);
+    await h.settle();
+    expect(await driver.state(spec(8).uuid)).toBe('shutdown');
+    expect(store.get(spec(8).uuid)).toMatchObject({ state: 'stopped', task: null });
+    expect(h.event(spec(8).uuid, 'power.off')!.id).toBe(answerId(ids.stop, 'power.off'));
+    expect(await driver.state(spec(9).uuid)).toBe('running');
+    expect(h.event(spec(9).uuid, 'power.on')!.id).toBe(answerId(ids.start, 'power.on'));
+    expect(await driver.state(spec(10).uuid)).toBe('running');
+    expect(h.event(spec(10).uuid, 'reboot.end')).toMatchObject({ id: answerId(ids.reboot, 'reboot.end'), body: { type: 'HARD', requested_type: 'SOFT', state: 'active' } });
   });
 });

@@ -5,11 +5,11 @@
  * and self-test find (test/support/host-invariants.ts), whatever host it is;
  * the instance tests ask for TCG explicitly, which every host has.
  */
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ComputeInstances } from '../../agent/compute-instances.js';
-import { InstanceStore } from '../../agent/instance-store.js';
+import type { InstanceRecord } from '../../agent/instance-record.js';
 import { watchLifecycle } from '../../agent/lifecycle-watch.js';
 import { createLogger } from '../../config/logger.js';
 import type { ComputeHost } from '../../hypervisor/compute-host.js';
@@ -21,6 +21,7 @@ import { NOVALET_METADATA_URI } from '../../hypervisor/instance/metadata.js';
 import { decideVirtType, selfTestNotNeeded } from '../../hypervisor/virt-type/decision.js';
 import { READY_MARKER, testGuestCmdline, testGuestFiles } from '../../hypervisor/virt-type/test-guest.js';
 import { TEST_GUEST_DIR } from '../guest/test-guest.js';
+import { AgentHarness } from '../support/agent-harness.js';
 import { hostInvariantViolations } from '../support/host-invariants.js';
 import { testComputeHost, testConfig } from './launch-support.js';
 
@@ -30,21 +31,23 @@ const BOOT_MS = 60_000;
 let connection: LibvirtConnection;
 let host: ComputeHost;
 let driver: LibvirtDriver;
-let compute: ComputeInstances;
-const { config, stateDir } = testConfig();
+let agent: AgentHarness;
+// Builds name the test guest's files, as a build from the bus names files of [compute] image_dir.
+const { config, stateDir } = testConfig(`[compute]\nimage_dir = ${TEST_GUEST_DIR}`);
 const spawned: string[] = [];
 let stopWatching: ReturnType<typeof watchLifecycle> | undefined;
 
 beforeAll(async () => {
   host = await testComputeHost(config);
   ({ connection, driver } = host);
-  compute = new ComputeInstances(driver, new InstanceStore(path.join(stateDir, 'instances.d')), 'test-host');
-  stopWatching = watchLifecycle(driver, compute, createLogger());
+  agent = await AgentHarness.start({ config, driver });
+  stopWatching = watchLifecycle(driver, agent.core.instances, createLogger());
   await stopWatching.ready;
 }, 180_000);
 
 afterAll(async () => {
   stopWatching?.();
+  await agent?.stop();
   for (const uuid of spawned) await driver.destroy(uuid).catch(() => undefined);
   await host?.close();
 });
@@ -52,6 +55,28 @@ afterAll(async () => {
 /** The test guest by direct kernel boot, under TCG unless `extra` says otherwise. */
 function kernelSpec(name: string, extra: Partial<InstanceSpec> = {}): InstanceSpec {
   return { name, vcpus: 1, memoryMiB: 256, kernel: guest.kernel, ramdisk: guest.initramfs, cmdline: testGuestCmdline(name), virtType: 'qemu', ...extra };
+}
+
+/** A build of the test guest as the bus sends one (kernel and initramfs by name), under TCG unless `hvType` is undefined. */
+async function build(name: string, options: { hvType?: 'qemu' | undefined; vcpus?: number } = { hvType: 'qemu' }): Promise<InstanceRecord> {
+  const uuid = randomUUID();
+  const properties: Record<string, string> = options.hvType ? { img_hv_type: options.hvType } : {};
+  await agent.build({
+    instance: {
+      uuid,
+      name,
+      flavor: { name: 'm1.test', vcpus: options.vcpus ?? 1, memory_mb: 256, root_gb: 0, extra_specs: {} },
+      image: { kernel: { name: path.basename(guest.kernel) }, ramdisk: { name: path.basename(guest.initramfs) }, cmdline: testGuestCmdline(name), properties },
+    },
+  });
+  await agent.core.builds.ended(uuid);
+  spawned.push(uuid);
+  return agent.core.instances.get(uuid)!;
+}
+
+async function operate(op: Parameters<AgentHarness['operate']>[0]): Promise<InstanceRecord> {
+  await agent.operate(op);
+  return agent.core.instances.get(op.uuid)!;
 }
 
 async function marker(uuid: string, pattern = READY_MARKER): Promise<string> {
@@ -78,8 +103,7 @@ describe("the KVM decision on this host, from its probe and its self-test", () =
 
   it('with virt_type = kvm (the default) runs the instance under the virt type decided for this host, and the record says why', async () => {
     const decision = decideVirtType({ libvirt: config.libvirt, verdict: host.verdict, hostArch: host.probe.arch });
-    const record = await compute.spawn(kernelSpec('decided', { virtType: undefined }));
-    spawned.push(record.uuid);
+    const record = await build('decided', { hvType: undefined });
     expect(record.state).toBe('active');
     expect(record.virtType).toBe(decision.effective);
     expect(record.virtTypeReason).toBe(decision.reason);
@@ -133,30 +157,29 @@ describe('instances under TCG', () => {
   });
 
   it('destroys, powers on, reboots, powers off by ACPI, and deletes with its files gone', async () => {
-    const record = await compute.spawn(kernelSpec('ops-1'));
-    spawned.push(record.uuid);
+    const record = await build('ops-1');
     const log = path.join(driver.instanceDir(record.uuid), 'console.log');
     const markers = () => readFileSync(log, 'utf8').split('NOVALET-TEST-GUEST-READY').length - 1;
     await marker(record.uuid);
 
-    expect((await compute.stop(record.uuid, 0)).state).toBe('stopped');
+    expect((await operate({ kind: 'stop', uuid: record.uuid })).state).toBe('stopped');
     expect(await driver.state(record.uuid)).toBe('shutdown');
 
-    expect((await compute.start(record.uuid)).state).toBe('active');
+    expect((await operate({ kind: 'start', uuid: record.uuid })).state).toBe('active');
     expect(await driver.state(record.uuid)).toBe('running');
     await waitFor(() => markers() >= 2);
 
-    await compute.reboot(record.uuid, 'SOFT');
+    await operate({ kind: 'reboot', uuid: record.uuid, type: 'SOFT' });
     await waitFor(() => markers() >= 3);
-    await compute.reboot(record.uuid, 'HARD');
+    await operate({ kind: 'reboot', uuid: record.uuid, type: 'HARD' });
     await waitFor(() => markers() >= 4);
 
-    const stopped = await compute.stop(record.uuid, 30_000);
+    const stopped = await operate({ kind: 'stop', uuid: record.uuid });
     expect(stopped.state).toBe('stopped');
     expect(readFileSync(log, 'utf8')).toContain('NOVALET-TEST-GUEST-POWEROFF');
     expect(await driver.state(record.uuid)).toBe('shutdown');
 
-    const deleted = await compute.delete(record.uuid);
+    const deleted = await operate({ kind: 'delete', uuid: record.uuid });
     expect(deleted.state).toBe('deleted');
     expect(existsSync(driver.instanceDir(record.uuid))).toBe(false);
     expect(await connection.lookupByUuid(record.uuid)).toBeNull();
@@ -164,18 +187,17 @@ describe('instances under TCG', () => {
   }, 180_000);
 
   it('notices a guest that powered itself off (lifecycle event) and records it STOPPED', async () => {
-    const record = await compute.spawn(kernelSpec('self-off'));
-    spawned.push(record.uuid);
+    const record = await build('self-off');
     await marker(record.uuid);
     // The power button pressed behind novalet's back, as a guest shutting down by itself.
     const domain = await connection.lookupByUuid(record.uuid);
     await domain!.shutdown();
     await domain!.free();
     const deadline = Date.now() + BOOT_MS;
-    let state = (await compute.get(record.uuid))?.state;
+    let state = agent.core.instances.get(record.uuid)?.state;
     while (state !== 'stopped' && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 200));
-      state = (await compute.get(record.uuid))?.state;
+      state = agent.core.instances.get(record.uuid)?.state;
     }
     expect(state).toBe('stopped');
     expect(readFileSync(path.join(driver.instanceDir(record.uuid), 'console.log'), 'utf8')).toContain('NOVALET-TEST-GUEST-POWEROFF');
@@ -210,18 +232,23 @@ describe('instances under TCG', () => {
 });
 
 describe('bad input leaves nothing behind', () => {
+  /** The driver refuses the spec; nothing is left of it; the fault. */
   async function refused(spec: InstanceSpec): Promise<{ code: string; message: string }> {
-    const record = await compute.spawn(spec);
-    expect(record.state).toBe('error');
-    expect(existsSync(driver.instanceDir(record.uuid))).toBe(false);
-    expect(await connection.lookupByUuid(record.uuid)).toBeNull();
-    return record.fault!;
+    const valid = validateInstanceSpec(spec);
+    const failure = await driver.spawn(valid).then(
+      () => null,
+      (err: unknown) => err as { code: string; message: string },
+    );
+    spawned.push(valid.uuid);
+    expect(failure, 'the spawn was refused').not.toBeNull();
+    expect(existsSync(driver.instanceDir(valid.uuid))).toBe(false);
+    expect(await connection.lookupByUuid(valid.uuid)).toBeNull();
+    return failure!;
   }
 
   it('a name and metadata crafted to break XML boot as an ordinary guest', async () => {
     const evil = `x</name><devices><disk/></devices>"'&]]><!--`;
-    const record = await compute.spawn(kernelSpec('crafted', { name: evil }));
-    spawned.push(record.uuid);
+    const record = await build(evil);
     expect(record.state).toBe('active');
     const domain = await connection.lookupByUuid(record.uuid);
     const xml = await domain!.getXmlDesc();
@@ -241,14 +268,16 @@ describe('bad input leaves nothing behind', () => {
     expect(fault.message).toContain('/nonexistent/vmlinuz');
   });
 
-  it('zero or absurd memory or vCPUs are refused before anything is made', async () => {
-    await expect(compute.spawn(kernelSpec('zero', { memoryMiB: 0 }))).rejects.toMatchObject({ code: 'INSTANCE_SPEC_INVALID' });
-    await expect(compute.spawn(kernelSpec('many', { vcpus: 100_000 }))).rejects.toMatchObject({ code: 'INSTANCE_SPEC_INVALID' });
+  it('zero or absurd memory or vCPUs are refused before anything is made', () => {
+    expect(() => validateInstanceSpec(kernelSpec('zero', { memoryMiB: 0 }))).toThrow(expect.objectContaining({ code: 'INSTANCE_SPEC_INVALID' }));
+    expect(() => validateInstanceSpec(kernelSpec('many', { vcpus: 100_000 }))).toThrow(expect.objectContaining({ code: 'INSTANCE_SPEC_INVALID' }));
   });
 
-  it('more vCPUs than QEMU allows for the machine: libvirt refuses and nothing is left', async () => {
-    const fault = await refused(kernelSpec('too-many-vcpus', { vcpus: 4000 }));
-    expect(fault.code).toBe('LIBVIRT_ERROR');
+  it('more vCPUs than QEMU allows for the machine: libvirt refuses, the instance is ERROR with the fault and nothing is left', async () => {
+    const record = await build('too-many-vcpus', { hvType: 'qemu', vcpus: 4000 });
+    expect(record).toMatchObject({ state: 'error', fault: { code: 'LIBVIRT_ERROR' } });
+    expect(existsSync(driver.instanceDir(record.uuid))).toBe(false);
+    expect(await connection.lookupByUuid(record.uuid)).toBeNull();
   });
 });
 
