@@ -14,7 +14,9 @@ import type { FullReport } from './capability-report.js';
  * (placement/objects/allocation.py, `_check_capacity_exceeded`), where
  * `used` is what the instances take — reserved excluded — and max_unit is
  * the total (an instance may overcommit against others, never against
- * itself, as nova's old CoreFilter and RamFilter also said). An amount of 0
+ * itself, as nova's old CoreFilter and RamFilter also said; nova's claims
+ * never had that test, so a request beyond both is worded as the claims
+ * word it, "Free …"). An amount of 0
  * (a flavor with root_gb 0) asks nothing of that resource and always fits,
  * as nova requests no DISK_GB then. Reserved: memory
  * `reserved_host_memory_mb`, disk `reserved_host_disk_mb` rounded up to
@@ -154,11 +156,12 @@ export function fitResource(resource: CapacityResource, holding: ResourceHolding
   const free = capacity - used;
   let refusal: string | null = null;
   if (requested > 0) {
-    if (requested > inventory.max_unit) {
-      refusal = `Total ${resource} ${inventory.max_unit} ${unit} < requested ${requested} ${unit} (one instance never overcommits against itself)`;
-    } else if (used + requested > capacity) {
+    // Placement refuses either way; the claims' words come first, so a request that exceeds both reads as nova's claims read.
+    if (used + requested > capacity) {
       // nova's claims._test wording; `free` as nova printed it, negative when over capacity.
       refusal = `Free ${resource} ${free.toFixed(2)} ${unit} < requested ${requested} ${unit}`;
+    } else if (requested > inventory.max_unit) {
+      refusal = `Total ${resource} ${inventory.max_unit} ${unit} < requested ${requested} ${unit} (one instance never overcommits against itself)`;
     }
   }
   return { resource, unit, total: inventory.total, reserved: inventory.reserved, allocation_ratio: inventory.allocation_ratio, capacity, used, free, requested, fits: refusal === null, refusal };

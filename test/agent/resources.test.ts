@@ -51,7 +51,8 @@ describe('resources', () => {
     // 2 CPUs at the default ratio 4: 8 vCPUs, 6 taken.
     expect(claimRefusal(view, { vcpus: 2, memoryMb: 16, rootGb: 0 })).toBeNull();
     expect(claimRefusal({ ...view, vcpus_used: 7 }, { vcpus: 2, memoryMb: 16, rootGb: 0 })?.message).toBe('Insufficient compute resources: Free vcpu 1.00 VCPU < requested 2 VCPU.');
-    expect(claimRefusal(view, { vcpus: 3, memoryMb: 16, rootGb: 0 })?.message).toBe('Insufficient compute resources: Total vcpu 2 VCPU < requested 3 VCPU (one instance never overcommits against itself).');
+    expect(claimRefusal(view, { vcpus: 3, memoryMb: 16, rootGb: 0 })?.message).toBe('Insufficient compute resources: Free vcpu 2.00 VCPU < requested 3 VCPU.');
+    expect(claimRefusal({ ...view, vcpus_used: 0 }, { vcpus: 3, memoryMb: 16, rootGb: 0 })?.message).toBe('Insufficient compute resources: Total vcpu 2 VCPU < requested 3 VCPU (one instance never overcommits against itself).');
     expect(claimRefusal(view, { vcpus: 1, memoryMb: 16, rootGb: 10 })?.message).toMatch(/Free disk 9.00 GB < requested 10 GB/);
   });
 

@@ -84,6 +84,8 @@ describe('capacity (Placement: (total − reserved) × allocation_ratio)', () =>
     expect(resourceFit(h, 'vcpu', request(4, 16, 0)).fits).toBe(true);
     expect(resourceFit(h, 'vcpu', request(5, 16, 0)).refusal).toBe('Total vcpu 4 VCPU < requested 5 VCPU (one instance never overcommits against itself)');
     expect(resourceFit(h, 'memory', request(1, 2049, 0))).toMatchObject({ capacity: 3072, fits: false });
+    // Beyond the capacity as well: the claims' words.
+    expect(resourceFit({ ...h, vcpus_used: 62 }, 'vcpu', request(5, 16, 0)).refusal).toBe('Free vcpu 2.00 VCPU < requested 5 VCPU');
   });
 
   it('disk with 1500 MB reserved: 2 GiB kept back, the report\'s local_gb_used less those 2 is the instances\'', () => {
