@@ -1,15 +1,17 @@
 /**
  * What this host has and what its instances take, as nova's resource
  * tracker counts it (nova/compute/resource_tracker.py): totals from the
- * host, usage from the instances' flavors plus the reserved amounts, and
- * nova's claim test — a build fits when, for vCPUs, memory and disk,
- * total × allocation ratio − used ≥ requested. Unset ratios take nova's
- * `initial_*_allocation_ratio`.
+ * host, usage from the instances' flavors plus the reserved amounts. The
+ * claim test is Placement's arithmetic from messaging/contracts/capacity.ts
+ * — (total − reserved) × allocation ratio ≥ used + requested, and no more
+ * than the total for one instance — the one definition the schedulers'
+ * filters use too. Unset ratios take nova's `initial_*_allocation_ratio`.
  */
 import { statfs } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
 import type { DefaultSection } from '../config/novalet-config.js';
 import type { FullReport } from '../messaging/contracts/capability-report.js';
+import { allocationRatios, checkCapacity, insufficientResources, reservedDiskGb } from '../messaging/contracts/capacity.js';
 import type { InstanceFault, InstanceRecord } from './instance-record.js';
 
 const MiB = 1024 * 1024;
@@ -27,21 +29,8 @@ export async function hostInventory(instancesPath: string): Promise<HostInventor
   return { vcpus: availableParallelism(), memoryMb: Math.floor(totalmem() / MiB), localGb: Math.floor((fs.blocks * fs.bsize) / GiB) };
 }
 
-export interface AllocationRatios {
-  cpu: number;
-  ram: number;
-  disk: number;
-}
-
-/** nova: an unset (or 0.0) ratio means the initial one. */
-export function allocationRatios(d: DefaultSection): AllocationRatios {
-  const pick = (value: number | null, initial: number) => (value === null || value === 0 ? initial : value);
-  return {
-    cpu: pick(d.cpu_allocation_ratio, d.initial_cpu_allocation_ratio),
-    ram: pick(d.ram_allocation_ratio, d.initial_ram_allocation_ratio),
-    disk: pick(d.disk_allocation_ratio, d.initial_disk_allocation_ratio),
-  };
-}
+// Where they were before capacity.ts took them: callers keep importing them from here.
+export { allocationRatios, type AllocationRatios } from '../messaging/contracts/capacity.js';
 
 /** Records whose instance holds resources here: not deleted, not failed, not handed back to the schedulers. */
 export function holdsResources(record: InstanceRecord): boolean {
@@ -78,7 +67,7 @@ export function resourceView(inventory: HostInventory, records: readonly Instanc
   const ratios = allocationRatios(d);
   const vcpusUsed = holding.reduce((n, r) => n + r.flavor.vcpus, 0);
   const memoryUsed = d.reserved_host_memory_mb + holding.reduce((n, r) => n + r.flavor.memoryMiB, 0);
-  const diskUsed = Math.ceil(d.reserved_host_disk_mb / 1024) + holding.reduce((n, r) => n + (r.flavor.rootGb ?? 0), 0);
+  const diskUsed = reservedDiskGb(d.reserved_host_disk_mb) + holding.reduce((n, r) => n + (r.flavor.rootGb ?? 0), 0);
   return {
     vcpus: inventory.vcpus,
     vcpus_used: vcpusUsed,
@@ -104,25 +93,17 @@ export interface Claim {
 }
 
 /**
- * nova's claim test, worded as nova's ComputeResourcesUnavailable
- * ("Insufficient compute resources: Free memory 128.00 MB < requested 256 MB.");
- * null when the build fits.
+ * The claim test of capacity.ts on this host's view, worded as nova's
+ * ComputeResourcesUnavailable ("Insufficient compute resources: Free memory
+ * 128.00 MB < requested 256 MB."); null when the build fits.
  */
 export function claimRefusal(view: ResourceView, claim: Claim): InstanceFault | null {
-  const checks: [string, number, number, string][] = [
-    ['memory', view.memory_mb * view.ram_allocation_ratio - view.memory_mb_used, claim.memoryMb, 'MB'],
-    ['disk', view.local_gb * view.disk_allocation_ratio - view.local_gb_used, claim.rootGb, 'GB'],
-    ['vcpu', view.vcpus * view.cpu_allocation_ratio - view.vcpus_used, claim.vcpus, 'VCPU'],
-  ];
-  for (const [what, free, requested, unit] of checks) {
-    if (free < requested) {
-      return {
-        code: 'INSUFFICIENT_RESOURCES',
-        message: `Insufficient compute resources: Free ${what} ${Math.max(0, free).toFixed(2)} ${unit} < requested ${requested} ${unit}.`,
-        remedy: 'Build it on a host with room (a placed build goes back to the schedulers), delete instances here, or raise the allocation ratios.',
-        at: new Date().toISOString(),
-      };
-    }
-  }
-  return null;
+  const message = insufficientResources(checkCapacity(view, { vcpus: claim.vcpus, memory_mb: claim.memoryMb, root_gb: claim.rootGb }));
+  if (message === null) return null;
+  return {
+    code: 'INSUFFICIENT_RESOURCES',
+    message,
+    remedy: 'Build it on a host with room (a placed build goes back to the schedulers), delete instances here, or raise the allocation ratios.',
+    at: new Date().toISOString(),
+  };
 }

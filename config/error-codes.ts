@@ -118,6 +118,7 @@ export const ERROR_CODES = {
   MESSAGE_UNROUTABLE: 'A message published as mandatory came back from the broker: no queue is bound to its exchange with its routing key.',
   RPC_TIMEOUT: 'No reply to an RPC call came within its timeout (rpc_response_timeout unless the caller gave one).',
   RPC_REPLY_TOO_LARGE: 'The reply to an RPC call is larger than [oslo_messaging_rabbit] max_message_size.',
+  RPC_REPLY_INVALID: 'The reply to an RPC call is not one the wire contract describes: not an envelope of kind reply, or its body or result of another shape.',
   AMQP_NAME_INVALID: "A host name or instance UUID cannot be part of a queue name or routing key: empty, too long, or holding '*', '#', whitespace or control characters.",
 } as const satisfies Record<string, string>;
 

@@ -1,7 +1,8 @@
 /**
  * nova's resource accounting on records: usage from flavors plus the
  * reserved amounts, ratios defaulting to nova's initial_* ones, and the
- * claim test with nova's words.
+ * claim test (messaging/contracts/capacity.ts, Placement's arithmetic) with
+ * nova's words.
  */
 import { describe, expect, it } from 'vitest';
 import type { InstanceRecord } from '../../agent/instance-record.js';
@@ -41,13 +42,28 @@ describe('resources', () => {
     expect(view).toMatchObject({ vcpus_used: 4, memory_mb_used: 512 + 1024, free_ram_mb: 4096 - 1536, local_gb_used: 2 + 12, free_disk_gb: 86, running_vms: 4 });
   });
 
-  it("refuses what does not fit with nova's words, and lets the allocation ratio overcommit vCPUs", () => {
-    const view = resourceView({ vcpus: 2, memoryMb: 1024, localGb: 10 }, [record('a', 'active', 2, 768, 1)], { ...defaults, reserved_host_memory_mb: 0 });
+  it("refuses what does not fit with nova's words, and lets the allocation ratio overcommit vCPUs, never beyond the total for one instance", () => {
+    const view = resourceView({ vcpus: 2, memoryMb: 1024, localGb: 10 }, [record('a', 'active', 2, 768, 1), record('b', 'active', 2, 0, 0), record('c', 'active', 2, 0, 0)], { ...defaults, reserved_host_memory_mb: 0 });
     expect(claimRefusal(view, { vcpus: 1, memoryMb: 256, rootGb: 1 })).toBeNull();
     const memory = claimRefusal(view, { vcpus: 1, memoryMb: 512, rootGb: 1 });
     expect(memory?.code).toBe('INSUFFICIENT_RESOURCES');
     expect(memory?.message).toBe('Insufficient compute resources: Free memory 256.00 MB < requested 512 MB.');
-    expect(claimRefusal(view, { vcpus: 7, memoryMb: 16, rootGb: 0 })?.message).toBe('Insufficient compute resources: Free vcpu 6.00 VCPU < requested 7 VCPU.');
+    // 2 CPUs at the default ratio 4: 8 vCPUs, 6 taken.
+    expect(claimRefusal(view, { vcpus: 2, memoryMb: 16, rootGb: 0 })).toBeNull();
+    expect(claimRefusal({ ...view, vcpus_used: 7 }, { vcpus: 2, memoryMb: 16, rootGb: 0 })?.message).toBe('Insufficient compute resources: Free vcpu 1.00 VCPU < requested 2 VCPU.');
+    expect(claimRefusal(view, { vcpus: 3, memoryMb: 16, rootGb: 0 })?.message).toBe('Insufficient compute resources: Free vcpu 2.00 VCPU < requested 3 VCPU.');
+    expect(claimRefusal({ ...view, vcpus_used: 0 }, { vcpus: 3, memoryMb: 16, rootGb: 0 })?.message).toBe('Insufficient compute resources: Total vcpu 2 VCPU < requested 3 VCPU (one instance never overcommits against itself).');
     expect(claimRefusal(view, { vcpus: 1, memoryMb: 16, rootGb: 10 })?.message).toMatch(/Free disk 9.00 GB < requested 10 GB/);
+  });
+
+  it("claims with Placement's arithmetic: reserved memory is not overcommitted (ratio 1.5, 512 MiB reserved: 2304 MiB for instances)", () => {
+    const d = { ...defaults, reserved_host_memory_mb: 512, ram_allocation_ratio: 1.5, reserved_host_disk_mb: 1500 };
+    const view = resourceView({ vcpus: 4, memoryMb: 2048, localGb: 20 }, [record('a', 'active', 1, 1536, 10)], d);
+    expect(view).toMatchObject({ memory_mb_used: 2048, ram_allocation_ratio: 1.5, local_gb_used: 12 });
+    expect(claimRefusal(view, { vcpus: 1, memoryMb: 768, rootGb: 8 })).toBeNull();
+    // total × ratio − used would leave 1024 MiB; Placement leaves 768.
+    expect(claimRefusal(view, { vcpus: 1, memoryMb: 769, rootGb: 1 })?.message).toBe('Insufficient compute resources: Free memory 768.00 MB < requested 769 MB.');
+    // 20 GiB less 2 reserved (1500 MB rounded up), 10 taken: 8 left.
+    expect(claimRefusal(view, { vcpus: 1, memoryMb: 16, rootGb: 9 })?.message).toBe('Insufficient compute resources: Free disk 8.00 GB < requested 9 GB.');
   });
 });
