@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 /**
  * The check of capability reports: what the compute service really sends
  * (its own report content, through the real CapabilityReporter, as JSON on
@@ -11,7 +12,6 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CapabilityReporter } from '../../agent/capability-reporter.js';
 import { ComputeService } from '../../agent/compute-service.js';
-import { InstanceStore } from '../../agent/instance-store.js';
 import { ServiceMetrics } from '../../agent/metrics.js';
 import { loadConfig } from '../../config/load-config.js';
 import { createLogger } from '../../config/logger.js';
@@ -38,11 +38,10 @@ async function reportsOfAService(): Promise<CapabilityReport[]> {
   writeFileSync(file, ['[DEFAULT]', 'host = compute-7', `state_path = ${dir}`, 'ram_allocation_ratio = 1.5', 'reserved_host_disk_mb = 1500', '[compute]', `image_dir = ${path.join(dir, 'images')}`, 'availability_zone = az-1', 'aggregates = ssd/disk=ssd, ssd/tier=gold, gpu'].join('\n'));
   const config = loadConfig({ configFiles: [file] }).values;
   const { cpu: _cpu, ...capabilities } = FAKE_CAPABILITIES;
-  // The broker is never started: reportNow reads the records and the driver only.
+  // The broker is never started: reportNow reads the records and the driver only; builds go in process.
   const service = new ComputeService({
     config,
     driver: new FakeComputeDriver(),
-    store: new InstanceStore(path.join(dir, 'instances.d')),
     broker: new Broker(brokerOptionsFrom(config), log, { computeHost: 'compute-7' }),
     log,
     metrics: new ServiceMetrics(),
@@ -50,8 +49,12 @@ async function reportsOfAService(): Promise<CapabilityReport[]> {
     service: { state: 'up', disabled_reason: null },
     inventory: async () => ({ vcpus: 4, memoryMb: 8192, localGb: 100 }),
   });
-  await service.compute.spawn({ uuid: '0B6C2F1A-8D3E-4F5A-9B7C-1D2E3F4A5B6C'.toLowerCase(), name: 'web-1', vcpus: 2, memoryMiB: 512, kernel: path.join(dir, 'images', 'vmlinuz'), cmdline: 'console=ttyS0' });
-  await service.compute.refused({ uuid: '1c7d3e2b-9e4f-4a6b-8c8d-2e3f4a5b6c7d', name: 'too-big', vcpus: 1, memoryMiB: 65536, rootGb: 1, flavorName: 'm1.huge' }, { code: 'INSUFFICIENT_RESOURCES', message: 'no room', remedy: 'r', at: new Date().toISOString() });
+  await service.load();
+  const web = '0b6c2f1a-8d3e-4f5a-9b7c-1d2e3f4a5b6c';
+  const build = (uuid: string, name: string, flavor: Record<string, unknown>) => ({ instance: { uuid, name, flavor: { name: 'm1', vcpus: 1, memory_mb: 512, root_gb: 1, extra_specs: {}, ...flavor }, image: { kernel: { name: 'vmlinuz' }, cmdline: 'console=ttyS0', properties: {} } } });
+  await service.core.builds.take(build(web, 'web-1', { vcpus: 2 }) as never, randomUUID(), 0);
+  await service.core.builds.ended(web);
+  await service.core.builds.take(build('1c7d3e2b-9e4f-4a6b-8c8d-2e3f4a5b6c7d', 'too-big', { memory_mb: 65536, name: 'm1.huge' }) as never, randomUUID(), 0);
   const sent: CapabilityReport[] = [];
   const reporter = new CapabilityReporter(() => service.reportNow(), async (report) => void sent.push(JSON.parse(JSON.stringify(report)) as CapabilityReport), log);
   await reporter.full();

@@ -15,7 +15,6 @@ import path from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ComputeService } from '../../agent/compute-service.js';
-import { InstanceStore } from '../../agent/instance-store.js';
 import { instanceView } from '../../agent/instance-view.js';
 import { ServiceMetrics } from '../../agent/metrics.js';
 import { loadConfig } from '../../config/load-config.js';
@@ -68,7 +67,6 @@ async function startService(host: string) {
   const service = new ComputeService({
     config,
     driver,
-    store: new InstanceStore(path.join(config.DEFAULT.state_path, 'instances.d')),
     broker,
     log,
     metrics: new ServiceMetrics(),
@@ -77,6 +75,7 @@ async function startService(host: string) {
     inventory: async () => ({ vcpus: 4, memoryMb: 2048, localGb: 40 }),
   });
   await broker.start();
+  await service.load();
   await service.reconcile();
   await service.serve();
   running.push({ service, broker });
