@@ -4,7 +4,8 @@ import path from 'node:path';
 import { maskUrlCredentials } from '../../config/mask-credentials.js';
 import { pathExists } from '../host/path-exists.js';
 import { PRIVATE_MODES, type FileModes } from './file-modes.js';
-import { DEFAULT_DOWNLOAD_LIMITS, ImageError, transferInto, type DownloadLimits, type SpaceBudget } from './image-download.js';
+import { DEFAULT_DOWNLOAD_LIMITS, diskFullError, ImageError, transferInto, type DebugLog, type DownloadLimits, type SpaceBudget } from './image-download.js';
+import { DEFAULT_IMAGE_URL_RULES, type AddressEnvironment, type ImageUrlRules } from './image-url-rules.js';
 import { imageInfo } from './qemu-img.js';
 import type { ImageRef } from './spec.js';
 
@@ -13,7 +14,9 @@ import type { ImageRef } from './spec.js';
  * as nova caches Glance images there. Each download or copy goes to a
  * temporary file first and is renamed into place only when complete and
  * verified: a partial or corrupt image is never used. Downloads and copies
- * go through image-download.ts, bounded in time and size.
+ * go through image-download.ts, bounded in time, rate and size, their URLs
+ * held to the image URL rules (image-url-rules.ts). A file system that
+ * fills up under a write is DISK_FULL, and nothing of the image is left.
  */
 
 export { ImageError };
@@ -33,6 +36,12 @@ export interface ImageCacheOptions {
   reservedHostDiskMb?: number;
   /** Modes of `_base` and its files (file-modes.ts); owner-only unless given. */
   modes?: FileModes;
+  /** glance's [import_filtering_opts] for every URL and redirect; glance's defaults unless given. */
+  urlRules?: ImageUrlRules;
+  /** DNS and this host's addresses for those rules; the system's unless given (tests inject their own). */
+  addresses?: AddressEnvironment;
+  /** Where details the faults leave out are logged (a connection's errno). */
+  log?: DebugLog;
 }
 
 export interface FetchOptions {
@@ -67,7 +76,10 @@ async function inspect(file: string, source: string): Promise<SidecarInfo> {
 export class ImageCache {
   readonly limits: DownloadLimits;
   readonly modes: FileModes;
+  readonly urlRules: ImageUrlRules;
   readonly #reservedMb: number;
+  readonly #addresses: AddressEnvironment | undefined;
+  readonly #log: DebugLog | undefined;
 
   constructor(
     readonly baseDir: string,
@@ -76,6 +88,9 @@ export class ImageCache {
     this.limits = options.limits ?? DEFAULT_DOWNLOAD_LIMITS;
     this.modes = options.modes ?? PRIVATE_MODES;
     this.#reservedMb = options.reservedHostDiskMb ?? 0;
+    this.urlRules = options.urlRules ?? DEFAULT_IMAGE_URL_RULES;
+    this.#addresses = options.addresses;
+    this.#log = options.log;
   }
 
   /** What a download may take of the file system `_base` is on. */
@@ -104,20 +119,35 @@ export class ImageCache {
       const info = (await this.readSidecar(expected)) ?? (await inspect(this.cachedPath(expected), shown));
       return { path: this.cachedPath(expected), sha256: expected, ...info };
     }
-    await mkdir(this.baseDir, { recursive: true, mode: this.modes.dir });
-    // Explicitly: mkdir's mode is masked by the umask and leaves a folder made earlier as it was.
-    await chmod(this.baseDir, this.modes.dir);
     const tmp = path.join(this.baseDir, `.partial-${randomBytes(8).toString('hex')}`);
+    let sidecar: string | null = null;
     try {
-      const { sha256: actual } = await transferInto(ref.source, tmp, { limits: this.limits, space: await this.space(), fileMode: this.modes.file, signal: options.signal });
+      await mkdir(this.baseDir, { recursive: true, mode: this.modes.dir });
+      // Explicitly: mkdir's mode is masked by the umask and leaves a folder made earlier as it was.
+      await chmod(this.baseDir, this.modes.dir);
+      const { sha256: actual } = await transferInto(ref.source, tmp, {
+        limits: this.limits,
+        space: await this.space(),
+        fileMode: this.modes.file,
+        signal: options.signal,
+        urlRules: this.urlRules,
+        addresses: this.#addresses,
+        log: this.#log,
+      });
       if (expected !== null && actual !== expected) {
         throw new ImageError('IMAGE_CHECKSUM_MISMATCH', `The image ${shown} has SHA-256 ${actual}, not the expected ${expected}.`, 'Check the checksum and the image; the image was not kept.');
       }
       const info = await inspect(tmp, shown);
       const final = this.cachedPath(actual);
-      await writeFile(`${final}.info.json`, JSON.stringify(info), { mode: this.modes.file });
+      sidecar = `${final}.info.json`;
+      await writeFile(sidecar, JSON.stringify(info), { mode: this.modes.file });
       await rename(tmp, final);
+      sidecar = null;
       return { path: final, sha256: actual, ...info };
+    } catch (err) {
+      // A sidecar written only in part (a full disk) must not describe an image that is not there.
+      if (sidecar !== null) await rm(sidecar, { force: true });
+      throw diskFullError(err, this.baseDir, `The image ${shown}`) ?? err;
     } finally {
       await rm(tmp, { force: true });
     }

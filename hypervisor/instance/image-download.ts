@@ -1,31 +1,38 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rm, stat } from 'node:fs/promises';
+import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
+import type { LookupFunction } from 'node:net';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { DefaultSection } from '../../config/novalet-config.js';
 import { maskUrlCredentials } from '../../config/mask-credentials.js';
-import { NovaletError } from '../../config/novalet-error.js';
+import { watchRate } from './download-rate.js';
+import { ImageError } from './image-error.js';
+import { checkImageUrl, DEFAULT_IMAGE_URL_RULES, namedPortOf, pinnedLookup, type AddressEnvironment, type ImageUrlRules } from './image-url-rules.js';
 import { isImageUrl } from './spec.js';
 
 /**
  * The one way bytes come into the image cache (image-cache.ts): an http(s)
  * download or a local file copy, written to a file the caller names, hashed
  * on the way, and bounded on every side — the caller's abort signal, an
- * idle timeout (no byte for N s), an overall deadline, Content-Length
- * exactly, and a size limit (image_download_max_size_mb, and never more than
- * the free space the caller found). On any failure the file is gone.
+ * idle timeout (no byte for N s), a minimum rate over a window, an overall
+ * deadline, Content-Length exactly, and a size limit
+ * (image_download_max_size_mb, and never more than the free space the
+ * caller found). Every URL, the one given and each redirect, passes the
+ * image URL rules (image-url-rules.ts) before anything connects to it, and
+ * is connected to only at the addresses checked. On any failure the file is
+ * gone.
  *
  * node:http(s) rather than fetch: fetch decodes Content-Encoding (so the
  * bytes hashed are not the bytes served, and a small gzip body can expand
- * without bound) and has timeouts of its own (300 s for headers and between
+ * without bound), has timeouts of its own (300 s for headers and between
  * body chunks) that would cut in before, or instead of, the configured
- * ones. Redirects are followed here, by hand, so that every hop is checked.
+ * ones, and takes no lookup of ours. Redirects are followed here, by hand,
+ * so that every hop is checked.
  */
 
-/** Every refusal of an image, by the download or by the cache (image-cache.ts). */
-export class ImageError extends NovaletError {}
+export { ImageError };
 
 /** Redirects followed at most, as curl's and requests' limits are far more than an image server needs. */
 export const MAX_REDIRECTS = 5;
@@ -39,13 +46,20 @@ export interface DownloadLimits {
   timeoutMs: number;
   /** The configured largest image, in bytes. */
   maxBytes: number;
+  /** Bytes per second the body must average over minRateWindowMs; 0: not checked. */
+  minRate: number;
+  minRateWindowMs: number;
 }
 
-export function downloadLimitsFrom(options: Pick<DefaultSection, 'image_download_idle_timeout' | 'image_download_timeout' | 'image_download_max_size_mb'>): DownloadLimits {
+type LimitOptions = 'image_download_idle_timeout' | 'image_download_timeout' | 'image_download_max_size_mb' | 'image_download_min_rate' | 'image_download_min_rate_window';
+
+export function downloadLimitsFrom(options: Pick<DefaultSection, LimitOptions>): DownloadLimits {
   return {
     idleTimeoutMs: options.image_download_idle_timeout * 1000,
     timeoutMs: options.image_download_timeout * 1000,
     maxBytes: options.image_download_max_size_mb * 1024 * 1024,
+    minRate: options.image_download_min_rate,
+    minRateWindowMs: options.image_download_min_rate_window * 1000,
   };
 }
 
@@ -54,6 +68,8 @@ export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = downloadLimitsFrom({
   image_download_idle_timeout: 60,
   image_download_timeout: 3600,
   image_download_max_size_mb: 1048576,
+  image_download_min_rate: 1024,
+  image_download_min_rate_window: 60,
 });
 
 /** The room left on the file system the file goes to, after reserved_host_disk_mb. */
@@ -64,12 +80,22 @@ export interface SpaceBudget {
   reservedMb: number;
 }
 
+/** Where details that faults leave out go (a pino logger fits). */
+export interface DebugLog {
+  debug(fields: object, message: string): void;
+}
+
 export interface TransferOptions {
   limits: DownloadLimits;
   space: SpaceBudget;
   /** Mode of the file written. */
   fileMode: number;
   signal?: AbortSignal | undefined;
+  /** glance's [import_filtering_opts]; glance's defaults unless given. */
+  urlRules?: ImageUrlRules | undefined;
+  /** DNS and this host's addresses; the system's unless given (tests inject their own). */
+  addresses?: AddressEnvironment | undefined;
+  log?: DebugLog | undefined;
 }
 
 export interface Transferred {
@@ -78,6 +104,18 @@ export interface Transferred {
 }
 
 const seconds = (ms: number): string => `${Math.round(ms / 100) / 10} s`;
+
+/** A write that found the file system full: DISK_FULL naming the folder and the remedy; null for other errors. */
+export function diskFullError(err: unknown, dir: string, what: string): ImageError | null {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return null;
+  const full = code === 'EDQUOT' ? 'the disk quota there is used up (EDQUOT)' : 'its file system is full (ENOSPC)';
+  return new ImageError(
+    'DISK_FULL',
+    `${what} could not be written to ${dir}: ${full}.`,
+    `Free space in the file system holding ${dir}, or move [DEFAULT] instances_path to a larger one; nothing of the image was kept.`,
+  );
+}
 
 /** The size limit and what to say when it is passed. */
 function sizeLimit(limits: DownloadLimits, space: SpaceBudget): { bytes: number; refuse: (shown: string, what: string) => ImageError } {
@@ -103,40 +141,44 @@ function sizeLimit(limits: DownloadLimits, space: SpaceBudget): { bytes: number;
   };
 }
 
-/** A network error's words: Node gives the code on the error, fetch-style wrappers on its cause. */
+/** A network error's words, once the body flows: Node gives the code on the error, wrappers on its cause. */
 function describeNetworkError(err: unknown, url: URL): string {
   let e = err as (NodeJS.ErrnoException & { cause?: unknown }) | undefined;
   for (let depth = 0; e && !e.code && e.cause && depth < 3; depth++) e = e.cause as typeof e;
   const code = e?.code;
-  const host = url.hostname;
-  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
-  switch (code) {
-    case 'ENOTFOUND':
-      return `the host name ${host} does not resolve (ENOTFOUND)`;
-    case 'EAI_AGAIN':
-      return `the host name ${host} could not be resolved now (EAI_AGAIN: DNS did not answer)`;
-    case 'ECONNREFUSED':
-      return `the connection to ${host} port ${port} was refused (ECONNREFUSED)`;
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return `${host} cannot be reached from this host (${code})`;
-    case 'ETIMEDOUT':
-      return `the connection to ${host} port ${port} timed out (ETIMEDOUT)`;
-    case 'ECONNRESET':
-      return `${host} closed the connection (ECONNRESET)`;
-    default:
-      return code ? `${e?.message ?? String(err)} (${code})` : (e?.message ?? String(err));
-  }
+  if (code === 'ECONNRESET') return `${url.hostname} closed the connection (ECONNRESET)`;
+  return code ? `${e?.message ?? String(err)} (${code})` : (e?.message ?? String(err));
 }
 
-/** One GET, settled when the answer's headers arrive; aborting the signal destroys the request. */
-async function get(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
+/**
+ * The hop under way: whether its connection is still being made, and what
+ * to call it. A connection that fails, or is still not made when a timer
+ * ends the transfer, reads the same whatever the cause — refused, filtered
+ * or unreachable — so that image URLs cannot map which ports are open.
+ */
+interface Hop {
+  connecting: boolean;
+  shown: string;
+  host: string;
+  port: number;
+}
+
+function connectionFailed(hop: Hop): ImageError {
+  return new ImageError('IMAGE_DOWNLOAD_FAILED', `The image ${hop.shown} could not be downloaded: no connection to ${hop.host} port ${hop.port} could be made.`, 'Check the URL and that the server is reachable from this host.');
+}
+
+/** One GET to the checked addresses, settled when the answer's headers arrive; aborting the signal destroys the request. */
+async function get(url: URL, signal: AbortSignal, lookup: LookupFunction, hop: Hop): Promise<IncomingMessage> {
   // Loaded here, not at the top: TLS is some 20 ms of every command's start, and only downloads need it.
   const client = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
   return new Promise((resolve, reject) => {
     // identity: the bytes stored, hashed and counted against Content-Length are the bytes served.
     // agent false: one connection per download, closed at its end, so that no pooled socket outlives it.
-    const request = client.get(url, { signal, agent: false, headers: { 'accept-encoding': 'identity', 'user-agent': 'novalet' } }, resolve);
+    const request = client.get(url, { signal, agent: false, lookup, headers: { 'accept-encoding': 'identity', 'user-agent': 'novalet' } }, resolve);
+    request.on('socket', (socket) => {
+      if (!socket.connecting) hop.connecting = false;
+      else socket.once('connect', () => (hop.connecting = false));
+    });
     // Kept for the request's whole life: a later error (the body's) reaches the response stream too, and
     // an 'error' without a listener would end the process.
     request.on('error', reject);
@@ -149,18 +191,34 @@ function checkScheme(url: URL, shown: string, via: string | null): void {
   throw new ImageError('IMAGE_REDIRECT_REFUSED', `The image download was refused: ${detail}.`, 'Give an http(s) URL that leads to the image by http(s) alone.');
 }
 
+interface FollowContext {
+  signal: AbortSignal;
+  rules: ImageUrlRules;
+  addresses: AddressEnvironment | undefined;
+  hop: Hop;
+  log: DebugLog | undefined;
+}
+
 /** The answer to the last hop of redirects, status 200, its body not yet read. */
-async function follow(source: string, signal: AbortSignal): Promise<{ response: IncomingMessage; url: URL }> {
+async function follow(source: string, context: FollowContext): Promise<{ response: IncomingMessage; url: URL }> {
+  const { signal, hop } = context;
   let url = new URL(source);
+  let namedPort = namedPortOf(source, url);
+  let via: string | null = null;
   checkScheme(url, maskUrlCredentials(source), null);
   for (let hops = 0; ; hops++) {
     const shown = maskUrlCredentials(url.href);
+    // From here until the socket connects (DNS included), a failure or a timer's end reads as connectionFailed.
+    Object.assign(hop, { connecting: true, shown, host: url.hostname, port: url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port) });
+    const target = await checkImageUrl(url, context.rules, { namedPort, via, env: context.addresses, signal });
     let response: IncomingMessage;
     try {
-      response = await get(url, signal);
+      response = await get(url, signal, pinnedLookup(url.hostname.replace(/^\[|\]$/g, ''), target.addresses), hop);
     } catch (err) {
       if (signal.aborted) throw signal.reason;
-      throw new ImageError('IMAGE_DOWNLOAD_FAILED', `The image ${shown} could not be downloaded: ${describeNetworkError(err, url)}.`, 'Check the URL and that the server is reachable from this host.');
+      context.log?.debug({ url: shown, code: (err as NodeJS.ErrnoException).code, error: (err as Error).message }, 'image download: no answer from the server');
+      if (hop.connecting) throw connectionFailed(hop);
+      throw new ImageError('IMAGE_DOWNLOAD_FAILED', `The image ${shown} could not be downloaded: ${describeNetworkError(err, url)} before answering.`, 'Check the URL and the server.');
     }
     const status = response.statusCode ?? 0;
     if (REDIRECT_STATUSES.has(status) && response.headers.location !== undefined) {
@@ -172,13 +230,16 @@ async function follow(source: string, signal: AbortSignal): Promise<{ response: 
           'Give the URL the redirects end at, or fix the loop on the server.',
         );
       }
+      const location = response.headers.location;
       let next: URL;
       try {
-        next = new URL(response.headers.location, url);
+        next = new URL(location, url);
       } catch {
-        throw new ImageError('IMAGE_REDIRECT_REFUSED', `The image download was refused: ${shown} redirects to '${maskUrlCredentials(response.headers.location)}', which is not a URL.`, 'Give the URL of the image itself.');
+        throw new ImageError('IMAGE_REDIRECT_REFUSED', `The image download was refused: ${shown} redirects to '${maskUrlCredentials(location)}', which is not a URL.`, 'Give the URL of the image itself.');
       }
       checkScheme(next, maskUrlCredentials(next.href), shown);
+      namedPort = namedPortOf(location, next, next.host === url.host ? namedPort : null);
+      via = shown;
       url = next;
       continue;
     }
@@ -202,12 +263,16 @@ export async function transferInto(source: string, file: string, options: Transf
   const shown = isUrl ? maskUrlCredentials(source) : source;
   const verb = isUrl ? 'download' : 'copy';
   const stopper = new AbortController();
+  // While a connection is being made, a timer's end reads as the connection's failure (connectionFailed).
+  const hop: Hop = { connecting: false, shown, host: '', port: 0 };
   const stop = (reason: ImageError): void => {
-    if (!stopper.signal.aborted) stopper.abort(reason);
+    if (!stopper.signal.aborted) stopper.abort(hop.connecting ? connectionFailed(hop) : reason);
   };
   const callerAborted = (): ImageError =>
     new ImageError('IMAGE_DOWNLOAD_ABORTED', `The ${verb} of the image ${shown} was cancelled.`, 'Nothing of it was kept; start again when wanted.');
-  const onCallerAbort = (): void => stop(callerAborted());
+  const onCallerAbort = (): void => {
+    if (!stopper.signal.aborted) stopper.abort(callerAborted());
+  };
   if (options.signal?.aborted) throw callerAborted();
   options.signal?.addEventListener('abort', onCallerAbort, { once: true });
   const deadline = setTimeout(
@@ -215,6 +280,7 @@ export async function transferInto(source: string, file: string, options: Transf
     limits.timeoutMs,
   );
   let idle: NodeJS.Timeout | undefined;
+  let rate: { stop(): void } | undefined;
   let bytes = 0;
   const stalled = (): void =>
     stop(
@@ -228,8 +294,23 @@ export async function transferInto(source: string, file: string, options: Transf
     clearTimeout(idle);
     idle = setTimeout(stalled, limits.idleTimeoutMs);
   };
+  const tooSlow = (delivered: number, span: number): void =>
+    stop(
+      new ImageError(
+        'IMAGE_DOWNLOAD_TOO_SLOW',
+        `The ${verb} of the image ${shown} was given up: ${delivered} bytes in the last ${Math.round(span * 10) / 10} s, less than image_download_min_rate = ${limits.minRate} bytes/s averaged over image_download_min_rate_window = ${seconds(limits.minRateWindowMs)}.`,
+        'Use a faster or closer server, or lower [DEFAULT] image_download_min_rate (0 turns the check off) or raise image_download_min_rate_window; nothing of it was kept.',
+      ),
+    );
   const limit = sizeLimit(limits, space);
-  const handle = await open(file, 'wx', options.fileMode);
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'wx', options.fileMode);
+  } catch (err) {
+    clearTimeout(deadline);
+    options.signal?.removeEventListener('abort', onCallerAbort);
+    throw diskFullError(err, space.dir, `The image ${shown}`) ?? err;
+  }
   try {
     if (space.bytes <= 0) {
       throw new ImageError(
@@ -243,7 +324,11 @@ export async function transferInto(source: string, file: string, options: Transf
     let declared: number | null = null;
     let at: URL | null = null;
     if (isUrl) {
-      const { response, url } = await follow(source, stopper.signal);
+      const context = { signal: stopper.signal, rules: options.urlRules ?? DEFAULT_IMAGE_URL_RULES, addresses: options.addresses, hop, log: options.log };
+      // A timer that ends the transfer during the checks or the connection aborts it with its own reason.
+      const { response, url } = await follow(source, context).catch((err: unknown) => {
+        throw stopper.signal.aborted ? stopper.signal.reason : err;
+      });
       at = url;
       const length = response.headers['content-length'];
       declared = length !== undefined && /^\d+$/.test(length) ? Number(length) : null;
@@ -257,6 +342,7 @@ export async function transferInto(source: string, file: string, options: Transf
       if (info?.isFile() && info.size > limit.bytes) throw limit.refuse(shown, `is ${info.size} bytes, more than`);
       body = createReadStream(source);
     }
+    rate = watchRate(limits.minRate, limits.minRateWindowMs, () => bytes, tooSlow);
     const hash = createHash('sha256');
     // More than Content-Length never arrives: Node's HTTP parser ends the body there and drops the rest.
     const meter = new Transform({
@@ -277,9 +363,8 @@ export async function transferInto(source: string, file: string, options: Transf
       if (!isUrl && (e.syscall === 'open' || e.syscall === 'read')) {
         throw new ImageError('IMAGE_NOT_FOUND', `The image file ${source} cannot be read: ${e.code ?? e.message}.`, 'Give the path of an existing, readable image file.');
       }
-      if (e.code === 'ENOSPC' || e.code === 'EDQUOT') {
-        throw new ImageError('IMAGE_NO_SPACE', `The image ${shown} could not be written to ${space.dir}: ${e.code}.`, 'Free disk space there; nothing of the image was kept.');
-      }
+      const full = diskFullError(err, space.dir, `The image ${shown}`);
+      if (full) throw full;
       const got = declared === null ? `after ${bytes} bytes` : `after ${bytes} of ${declared} bytes`;
       throw new ImageError('IMAGE_DOWNLOAD_FAILED', `The ${verb} of ${shown} was cut off ${got}: ${at ? describeNetworkError(err, at) : e.message}.`, 'Try again; nothing partial was kept.');
     }
@@ -294,6 +379,7 @@ export async function transferInto(source: string, file: string, options: Transf
   } finally {
     clearTimeout(deadline);
     clearTimeout(idle);
+    rate?.stop();
     options.signal?.removeEventListener('abort', onCallerAbort);
     await handle.close().catch(() => undefined);
   }

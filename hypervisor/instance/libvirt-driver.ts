@@ -79,10 +79,11 @@ export interface LibvirtDriverOptions {
 
 export const CONSOLE_LOG = 'console.log';
 
-/** The image cache at `baseDir` with the configured download limits and the modes the connection needs. */
+/** The image cache at `baseDir` with the configured download limits, URL rules and the modes the connection needs. */
 export function imageCacheFor(config: NovaletConfig, baseDir: string): ImageCache {
   return new ImageCache(baseDir, {
     limits: downloadLimitsFrom(config.DEFAULT),
+    urlRules: config.import_filtering_opts,
     reservedHostDiskMb: config.DEFAULT.reserved_host_disk_mb,
     modes: fileModesFor(effectiveConnectionUri(config)),
   });

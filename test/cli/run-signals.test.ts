@@ -127,7 +127,8 @@ function libvirtXattrs(dir: string): string[] {
 
 describe('a download ended by a signal', () => {
   it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('%s while the image downloads: the partial image goes, exit 128+N', async (signal) => {
-    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    // The image server is on 127.0.0.1, which image downloads reach only when allowed_hosts names it.
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu\n[import_filtering_opts]\nallowed_hosts = 127.0.0.1\nallowed_ports =');
     let firstByte: () => void = () => undefined;
     const sending = new Promise<void>((resolve) => (firstByte = resolve));
     // A byte every 100 ms, for ever: only the signal ends this download.

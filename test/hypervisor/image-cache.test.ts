@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageCache, ImageError } from '../../hypervisor/instance/image-cache.js';
+import { DEFAULT_IMAGE_URL_RULES } from '../../hypervisor/instance/image-url-rules.js';
 import { createOverlay, imageInfo } from '../../hypervisor/instance/qemu-img.js';
 
 /** Real qemu-img, a real HTTP server on 127.0.0.1. */
@@ -48,7 +49,8 @@ afterAll(async () => {
 });
 
 function newCache(): ImageCache {
-  return new ImageCache(mkdtempSync(path.join(work, '_base-')));
+  // The server is on 127.0.0.1, which image downloads reach only when allowed_hosts names it.
+  return new ImageCache(mkdtempSync(path.join(work, '_base-')), { urlRules: { ...DEFAULT_IMAGE_URL_RULES, allowed_hosts: ['127.0.0.1'], allowed_ports: [] } });
 }
 
 async function refusal(promise: Promise<unknown>): Promise<ImageError> {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileModesFor, PRIVATE_MODES, QEMU_USER_APART_MODES } from '../../hypervisor/instance/file-modes.js';
 import { ImageCache, ImageError, type ImageCacheOptions } from '../../hypervisor/instance/image-cache.js';
 import { MAX_REDIRECTS, type DownloadLimits } from '../../hypervisor/instance/image-download.js';
+import { DEFAULT_IMAGE_URL_RULES, type ImageUrlRules } from '../../hypervisor/instance/image-url-rules.js';
 import { imageCacheFor } from '../../hypervisor/instance/libvirt-driver.js';
 import { parseConfigText } from '../../config/load-config.js';
 
@@ -27,8 +28,10 @@ const image = readFileSync(qcow2);
 const imageSha = createHash('sha256').update(image).digest('hex');
 const MiB = 1024 * 1024;
 
-/** Short limits, so that each case ends in about a second. */
-const LIMITS: DownloadLimits = { idleTimeoutMs: 500, timeoutMs: 1500, maxBytes: 4 * MiB };
+/** Short limits, so that each case ends in about a second (the minimum rate has tests of its own: image-download-rate.test.ts). */
+const LIMITS: DownloadLimits = { idleTimeoutMs: 500, timeoutMs: 1500, maxBytes: 4 * MiB, minRate: 0, minRateWindowMs: 60_000 };
+/** The image servers here are on 127.0.0.1, which image downloads reach only when allowed_hosts names it. */
+const LOOPBACK_RULES: ImageUrlRules = { ...DEFAULT_IMAGE_URL_RULES, allowed_hosts: ['127.0.0.1'], allowed_ports: [] };
 
 let server: Server;
 let raw: NetServer;
@@ -137,7 +140,7 @@ afterAll(async () => {
 });
 
 function newCache(options: ImageCacheOptions = {}): ImageCache {
-  return new ImageCache(path.join(mkdtempSync(path.join(work, 'instances-')), '_base'), { limits: LIMITS, ...options });
+  return new ImageCache(path.join(mkdtempSync(path.join(work, 'instances-')), '_base'), { limits: LIMITS, urlRules: LOOPBACK_RULES, ...options });
 }
 
 interface Refusal {
@@ -174,7 +177,7 @@ describe('image downloads are bounded', () => {
     const fs = statfsSync(cache.baseDir);
     const freeMb = Math.floor((fs.bavail * fs.bsize) / MiB);
     const reserved = freeMb - 3;
-    const { err, ms } = await refusal(new ImageCache(cache.baseDir, { limits: cache.limits, reservedHostDiskMb: reserved }), `${base}/endless`);
+    const { err, ms } = await refusal(new ImageCache(cache.baseDir, { limits: cache.limits, urlRules: LOOPBACK_RULES, reservedHostDiskMb: reserved }), `${base}/endless`);
     expect(err.code).toBe('IMAGE_NO_SPACE');
     expect(err.message).toContain(`free in ${cache.baseDir} beyond reserved_host_disk_mb = ${reserved}`);
     expect(ms).toBeLessThan(LIMITS.timeoutMs);
@@ -230,10 +233,12 @@ describe('image downloads are bounded', () => {
     expect(err.message).toBe(`The image ${base}/missing.qcow2 could not be downloaded: the server answered 404 Not Found. Check the URL.`);
   });
 
-  it('names a refused connection with its code', async () => {
+  it('says a refused connection in the one sentence of every connection failure, without its errno', async () => {
     const { err } = await refusal(newCache(), `http://127.0.0.1:${refusedPort}/x.qcow2`);
     expect(err.code).toBe('IMAGE_DOWNLOAD_FAILED');
-    expect(err.message).toContain(`could not be downloaded: the connection to 127.0.0.1 port ${refusedPort} was refused (ECONNREFUSED).`);
+    expect(err.message).toBe(
+      `The image http://127.0.0.1:${refusedPort}/x.qcow2 could not be downloaded: no connection to 127.0.0.1 port ${refusedPort} could be made. Check the URL and that the server is reachable from this host.`,
+    );
   });
 
   it('never shows a password from the URL or from a redirect', async () => {
@@ -331,13 +336,33 @@ describe('modes of the cache', () => {
 describe('the configuration', () => {
   it('gives the cache its limits, reserve and modes', () => {
     const config = parseConfigText(
-      '[DEFAULT]\nimage_download_idle_timeout = 7\nimage_download_timeout = 90\nimage_download_max_size_mb = 2048\nreserved_host_disk_mb = 100\n[libvirt]\nconnection_uri = qemu:///system\n',
+      [
+        '[DEFAULT]',
+        'image_download_idle_timeout = 7',
+        'image_download_timeout = 90',
+        'image_download_max_size_mb = 2048',
+        'image_download_min_rate = 4096',
+        'image_download_min_rate_window = 30',
+        'reserved_host_disk_mb = 100',
+        '[libvirt]',
+        'connection_uri = qemu:///system',
+        '[import_filtering_opts]',
+        'allowed_hosts = images.example, 10.0.0.5',
+        'allowed_ports =',
+        'disallowed_ports = 22',
+        '',
+      ].join('\n'),
       '/etc/novalet/novalet.conf',
     ).values;
     const cache = imageCacheFor(config, path.join(work, 'configured', '_base'));
-    expect(cache.limits).toEqual({ idleTimeoutMs: 7000, timeoutMs: 90_000, maxBytes: 2048 * MiB });
+    expect(cache.limits).toEqual({ idleTimeoutMs: 7000, timeoutMs: 90_000, maxBytes: 2048 * MiB, minRate: 4096, minRateWindowMs: 30_000 });
+    expect(cache.urlRules).toEqual({ ...DEFAULT_IMAGE_URL_RULES, allowed_hosts: ['images.example', '10.0.0.5'], allowed_ports: [], disallowed_ports: [22] });
     expect(cache.modes).toEqual(QEMU_USER_APART_MODES);
-    expect(imageCacheFor(parseConfigText('', '/etc/novalet/empty.conf').values, work).modes).toEqual(PRIVATE_MODES);
+    const unconfigured = imageCacheFor(parseConfigText('', '/etc/novalet/empty.conf').values, work);
+    expect(unconfigured.modes).toEqual(PRIVATE_MODES);
+    // glance's defaults, and the options' (1 KiB/s over 60 s).
+    expect(unconfigured.urlRules).toEqual(DEFAULT_IMAGE_URL_RULES);
+    expect(unconfigured.limits).toMatchObject({ minRate: 1024, minRateWindowMs: 60_000 });
   });
 
   it('refuses a download when the reserve leaves no room, before asking the server', async () => {

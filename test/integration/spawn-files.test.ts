@@ -18,7 +18,8 @@ import { TEST_GUEST_DIR } from '../guest/test-guest.js';
 import { testComputeHost, testConfig } from './launch-support.js';
 
 const guest = testGuestFiles(TEST_GUEST_DIR);
-const { config, stateDir } = testConfig();
+// The image server is on 127.0.0.1, which image downloads reach only when allowed_hosts names it.
+const { config, stateDir } = testConfig('[import_filtering_opts]\nallowed_hosts = 127.0.0.1\nallowed_ports =');
 let host: ComputeHost;
 let server: Server;
 let base: string;
