@@ -21,6 +21,7 @@ import type { NovaletConfig } from '../../config/novalet-config.js';
 import { Broker } from '../../messaging/broker.js';
 import { brokerOptionsFrom } from '../../messaging/broker-options.js';
 import type { ServiceStatus } from '../../messaging/contracts/capability-report.js';
+import { answerId } from '../../service/message-ids.js';
 import { BusClient } from '../support/bus-client.js';
 import { FAKE_CAPABILITIES, FakeComputeDriver } from '../support/fake-compute-driver.js';
 import { startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
@@ -219,7 +220,7 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(driver.calls).toEqual([]);
   });
 
-  it('stop, start and reboot: each its event and state; a cast for an unknown instance is acknowledged and changes nothing', async () => {
+  it('stop, start and reboot: each its event and state; a cast for an unknown instance is answered with action.error and changes nothing', async () => {
     const host = newHost();
     const { driver } = await startService(configFor(host));
     const uuid = randomUUID();
@@ -233,11 +234,12 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect((await client.waitForEvent(uuid, 'reboot.end')).envelope.body.state).toBe('active');
     expect(driver.calls.filter((c) => c.includes(uuid))).toEqual([`spawn ${uuid}`, `powerOff ${uuid} 60000`, `powerOn ${uuid}`, `reboot HARD ${uuid}`]);
     const stranger = randomUUID();
-    await client.send(host, 'stop', { uuid: stranger });
-    await client.list(host);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(client.eventsOf(stranger)).toEqual([]);
+    const stop = await client.send(host, 'stop', { uuid: stranger });
+    const error = await client.waitForEvent(stranger, 'action.error');
+    expect(error.envelope.id).toBe(answerId(stop, 'action.error'));
+    expect(error.envelope.body).toMatchObject({ uuid: stranger, host, state: 'deleted', action: 'stop', fault: { code: 'INSTANCE_NOT_FOUND' } });
     expect(driver.calls.filter((c) => c.endsWith(stranger))).toEqual([]);
+    expect(await client.depth(`novalet.compute.${host}`)).toBe(0);
   });
 
   it('answers calls: show, list and console; an unknown instance is an error reply', async () => {
@@ -255,7 +257,7 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(missing).toMatchObject({ ok: false, error: { code: 'INSTANCE_NOT_FOUND' } });
   });
 
-  it('never interleaves two requests for one instance: a delete sent during the build runs after it', async () => {
+  it('a delete sent during the build wins: the build stops at once with create.error (INSTANCE_DELETED_DURING_BUILD), then delete.end', async () => {
     const host = newHost();
     const driver = new FakeComputeDriver();
     driver.holdSpawns();
@@ -263,13 +265,14 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     const uuid = randomUUID();
     await client.send(host, 'build', build(uuid));
     await client.waitForEvent(uuid, 'create.start');
+    // The spawn is held for ever: only the delete's abort can end it.
     await client.send(host, 'delete', { uuid });
-    await new Promise((r) => setTimeout(r, 300));
-    expect(client.eventsOf(uuid)).toEqual(['create.start']);
-    driver.releaseSpawns();
     await client.waitForEvent(uuid, 'delete.end');
-    expect(client.eventsOf(uuid)).toEqual(['create.start', 'create.end', 'delete.end']);
+    expect(client.eventsOf(uuid)).toEqual(['create.start', 'create.error', 'delete.end']);
+    expect((await client.waitForEvent(uuid, 'create.error')).envelope.body).toMatchObject({ will_retry: false, fault: { code: 'INSTANCE_DELETED_DURING_BUILD' } });
     expect(driver.calls.filter((c) => c.endsWith(uuid))).toEqual([`spawn ${uuid}`, `destroy ${uuid}`]);
+    expect(await driver.list()).toEqual([]);
+    driver.releaseSpawns();
   });
 
   it('logs each build with the time from the request\'s receipt to the guest running (bench/compute-service.ts reads it)', async () => {
@@ -292,7 +295,7 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(built!.received_to_running_ms as number).toBeGreaterThanOrEqual(Math.floor((built!.seconds as number) * 1000));
   });
 
-  it('stop with a build in flight: the request goes back to the queue, the record stays BUILDING, and the next start finishes it once', async () => {
+  it('stop with a build in flight: the build is handed back (its request was acknowledged once recorded), the record stays BUILDING, and the next start finishes it once', async () => {
     const host = newHost();
     const config = configFor(host);
     const driver = new FakeComputeDriver();
@@ -305,9 +308,8 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(outcome).toEqual({ finished: 0, handedBack: 1 });
     await first.broker.stop();
     running.splice(0);
-    // Back in the queue (the broker settles the nack of a closing channel in its own time).
-    for (let i = 0; i < 50 && (await client.depth(`novalet.compute.${host}`)) !== 1; i++) await new Promise((r) => setTimeout(r, 100));
-    expect(await client.depth(`novalet.compute.${host}`)).toBe(1);
+    expect(first.service.compute.get(uuid)).toMatchObject({ state: 'building', task: 'spawning' });
+    expect(await client.depth(`novalet.compute.${host}`)).toBe(0);
     driver.releaseSpawns();
     await startService(config, driver);
     await client.waitForEvent(uuid, 'create.end');
@@ -315,7 +317,9 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(driver.calls.filter((c) => c === `spawn ${uuid}`)).toHaveLength(2);
     expect((await driver.list()).filter((d) => d.uuid === uuid)).toHaveLength(1);
     expect(client.eventsOf(uuid).filter((e) => e === 'create.end')).toHaveLength(1);
-    expect(await client.depth(`novalet.compute.${host}`)).toBe(0);
+    // Its create.start again, under the same id: a consumer drops the repeat.
+    const starts = client.events.filter((m) => m.envelope.body.uuid === uuid && m.envelope.body.event === 'create.start').map((m) => m.envelope.id);
+    expect(new Set(starts).size).toBe(1);
   });
 
   it('sends heartbeats between full reports, with nova names', async () => {
