@@ -160,6 +160,7 @@ describe('brokerOptionsFrom', () => {
       tls: null,
       maxMessageBytes: 2048,
       rpcTimeoutSeconds: 7,
+      deadLetterMaxLength: 10000,
     });
   });
 
