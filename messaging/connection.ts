@@ -252,11 +252,12 @@ export class Connection {
         .map(([key, value]) => `${key} = ${String(value)}`)
         .join(', ');
       const where = describeAddress(session.address);
+      const vhost = session.address.vhost === '/' ? '' : ` -p '${session.address.vhost.replace(/'/g, "'\\''")}'`;
       this.log.warn(
         { broker: where },
         `[${this.id}] The queue ${DEAD_LETTER} on AMQP server ${where} exists with other arguments than this process declares (${asked}, from [oslo_messaging_rabbit] dead_letter_max_length and rabbit_quorum_queue): ${this.scrub(mismatch)}. ` +
           `The existing queue is used as it is, bounded only as it was made. To bound it, delete ${DEAD_LETTER} (its messages are lost; the next start declares it again), ` +
-          `or set a policy: rabbitmqctl set_policy novalet-dead '^novalet\\.dead$' '{"max-length":${this.options.deadLetterMaxLength}}' --apply-to queues.`,
+          `or set a policy: rabbitmqctl set_policy${vhost} novalet-dead '^novalet\\.dead$' '{"max-length":${this.options.deadLetterMaxLength}}' --apply-to queues.`,
       );
     }
   }
