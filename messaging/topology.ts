@@ -4,10 +4,12 @@ import { quoteForMessage } from '../config/quote-for-message.js';
 
 /**
  * The broker objects of the wire contract, declared idempotently at start
- * and after every reconnect (messaging/broker.ts). Requests go to the topic
- * exchange `novalet` (key `scheduler`, `compute.<host>`); reports and
+ * and after every reconnect (messaging/connection.ts). Requests go to the
+ * topic exchange `novalet` (key `scheduler`, `compute.<host>`); reports and
  * instance events to the topic exchange `novalet.events`; what cannot be
- * handled to the fanout exchange and queue `novalet.dead`.
+ * handled to the fanout exchange and queue `novalet.dead`, bounded in
+ * length. Every process declares what it uses (WIRE.md): a compute host
+ * that publishes reschedules declares `novalet.scheduler` too.
  */
 export const REQUEST_EXCHANGE = 'novalet';
 export const EVENT_EXCHANGE = 'novalet.events';
