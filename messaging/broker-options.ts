@@ -11,7 +11,7 @@ export interface BrokerTls {
   keyFile: string;
 }
 
-/** What the broker layer (messaging/broker.ts) runs with, from nova.conf. */
+/** What the broker layer (messaging/broker.ts) runs with, from nova.conf and novalet's own options. */
 export interface BrokerOptions {
   addresses: BrokerAddress[];
   /** 0 disables heartbeats. */
@@ -25,6 +25,8 @@ export interface BrokerOptions {
   tls: null | BrokerTls;
   maxMessageBytes: number;
   rpcTimeoutSeconds: number;
+  /** `dead_letter_max_length`: the `x-max-length` of `novalet.dead`. */
+  deadLetterMaxLength: number;
 }
 
 /**
@@ -49,6 +51,7 @@ export function brokerOptionsFrom(config: NovaletConfig, random: () => number = 
     tls,
     maxMessageBytes: rabbit.max_message_size,
     rpcTimeoutSeconds: config.DEFAULT.rpc_response_timeout,
+    deadLetterMaxLength: rabbit.dead_letter_max_length,
   };
 }
 

@@ -1,3 +1,5 @@
+import { maskCredentialsInText } from '../config/mask-credentials.js';
+
 /**
  * An error from the connection to the broker as words for one log line.
  * OpenSSL's own text carries its source file and a newline ("…:SSL alert
@@ -31,4 +33,18 @@ export function errorWords(error: unknown): string {
 
 function oneLine(text: string): string {
   return text.replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * Error text for a log line of the broker layer: URL passwords masked and
+ * every configured password (of 3 characters or more, shorter ones would
+ * mangle the text) replaced, should a library ever quote one.
+ */
+export function credentialScrubber(passwords: readonly string[]): (error: unknown) => string {
+  const forms = [...new Set(passwords.filter((p) => p.length >= 3).flatMap((p) => [p, encodeURIComponent(p)]))];
+  return (error) => {
+    let text = maskCredentialsInText(errorWords(error));
+    for (const form of forms) text = text.split(form).join('***');
+    return text;
+  };
 }

@@ -4,10 +4,12 @@ import { quoteForMessage } from '../config/quote-for-message.js';
 
 /**
  * The broker objects of the wire contract, declared idempotently at start
- * and after every reconnect (messaging/broker.ts). Requests go to the topic
- * exchange `novalet` (key `scheduler`, `compute.<host>`); reports and
+ * and after every reconnect (messaging/connection.ts). Requests go to the
+ * topic exchange `novalet` (key `scheduler`, `compute.<host>`); reports and
  * instance events to the topic exchange `novalet.events`; what cannot be
- * handled to the fanout exchange and queue `novalet.dead`.
+ * handled to the fanout exchange and queue `novalet.dead`, bounded in
+ * length. Every process declares what it uses (WIRE.md): a compute host
+ * that publishes reschedules declares `novalet.scheduler` too.
  */
 export const REQUEST_EXCHANGE = 'novalet';
 export const EVENT_EXCHANGE = 'novalet.events';
@@ -64,26 +66,76 @@ export function queueArguments(quorum: boolean): Record<string, unknown> {
   return quorum ? { 'x-queue-type': 'quorum' } : {};
 }
 
+/** How the durable queues are declared: `[oslo_messaging_rabbit] rabbit_quorum_queue` and `dead_letter_max_length`. */
+export interface TopologyOptions {
+  quorum: boolean;
+  deadLetterMaxLength: number;
+}
+
+/** The arguments `novalet.dead` is declared with: bounded, RabbitMQ dropping the oldest past the bound (drop-head, the default overflow of classic and quorum queues). */
+export function deadLetterQueueArguments(options: TopologyOptions): Record<string, unknown> {
+  return { ...queueArguments(options.quorum), 'x-max-length': options.deadLetterMaxLength };
+}
+
+export interface DeclaredTopology {
+  /**
+   * The broker's words when `novalet.dead` already exists with other
+   * arguments (another bound, another type, none from before the bound):
+   * it is used as it is, null when declared as asked.
+   */
+  deadLetterMismatch: string | null;
+}
+
 /**
  * Declares the exchanges, the dead-letter queue and the queues `spec` asks
- * for, with their bindings. Every declaration is idempotent; one that clashes
- * with what exists (a queue of the other type after rabbit_quorum_queue
- * changed) fails with the broker's PRECONDITION_FAILED and closes `channel`.
+ * for, with their bindings, on channels of its own (`open`), closed before
+ * it returns. Every declaration is idempotent: the same arguments from
+ * every process. One that clashes with what exists (a queue of the other
+ * type after rabbit_quorum_queue changed) fails with the broker's
+ * PRECONDITION_FAILED; but for `novalet.dead`, whose arguments only bound
+ * it: a clash there is reported (`deadLetterMismatch`) and the existing
+ * queue is used, so that a bound never stops a service.
  */
-export async function declareTopology(channel: Channel, spec: TopologySpec, quorum: boolean): Promise<void> {
-  const queueOptions = { durable: true, arguments: queueArguments(quorum) };
-  await channel.assertExchange(REQUEST_EXCHANGE, 'topic', { durable: true });
-  await channel.assertExchange(EVENT_EXCHANGE, 'topic', { durable: true });
-  await channel.assertExchange(DEAD_LETTER, 'fanout', { durable: true });
-  await channel.assertQueue(DEAD_LETTER, queueOptions);
-  await channel.bindQueue(DEAD_LETTER, DEAD_LETTER, '');
-  if (spec.scheduler) {
-    await channel.assertQueue(SCHEDULER_QUEUE, queueOptions);
-    await channel.bindQueue(SCHEDULER_QUEUE, REQUEST_EXCHANGE, SCHEDULER_KEY);
-  }
-  if (spec.computeHost !== undefined) {
-    const queue = computeQueue(spec.computeHost);
-    await channel.assertQueue(queue, queueOptions);
-    await channel.bindQueue(queue, REQUEST_EXCHANGE, computeKey(spec.computeHost));
+export async function declareTopology(open: () => Promise<Channel>, spec: TopologySpec, options: TopologyOptions): Promise<DeclaredTopology> {
+  const queueOptions = { durable: true, arguments: queueArguments(options.quorum) };
+  const opened: Channel[] = [];
+  const fresh = async (): Promise<Channel> => {
+    const channel = await open();
+    // A refused declaration rejects with the error; the channel's event would be unhandled.
+    channel.on('error', () => undefined);
+    opened.push(channel);
+    return channel;
+  };
+  try {
+    let channel = await fresh();
+    await channel.assertExchange(REQUEST_EXCHANGE, 'topic', { durable: true });
+    await channel.assertExchange(EVENT_EXCHANGE, 'topic', { durable: true });
+    await channel.assertExchange(DEAD_LETTER, 'fanout', { durable: true });
+    let deadLetterMismatch: string | null = null;
+    try {
+      await channel.assertQueue(DEAD_LETTER, { durable: true, arguments: deadLetterQueueArguments(options) });
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== PRECONDITION_FAILED) throw error;
+      deadLetterMismatch = error instanceof Error ? error.message : String(error);
+      // The refusal closed the channel; a passive declare only asks that it exists.
+      channel = await fresh();
+      await channel.checkQueue(DEAD_LETTER);
+    }
+    await channel.bindQueue(DEAD_LETTER, DEAD_LETTER, '');
+    if (spec.scheduler) {
+      await channel.assertQueue(SCHEDULER_QUEUE, queueOptions);
+      await channel.bindQueue(SCHEDULER_QUEUE, REQUEST_EXCHANGE, SCHEDULER_KEY);
+    }
+    if (spec.computeHost !== undefined) {
+      const queue = computeQueue(spec.computeHost);
+      await channel.assertQueue(queue, queueOptions);
+      await channel.bindQueue(queue, REQUEST_EXCHANGE, computeKey(spec.computeHost));
+    }
+    return { deadLetterMismatch };
+  } finally {
+    await Promise.all(opened.map((channel) => channel.close().catch(() => undefined)));
   }
 }
+
+/** AMQP's reply code for a declaration that does not match what exists. */
+const PRECONDITION_FAILED = 406;

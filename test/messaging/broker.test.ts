@@ -2,11 +2,11 @@ import { existsSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { NovaletError } from '../../config/novalet-error.js';
 import { Broker, DEAD_QUEUE_HEADER, DEAD_REASON_HEADER, REPLY_QUEUE_PREFIX, type Delivery } from '../../messaging/broker.js';
 import type { BrokerOptions } from '../../messaging/broker-options.js';
 import { computeKey, computeQueue, DEAD_LETTER, EVENT_EXCHANGE, REQUEST_EXCHANGE, reportKey, SCHEDULER_QUEUE, type TopologySpec } from '../../messaging/topology.js';
 import { parseTransportUrl } from '../../messaging/transport-url.js';
+import { ctlJson as ctlJsonOf, json, rejection, sleep, waitFor, withChannel as channelOf } from '../support/broker-test-kit.js';
 import { capturedLogger } from '../support/captured-logger.js';
 import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
 import { testBrokerOptions } from '../support/test-broker-options.js';
@@ -72,29 +72,12 @@ function makeBroker(spec: TopologySpec, overrides: Partial<BrokerOptions> = {}) 
   return { broker, logger, events };
 }
 
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+function ctlJson<T>(args: string[]): Promise<T[]> {
+  return ctlJsonOf<T>(rabbit, args);
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function ctlJson<T>(args: string[]): Promise<T[]> {
-  return JSON.parse(await rabbit.ctl([...args, '--formatter', 'json', '-q'])) as T[];
-}
-
-/** An admin channel of its own per use: a refused operation closes it. */
-async function withChannel<T>(use: (channel: Channel) => Promise<T>, model: ChannelModel = admin): Promise<T> {
-  const channel = await model.createChannel();
-  channel.on('error', () => undefined);
-  try {
-    return await use(channel);
-  } finally {
-    await channel.close().catch(() => undefined);
-  }
+function withChannel<T>(use: (channel: Channel) => Promise<T>, model: ChannelModel = admin): Promise<T> {
+  return channelOf(model, use);
 }
 
 async function closeConnectionsOf(user: string): Promise<number> {
@@ -103,10 +86,6 @@ async function closeConnectionsOf(user: string): Promise<number> {
   const ours = table.split('\n').map((row) => row.split('\t')).filter(([, name]) => name === user);
   for (const [pid] of ours) await rabbit.ctl(['close_connection', pid!, 'closed by the test']);
   return ours.length;
-}
-
-function json(value: unknown): Buffer {
-  return Buffer.from(JSON.stringify(value));
 }
 
 function expectNoSecrets(raw: string[]): void {
@@ -119,15 +98,6 @@ function expectNoSecrets(raw: string[]): void {
     expect(line).not.toContain('rabbit://');
     for (const key of Object.keys(JSON.parse(line) as object)) expect(LOG_KEYS, line).toContain(key);
   }
-}
-
-async function rejection(promise: Promise<unknown>): Promise<NovaletError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as NovaletError;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('Broker against a private RabbitMQ', () => {
@@ -189,8 +159,9 @@ describe('Broker against a private RabbitMQ', () => {
     const vhostAdmin = await connect(transportUrl('quorum').replace('rabbit:', 'amqp:'));
     try {
       await withChannel(async (channel) => {
-        await channel.deleteQueue('novalet.compute.node-q');
+        // novalet.dead first: an attempt between the two deletions then declares it anew, as the assertion below expects.
         await channel.deleteQueue('novalet.dead');
+        await channel.deleteQueue('novalet.compute.node-q');
       }, vhostAdmin);
     } finally {
       await vhostAdmin.close();

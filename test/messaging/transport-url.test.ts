@@ -141,6 +141,7 @@ describe('brokerOptionsFrom', () => {
         'rabbit_qos_prefetch_count = 5',
         'rabbit_quorum_queue = true',
         'max_message_size = 2048',
+        'dead_letter_max_length = 250',
         '',
       ].join('\n'),
       '/x.conf',
@@ -160,6 +161,7 @@ describe('brokerOptionsFrom', () => {
       tls: null,
       maxMessageBytes: 2048,
       rpcTimeoutSeconds: 7,
+      deadLetterMaxLength: 250,
     });
   });
 
@@ -174,7 +176,7 @@ describe('brokerOptionsFrom', () => {
     expect(brokerOptionsFrom(config).addresses.every((a) => a.username === 'nova' && a.password === 'pw')).toBe(true);
   });
 
-  it("defaults to oslo's: localhost, heartbeat 60, retry 1 + 2 up to 30, classic queues, no TLS", () => {
+  it("defaults to oslo's: localhost, heartbeat 60, retry 1 + 2 up to 30, classic queues, no TLS; novalet.dead bounded at 10,000", () => {
     expect(brokerOptionsFrom(parseConfigText('', '/x.conf').values)).toMatchObject({
       addresses: [{ host: 'localhost', port: 5672 }],
       heartbeatSeconds: 60,
@@ -184,6 +186,7 @@ describe('brokerOptionsFrom', () => {
       quorumQueues: false,
       tls: null,
       rpcTimeoutSeconds: 60,
+      deadLetterMaxLength: 10000,
     });
   });
 
