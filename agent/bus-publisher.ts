@@ -7,10 +7,10 @@
  */
 import type { Broker, Delivery } from '../messaging/broker.js';
 import type { CapabilityReport } from '../messaging/contracts/capability-report.js';
-import { deadLetterHeaders, type DeadLetterCode } from '../messaging/contracts/dead-letter.js';
+import type { DeadLetterCode } from '../messaging/contracts/dead-letter.js';
 import type { Fault } from '../messaging/contracts/fault.js';
 import { encodeEnvelope, makeEnvelope, REPLY_KIND, REPORT_KIND } from '../messaging/envelope.js';
-import { DEAD_LETTER, EVENT_EXCHANGE, reportKey } from '../messaging/topology.js';
+import { computeQueue, EVENT_EXCHANGE, reportKey } from '../messaging/topology.js';
 import type { OutboxMessage } from '../service/outbox.js';
 
 export class BusPublisher {
@@ -26,10 +26,7 @@ export class BusPublisher {
 
   /** A mandatory outbox message nobody took (a reschedule with no scheduler queue bound), kept in novalet.dead with why. */
   unroutable(m: OutboxMessage, reason: string): Promise<void> {
-    return this.broker.publish(DEAD_LETTER, m.routingKey, Buffer.from(m.content, 'utf8'), {
-      headers: deadLetterHeaders('UNROUTABLE', reason, m.routingKey),
-      messageId: m.id,
-    });
+    return this.broker.deadLetter({ content: Buffer.from(m.content, 'utf8'), routingKey: m.routingKey, exchange: m.exchange, properties: { messageId: m.id, contentType: 'application/json' } }, 'UNROUTABLE', reason);
   }
 
   report(report: CapabilityReport): Promise<void> {
@@ -47,11 +44,8 @@ export class BusPublisher {
     });
   }
 
-  /** The message as it came, with why, to `novalet.dead`. */
+  /** The message as it came, with why, to `novalet.dead` (the broker's one dead-letter writer, its log lines rate-limited). */
   deadLetter(delivery: Delivery, code: DeadLetterCode, reason: string): Promise<void> {
-    return this.broker.publish(DEAD_LETTER, delivery.routingKey, delivery.content, {
-      headers: deadLetterHeaders(code, reason, delivery.routingKey),
-      ...(delivery.properties.messageId !== undefined ? { messageId: delivery.properties.messageId } : {}),
-    });
+    return this.broker.deadLetter(delivery, code, reason, { queue: computeQueue(this.host) });
   }
 }

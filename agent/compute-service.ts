@@ -155,6 +155,8 @@ export class ComputeService {
       }
     });
     broker.on('disconnected', () => metrics.setBrokerConnected(false));
+    // Every dead letter of this connection, the broker layer's own (too large, a handler that threw) included.
+    broker.on('dead-lettered', (code: string) => metrics.deadLettered(code));
     metrics.setBrokerConnected(broker.state === 'connected');
     this.outbox.start();
     await this.#runner.start();
@@ -289,7 +291,6 @@ export class ComputeService {
   }
 
   async #deadLetter(delivery: Delivery, code: Parameters<BusPublisher['deadLetter']>[1], reason: string): Promise<void> {
-    this.options.metrics.deadLettered(code);
     await this.#publisher.deadLetter(delivery, code, reason);
   }
 
