@@ -341,7 +341,7 @@ export class ComputeService {
   async #finishBuild(record: InstanceRecord, valid: ValidInstanceSpec, body: BuildBody, abort: AbortController, receivedAt: number | null = null): Promise<void> {
     const { metrics, log } = this.options;
     const started = performance.now();
-    metrics.buildStarted();
+    metrics.buildReceived();
     const done = await this.#slots.run(() => {
       if (abort.signal.aborted) throw abort.signal.reason;
       return this.compute.complete(record, valid, { signal: abort.signal });
