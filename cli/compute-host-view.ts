@@ -5,9 +5,9 @@
  * (consuming, and libvirt answering).
  */
 import type { ComputeService } from '../agent/compute-service.js';
-import type { HealthState } from '../agent/http-api.js';
 import type { ComputeHost } from '../hypervisor/compute-host.js';
 import type { Broker } from '../messaging/broker.js';
+import type { HealthState } from '../service/http-server.js';
 
 /** libvirt has this long to answer a health check. */
 const LIBVIRT_HEALTH_TIMEOUT_MS = 2000;
@@ -32,9 +32,9 @@ export async function computeHostView(
 
 export async function serviceHealth(service: ComputeService, broker: Broker, host: ComputeHost): Promise<HealthState> {
   if (broker.state !== 'connected') {
-    return { ok: false, reason: `not consuming compute.${service.host}: the broker is ${broker.state === 'closed' ? 'closed' : `unreachable (trying ${broker.address ?? 'the transport_url hosts'})`}` };
+    return { status: 'unavailable', reasons: [`not consuming compute.${service.host}: the broker is ${broker.state === 'closed' ? 'closed' : `unreachable (trying ${broker.address ?? 'the transport_url hosts'})`}`] };
   }
-  if (!service.consuming) return { ok: false, reason: `not consuming compute.${service.host} (starting or stopping)` };
+  if (!service.consuming) return { status: 'unavailable', reasons: [`not consuming compute.${service.host} (starting or stopping)`] };
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
@@ -42,9 +42,9 @@ export async function serviceHealth(service: ComputeService, broker: Broker, hos
       new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${LIBVIRT_HEALTH_TIMEOUT_MS} ms`)), LIBVIRT_HEALTH_TIMEOUT_MS))),
     ]);
   } catch (err) {
-    return { ok: false, reason: `libvirt does not answer: ${(err as Error).message}` };
+    return { status: 'unavailable', reasons: [`libvirt does not answer: ${(err as Error).message}`] };
   } finally {
     clearTimeout(timer);
   }
-  return { ok: true, reason: null };
+  return { status: 'ok', reasons: [] };
 }

@@ -9,16 +9,18 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { createLogger, type Logger } from '../config/logger.js';
+import { createLogger } from '../config/logger.js';
 import type { NovaletConfig } from '../config/novalet-config.js';
 import { NovaletError } from '../config/novalet-error.js';
-import { Interrupted } from '../config/interrupted.js';
 import { printable } from '../config/quote-for-message.js';
 import { ComputeService } from '../agent/compute-service.js';
-import { startHttpApi, type HttpApi } from '../agent/http-api.js';
+import { computeRoutes } from '../agent/http-routes.js';
 import { ServiceMetrics } from '../agent/metrics.js';
 import { hostInventory } from '../agent/resources.js';
-import { createNotifier } from '../agent/systemd-notify.js';
+import { loadApiToken } from '../service/api-token.js';
+import { startHttpServer, type HttpServer } from '../service/http-server.js';
+import { startupStep, StartupFailed } from '../service/startup-steps.js';
+import { createNotifier } from '../service/systemd-notify.js';
 import { assembleComputeHost, type ComputeHost } from '../hypervisor/compute-host.js';
 import { Broker } from '../messaging/broker.js';
 import { brokerOptionsFrom } from '../messaging/broker-options.js';
@@ -43,30 +45,6 @@ the guests running and exits 0.
 Exit status: 0 stopped by a signal; 1 a start-up step failed (the log
 says which and what to do); 2 bad arguments or configuration.`;
 
-/** The step's name and how long it took, in the log; a failure names the step. */
-async function step<T>(log: Logger, name: string, work: () => Promise<T>): Promise<T> {
-  const started = performance.now();
-  try {
-    const result = await work();
-    log.info({ step: name, ms: Math.round(performance.now() - started) }, `start-up: ${name} done`);
-    return result;
-  } catch (err) {
-    if (err instanceof Interrupted) throw err;
-    const message = err instanceof Error ? err.message : String(err);
-    log.error({ step: name, ms: Math.round(performance.now() - started), code: err instanceof NovaletError ? err.code : 'INTERNAL' }, `start-up: ${name} failed: ${message}`);
-    throw new StartupFailed(name, err);
-  }
-}
-
-class StartupFailed extends Error {
-  constructor(
-    readonly step: string,
-    readonly causedBy: unknown,
-  ) {
-    super(`start-up step '${step}' failed`);
-  }
-}
-
 export async function runCompute(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('compute', argv, CONFIG_OPTIONS);
   if (values.help) {
@@ -85,7 +63,7 @@ export async function runCompute(argv: string[]): Promise<number> {
   const metrics = new ServiceMetrics();
   let host: ComputeHost | null = null;
   let broker: Broker | null = null;
-  let api: HttpApi | null = null;
+  let api: HttpServer | null = null;
   let service: ComputeService | null = null;
   let stopWatchdog = (): void => undefined;
   try {
@@ -94,19 +72,19 @@ export async function runCompute(argv: string[]): Promise<number> {
     // The resource report measures its file system from the start.
     await mkdir(config.DEFAULT.instances_path, { recursive: true });
     notifier.status('judging KVM on this host');
-    host = await step(log, 'host: probe, libvirt connection, KVM self-test and verdict', () =>
+    host = await startupStep(log, 'host: probe, libvirt connection, KVM self-test and verdict', () =>
       assembleComputeHost({ config, purpose: 'service', selfTest: 'run', signal: lifetime.signal, progress: (what) => log.info(what) }),
     );
     const judged = serviceStatus(config.libvirt, host.verdict, host.probe.arch);
     log.info({ kvm: host.verdict, effective_virt_type: judged.effective, service: judged.status }, judged.reason);
     const assembled = host;
     if (judged.effective !== null) {
-      await step(log, 'start-up CPU check', async () => {
+      await startupStep(log, 'start-up CPU check', async () => {
         const cpu = await assembled.driver.guestCpu(judged.effective!, judged.fellBack);
         log.info({ guest_cpu: cpu.setting, substitution: cpu.substitution }, `instances get ${cpu.setting}`);
       });
     }
-    const capabilities = await step(log, 'capabilities', () => assembled.driver.hostCapabilities());
+    const capabilities = await startupStep(log, 'capabilities', () => assembled.driver.hostCapabilities());
     metrics.setKvmVerdict(host.verdict.usable, judged.effective);
     broker = new Broker(brokerOptions, log, { computeHost: config.DEFAULT.host });
     const { cpu: _cpuDetail, ...advertised } = capabilities;
@@ -121,30 +99,37 @@ export async function runCompute(argv: string[]): Promise<number> {
       inventory: () => hostInventory(config.DEFAULT.instances_path),
     });
     const running = service;
-    await step(log, 'read the instance records and the outbox', () => running.load());
-    const recovered = await step(log, 'reconcile instance records with libvirt', () => running.reconcile());
+    await startupStep(log, 'read the instance records and the outbox', () => running.load());
+    const recovered = await startupStep(log, 'reconcile instance records with libvirt', () => running.reconcile());
     log.info(
       { rebuild: recovered.rebuild.map((r) => r.uuid), failed: recovered.failed, adopted: recovered.adopted.length, lost: recovered.lost, unrecorded: recovered.unrecorded.map((d) => d.uuid) },
       'instances reconciled',
     );
     const activeBroker = broker;
-    api = await step(log, `HTTP API on ${config.api.listen}:${config.api.port}`, () =>
-      startHttpApi(
+    const auth = await startupStep(log, 'HTTP API token', () => loadApiToken(config.api, log));
+    api = await startupStep(log, `HTTP API on ${config.api.listen}:${config.api.port}`, () =>
+      startHttpServer(
         {
+          listen: config.api.listen,
+          port: config.api.port,
+          auth,
+          log,
           health: () => serviceHealth(running, activeBroker, assembled),
-          host: () => computeHostView(running, assembled, judged),
-          instances: async () => running.instances(),
-          instance: async (uuid) => running.instance(uuid),
-          console: async (uuid, lines) => ((await running.instance(uuid)) ? assembled.driver.consoleOutput(uuid, lines) : null),
-          metrics: () => metrics.render(),
+          metrics: async () => metrics.render(),
         },
-        config.api,
-        log,
+        [
+          computeRoutes({
+            host: () => computeHostView(running, assembled, judged),
+            instances: async () => running.instances(),
+            instance: async (uuid) => running.instance(uuid),
+            console: async (uuid, lines) => ((await running.instance(uuid)) ? assembled.driver.consoleOutput(uuid, lines) : null),
+          }),
+        ],
       ),
     );
     notifier.status('connecting to the broker');
-    await step(log, 'broker connection', () => activeBroker.start(lifetime.signal));
-    await step(log, `consume ${`compute.${config.DEFAULT.host}`} and send the first full report`, () => running.serve());
+    await startupStep(log, 'broker connection', () => activeBroker.start(lifetime.signal));
+    await startupStep(log, `consume ${`compute.${config.DEFAULT.host}`} and send the first full report`, () => running.serve());
     log.info({ ms: Math.round(performance.now() - started), effective_virt_type: judged.effective, service: judged.status.state }, 'novalet compute is serving');
     notifier.ready(`serving compute.${config.DEFAULT.host}; instances run under ${judged.effective ?? 'nothing (disabled)'}`);
     stopWatchdog = notifier.startWatchdog();

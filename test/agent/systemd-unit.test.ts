@@ -150,14 +150,14 @@ describe('deploy/novalet-compute.service', () => {
 /**
  * Under systemd as PID 1: a transient service with the unit's Type,
  * NotifyAccess and KillMode and its ExecStart shape, running a probe that
- * sends READY=1 with agent/systemd-notify.ts. systemd-run returns once the
+ * sends READY=1 with service/systemd-notify.ts. systemd-run returns once the
  * start job is done, which for Type=notify is READY=1 from the main process.
  */
 function startsUnderSystemd(): void {
   const folder = mkdtempSync(path.join(tmpdir(), 'novalet-unit-'));
   folders.push(folder);
   const probe = path.join(folder, 'ready.mjs');
-  const notify = pathToFileURL(path.join(TOP, 'dist/agent/systemd-notify.js')).href;
+  const notify = pathToFileURL(path.join(TOP, 'dist/service/systemd-notify.js')).href;
   writeFileSync(probe, `const { createNotifier } = await import(${JSON.stringify(notify)});\ncreateNotifier().ready('probe ready');\nsetTimeout(() => undefined, 60_000);\n`);
   const script = execStartScript().replace(INSTALLED_NODE, process.execPath).replace(INSTALLED_MAIN, probe);
   const name = `novalet-notify-test-${process.pid}-${Date.now()}.service`;

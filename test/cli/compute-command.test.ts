@@ -82,7 +82,9 @@ describe('novalet compute', () => {
     expect(out).toMatch(/AMQP server on 127\.0\.0\.1:1 is unreachable/);
     const health = await fetch(`http://127.0.0.1:${apiPort}/healthz`);
     expect(health.status).toBe(503);
-    expect(((await health.json()) as { reason: string }).reason).toMatch(/not consuming compute\.cli-test: the broker is unreachable/);
+    const body = (await health.json()) as { status: string; reasons: string[] };
+    expect(body.status).toBe('unavailable');
+    expect(body.reasons).toEqual([expect.stringMatching(/not consuming compute\.cli-test: the broker is unreachable/)]);
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(out).not.toContain('Pw0rd');

@@ -12,7 +12,7 @@ function sources(dir: string): string[] {
     return name.endsWith('.ts') && full !== path.join(top, 'config/error-codes.ts') ? [full] : [];
   });
 }
-const product = ['config', 'hypervisor', 'messaging', 'agent', 'scheduler-filters', 'cli'].flatMap((folder) => sources(path.join(top, folder)));
+const product = ['config', 'hypervisor', 'messaging', 'service', 'agent', 'scheduler-filters', 'cli'].flatMap((folder) => sources(path.join(top, folder)));
 const texts = new Map(product.map((file) => [path.relative(top, file), readFileSync(file, 'utf8')]));
 
 describe('the error-code catalogue (config/error-codes.ts)', () => {

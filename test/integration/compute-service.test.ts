@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
@@ -29,6 +29,8 @@ let rabbit: RabbitMqHandle;
 let stateDir: string;
 let configFile: string;
 let apiPort: number;
+/** The HTTP API's bearer token, read from the file the service made at its first start ([api] auth_token_file). */
+let auth: RequestInit;
 const host = `it-${randomUUID().slice(0, 8)}`;
 
 type Agent = ComputeAgent;
@@ -145,7 +147,12 @@ describe('novalet compute', () => {
     for (const s of steps) expect(typeof s.ms).toBe('number');
     const health = await fetch(`http://127.0.0.1:${apiPort}/healthz`);
     expect(health.status).toBe(200);
-    const hostView = (await (await fetch(`http://127.0.0.1:${apiPort}/v1/host`)).json()) as Record<string, unknown>;
+    // The token: made at the first start in $state_path/api-token, mode 0600; every route but /healthz and /metrics wants it.
+    const tokenFile = path.join(stateDir, 'api-token');
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    auth = { headers: { authorization: `Bearer ${readFileSync(tokenFile, 'utf8').trim()}` } };
+    expect((await fetch(`http://127.0.0.1:${apiPort}/v1/host`)).status).toBe(401);
+    const hostView = (await (await fetch(`http://127.0.0.1:${apiPort}/v1/host`, auth)).json()) as Record<string, unknown>;
     expect(hostView).toMatchObject({ host, effective_virt_type: 'qemu' });
     // No password in any log line, at any level.
     expect(agent.lines.map((l) => JSON.stringify(l)).join('\n')).not.toContain('guest:guest');
@@ -162,10 +169,10 @@ describe('novalet compute', () => {
     const code = await new Promise<number | null>((resolve) => run.on('close', resolve));
     expect({ code, err, out }).toEqual({ code: 0, err: '', out: expect.stringContaining('"step": "marker"') });
     expect(out).toMatch(/"step": "marker", "line": "NOVALET-TEST-GUEST-READY name=svc/);
-    const view = (await (await fetch(`http://127.0.0.1:${apiPort}/v1/instances/${uuid}`)).json()) as Record<string, unknown>;
+    const view = (await (await fetch(`http://127.0.0.1:${apiPort}/v1/instances/${uuid}`, auth)).json()) as Record<string, unknown>;
     expect(view).toMatchObject({ uuid, name: 'pika-1', state: 'active', task: null, host, virt_type: 'qemu', fault: null });
     expect(String(view.virt_type_reason)).toContain('TCG');
-    const console = await fetch(`http://127.0.0.1:${apiPort}/v1/instances/${uuid}/console?lines=20`);
+    const console = await fetch(`http://127.0.0.1:${apiPort}/v1/instances/${uuid}/console?lines=20`, auth);
     expect(console.headers.get('content-type')).toMatch(/^text\/plain/);
     expect(await console.text()).toContain('NOVALET-TEST-GUEST-READY');
     const metrics = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`)).text();

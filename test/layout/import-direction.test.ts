@@ -7,9 +7,11 @@ import { describe, expect, it } from 'vitest';
  * hypervisor/, which rooms — each folder's files may import. The most
  * specific source prefix applies. agent/ sees the hypervisor only through the
  * ComputeDriver interface; hypervisor/ sees messaging/ only through the wire
- * contracts; host/ (facts) and libvirt/ (the binding) sit at the bottom.
+ * contracts; host/ (facts) and libvirt/ (the binding) sit at the bottom;
+ * service/ (what every service is made of) sits above messaging/, below the
+ * services (agent/, scheduler-filters/).
  */
-const EVERYTHING = ['config/', 'hypervisor/', 'messaging/', 'agent/', 'scheduler-filters/', 'cli/', 'test/', 'bench/'];
+const EVERYTHING = ['config/', 'hypervisor/', 'messaging/', 'service/', 'agent/', 'scheduler-filters/', 'cli/', 'test/', 'bench/'];
 const MAY_IMPORT: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['config/', ['config/']],
   ['messaging/contracts/', ['messaging/contracts/', 'config/']],
@@ -17,9 +19,10 @@ const MAY_IMPORT: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['hypervisor/libvirt/', ['hypervisor/libvirt/', 'config/']],
   ['hypervisor/host/', ['hypervisor/host/', 'hypervisor/libvirt/', 'config/', 'messaging/contracts/']],
   ['hypervisor/', ['hypervisor/', 'config/', 'messaging/contracts/']],
-  ['agent/', ['agent/', 'config/', 'messaging/', 'hypervisor/compute-driver.ts']],
-  ['scheduler-filters/', ['scheduler-filters/', 'config/', 'messaging/']],
-  ['cli/', ['cli/', 'config/', 'hypervisor/', 'messaging/', 'agent/', 'scheduler-filters/']],
+  ['service/', ['service/', 'config/', 'messaging/']],
+  ['agent/', ['agent/', 'config/', 'messaging/', 'service/', 'hypervisor/compute-driver.ts']],
+  ['scheduler-filters/', ['scheduler-filters/', 'config/', 'messaging/', 'service/']],
+  ['cli/', ['cli/', 'config/', 'hypervisor/', 'messaging/', 'service/', 'agent/', 'scheduler-filters/']],
   ['bench/', EVERYTHING],
   ['test/', EVERYTHING],
 ];
@@ -83,5 +86,13 @@ describe('import direction (docs/architecture.md)', () => {
     expect(violations('hypervisor/host/x.ts', source('../virt-type/decision.js'))).toEqual(['hypervisor/host/x.ts → hypervisor/virt-type/decision.ts']);
     expect(violations('scheduler-filters/x.ts', source('../hypervisor/host/facts.js'))).toEqual(['scheduler-filters/x.ts → hypervisor/host/facts.ts']);
     expect(violations('cli/x.ts', source('../bench/run-all.js'))).toEqual(['cli/x.ts → bench/run-all.ts']);
+    // service/ knows no service and no hypervisor: every service uses it alike; messaging/ sits below it.
+    expect(violations('service/x.ts', source('../agent/metrics.js'))).toEqual(['service/x.ts → agent/metrics.ts']);
+    expect(violations('service/x.ts', source('../hypervisor/compute-driver.js'))).toEqual(['service/x.ts → hypervisor/compute-driver.ts']);
+    expect(violations('service/x.ts', source('../scheduler-filters/host-selection.js'))).toEqual(['service/x.ts → scheduler-filters/host-selection.ts']);
+    expect(violations('service/x.ts', source('../messaging/broker.js'))).toEqual([]);
+    expect(violations('agent/x.ts', source('../service/http-server.js'))).toEqual([]);
+    expect(violations('scheduler-filters/x.ts', source('../service/metrics.js'))).toEqual([]);
+    expect(violations('messaging/x.ts', source('../service/metrics.js'))).toEqual(['messaging/x.ts → service/metrics.ts']);
   });
 });

@@ -1,4 +1,4 @@
-"""A stand-in for systemd's notification socket (test/agent/systemd-notify.test.ts).
+"""A stand-in for systemd's notification socket (test/service/systemd-notify.test.ts).
 
 Binds an AF_UNIX SOCK_DGRAM socket at argv[1] (a path, or @name for an
 abstract socket, as NOTIFY_SOCKET spells them), prints "bound" once it

@@ -1,5 +1,5 @@
 /**
- * sd_notify(3) for the compute service under systemd (Type=notify,
+ * sd_notify(3) for a novalet service under systemd (Type=notify,
  * deploy/novalet-compute.service): READY=1 once the service consumes its
  * queue, STATUS= lines, STOPPING=1, and WATCHDOG=1 pings when the unit asks
  * for them. Node has no AF_UNIX datagram sockets, so the datagrams are sent
@@ -76,7 +76,7 @@ function disabled(reason: string): Notifier {
 type SdNotify = (unsetEnvironment: number, state: string) => number;
 
 function loadSdNotify(library: string): SdNotify {
-  // require(), as hypervisor/libvirt/koffi.ts does: koffi is CommonJS, and agent/ may not import that file.
+  // require(), as hypervisor/libvirt/koffi.ts does: koffi is CommonJS, and service/ may not import that file.
   const koffi = createRequire(import.meta.url)('koffi') as typeof KoffiModule;
   const lib = koffi.load(library);
   return lib.func('int sd_notify(int unset_environment, const char *state)') as SdNotify;
@@ -84,7 +84,7 @@ function loadSdNotify(library: string): SdNotify {
 
 export function createNotifier(env: NodeJS.ProcessEnv = process.env, options: NotifierOptions = {}): Notifier {
   const socket = env.NOTIFY_SOCKET;
-  if (socket === undefined || socket === '') return disabled('NOTIFY_SOCKET is not set: the agent was not started by systemd as a Type=notify service.');
+  if (socket === undefined || socket === '') return disabled('NOTIFY_SOCKET is not set: the service was not started by systemd as a Type=notify service.');
   if (socket !== process.env.NOTIFY_SOCKET) {
     // libsystemd sends to the process's own NOTIFY_SOCKET, whatever `env` says.
     return disabled("NOTIFY_SOCKET of the environment given is not the process's, and libsystemd sends only to the process's.");
@@ -94,7 +94,7 @@ export function createNotifier(env: NodeJS.ProcessEnv = process.env, options: No
   try {
     sdNotify = loadSdNotify(library);
   } catch (error) {
-    const reason = `${library} cannot be loaded (${(error as Error).message.split('\n', 1)[0]}); systemd is not told when the agent is ready. Install libsystemd0 (deploy/debian-packages.txt).`;
+    const reason = `${library} cannot be loaded (${(error as Error).message.split('\n', 1)[0]}); systemd is not told when the service is ready. Install libsystemd0 (deploy/debian-packages.txt).`;
     options.log?.warn({ component: 'systemd' }, reason);
     return disabled(reason);
   }

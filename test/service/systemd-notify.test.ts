@@ -1,5 +1,5 @@
 /**
- * agent/systemd-notify.ts speaking the sd_notify protocol through
+ * service/systemd-notify.ts speaking the sd_notify protocol through
  * libsystemd, to a socket of the test's own: this machine's PID 1 need not
  * be systemd, so Debian's Python binds an AF_UNIX datagram socket
  * (test/support/notify-receiver.py) and reports each datagram with the pid
@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createNotifier, MAX_STATUS_LENGTH, statusLine, watchdogUsec } from '../../agent/systemd-notify.js';
+import { createNotifier, MAX_STATUS_LENGTH, statusLine, watchdogUsec } from '../../service/systemd-notify.js';
 
 const TOP = path.resolve(import.meta.dirname, '../..');
-const MODULE = pathToFileURL(path.join(TOP, 'dist/agent/systemd-notify.js')).href;
+const MODULE = pathToFileURL(path.join(TOP, 'dist/service/systemd-notify.js')).href;
 const RECEIVER = path.join(TOP, 'test/support/notify-receiver.py');
 
 /** The node side: what a service does with its notifier, then what it had loaded. */
