@@ -185,7 +185,8 @@ export class ComputeInstances {
   }
 
   reboot(uuid: string, type: RebootType = 'SOFT'): Promise<InstanceRecord> {
-    return this.operate(uuid, type === 'SOFT' ? 'rebooting' : 'rebooting_hard', () => this.driver.reboot(uuid, type), 'active');
+    // TODO(lead): reboot.end's `type` is what the driver resolves with (a SOFT one the guest ignores ends 'HARD'); the driver waits its configured wait_soft_reboot_seconds.
+    return this.operate(uuid, type === 'SOFT' ? 'rebooting' : 'rebooting_hard', async () => void (await this.driver.reboot(uuid, type)), 'active');
   }
 
   delete(uuid: string): Promise<InstanceRecord> {
