@@ -129,7 +129,7 @@ export class Operations {
         // A crash's fault is history once the guest runs again.
         return { change: { state: 'active', fault: null }, event: messages.event({ event: 'power.on', uuid, state: 'active' }, requestId) };
       case 'reboot': {
-        const how = ((await (driver.reboot as (...args: unknown[]) => Promise<unknown>)(uuid, op.type, { softTimeoutMs: config.libvirt.wait_soft_reboot_seconds * 1000 })) ?? op.type) as RebootType;
+        const how = await driver.reboot(uuid, op.type, { softTimeoutMs: config.libvirt.wait_soft_reboot_seconds * 1000 });
         if (how !== op.type) this.ctx.log.warn({ uuid, requested: op.type, rebooted: how }, `the guest did not shut down within [libvirt] wait_soft_reboot_seconds (${config.libvirt.wait_soft_reboot_seconds} s): it was rebooted hard`);
         return { change: { state: 'active', fault: null }, event: messages.event({ event: 'reboot.end', uuid, state: 'active', type: how, requested_type: op.type }, requestId) };
       }

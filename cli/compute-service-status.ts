@@ -2,12 +2,11 @@
  * Whether the compute service takes builds: `up` when instances can run
  * here (KVM, or the TCG fallback), else `disabled` with nova's `AUTO: `
  * reason (as nova-compute disables itself), so that schedulers skip the
- * host and operators see why. The service still starts and reports.
+ * host and operators see why. The service still starts and reports. It
+ * reads the host's virt type as the assembly decided it (ComputeHost.virtType).
  */
-import type { LibvirtSection } from '../config/novalet-config.js';
 import type { ServiceStatus } from '../messaging/contracts/capability-report.js';
-import type { KvmVerdict } from '../messaging/contracts/kvm-verdict.js';
-import { decideVirtType } from '../hypervisor/virt-type/decision.js';
+import type { VirtTypeDecision } from '../hypervisor/virt-type/decision.js';
 
 export interface JudgedService {
   status: ServiceStatus;
@@ -17,8 +16,7 @@ export interface JudgedService {
   fellBack: boolean;
 }
 
-export function serviceStatus(libvirt: LibvirtSection, verdict: KvmVerdict, hostArch: string): JudgedService {
-  const decision = decideVirtType({ libvirt, verdict, hostArch });
+export function serviceStatus(decision: VirtTypeDecision): JudgedService {
   if (decision.effective === null) {
     return { status: { state: 'disabled', disabled_reason: `AUTO: ${decision.reason}` }, effective: null, reason: decision.reason, fellBack: false };
   }

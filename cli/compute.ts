@@ -75,7 +75,7 @@ export async function runCompute(argv: string[]): Promise<number> {
     host = await startupStep(log, 'host: probe, libvirt connection, KVM self-test and verdict', () =>
       assembleComputeHost({ config, purpose: 'service', selfTest: 'run', signal: lifetime.signal, progress: (what) => log.info(what) }),
     );
-    const judged = serviceStatus(config.libvirt, host.verdict, host.probe.arch);
+    const judged = serviceStatus(host.virtType);
     log.info({ kvm: host.verdict, effective_virt_type: judged.effective, service: judged.status }, judged.reason);
     const assembled = host;
     if (judged.effective !== null) {

@@ -8,7 +8,6 @@ import { MAX_CPU_DEFINITIONS, readCpuDefinitions, tooMany, type CpuDefinition } 
 import { isX86 } from '../hypervisor/host/cpuinfo.js';
 import { emulatorFor } from '../hypervisor/host/tools.js';
 import type { HypervisorCpuTarget } from '../hypervisor/libvirt/connection.js';
-import { decideVirtType } from '../hypervisor/virt-type/decision.js';
 
 /** Larger than any host's capabilities (some 30 KiB) times a pool's worth pasted together. */
 export const MAX_CPU_FILE_BYTES = 1024 * 1024;
@@ -78,7 +77,8 @@ export interface CpuTarget {
 export function cpuTarget(host: ComputeHost, cpuArches: string[], requested: 'kvm' | 'qemu' | undefined): CpuTarget {
   const arch = targetArch(cpuArches, host.probe.arch);
   const emulator = emulatorFor(host.tools.qemuEmulators, arch);
-  const virttype = requested ?? decideVirtType({ libvirt: host.config.libvirt, verdict: host.verdict, hostArch: host.probe.arch, guestArch: arch }).effective ?? 'qemu';
+  // The host's own decision for its architecture; another architecture's instances are the driver's to decide (TCG).
+  const virttype = requested ?? host.driver.virtTypeOf({ guestArch: arch }).effective ?? 'qemu';
   return { target: { emulator, arch, virttype }, description: `virt type ${virttype}${virttype === 'qemu' ? ' (TCG)' : ' (KVM)'} with ${path.basename(emulator)}` };
 }
 

@@ -1,5 +1,8 @@
-import { formatValidationReport } from '../hypervisor/validation/host-checks.js';
-import { validateThisHost } from '../hypervisor/validation/validate-host.js';
+import type { NovaletConfig } from '../config/novalet-config.js';
+import { NovaletError } from '../config/novalet-error.js';
+import { assembleComputeHost, knownHost, type ComputeHost } from '../hypervisor/compute-host.js';
+import { formatValidationReport, type ValidationReport } from '../hypervisor/validation/host-checks.js';
+import { validateAssembledHost, validateWithoutLibvirt } from '../hypervisor/validation/validate-host.js';
 import { CONFIG_OPTIONS, parseCommandArgs } from './command-options.js';
 import { loadCliConfig } from './load-cli-config.js';
 import { CommandLifetime } from './command-lifetime.js';
@@ -15,6 +18,33 @@ no guest has been booted under KVM in this boot, KVM is unproven: --self-test
 boots the test guest under KVM now and records the result for this boot.
 Exit status: 0 instances can run here, 1 they cannot, 2 bad configuration;
 with --self-test, 1 also when the self-test failed or could not run.`;
+
+/**
+ * The host as the one assembly gives it (this boot's self-test, or a new one
+ * with `selfTest`), validated; where libvirt cannot be asked, what is known
+ * without it.
+ */
+export async function validateThisHost(config: NovaletConfig, options: { selfTest: boolean; progress?: (what: string) => void; signal?: AbortSignal }): Promise<ValidationReport> {
+  let host: ComputeHost;
+  try {
+    host = await assembleComputeHost({
+      config,
+      purpose: 'command',
+      selfTest: options.selfTest ? 'again' : 'recorded',
+      ...(options.progress ? { progress: options.progress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } catch (err) {
+    options.signal?.throwIfAborted();
+    if (!(err instanceof NovaletError)) throw err;
+    return validateWithoutLibvirt(await knownHost(config), config, err, options.selfTest);
+  }
+  try {
+    return await validateAssembledHost(host);
+  } finally {
+    await host.close();
+  }
+}
 
 export async function runValidate(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs('validate', argv, { ...CONFIG_OPTIONS, json: { type: 'boolean' }, 'self-test': { type: 'boolean' } });

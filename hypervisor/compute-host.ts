@@ -1,10 +1,13 @@
 /**
  * The one assembly of a compute host: probe → the libvirt connection that
- * `[libvirt] connection_uri` names → the KVM self-test → the verdict with
- * all its evidence → the ComputeDriver. Every command that needs libvirt
- * (`run`, `validate`, `capabilities`, `cpu-compare`, `cpu-baseline`) and the
- * compute service come through here, so that they all judge the host alike
- * and all honour connection_uri.
+ * `[libvirt] connection_uri` names → the start-up sweep → the KVM self-test
+ * (virt-type/self-test-plan.ts: which policy, the record, the boot) → the
+ * verdict with all its evidence and the host's virt type, decided once here
+ * (`virtType`, virt-type/known-host.ts) → the ComputeDriver, handed what it
+ * needs. Nothing below this file assembles anything. Every command that
+ * needs libvirt (`run`, `validate`, `capabilities`, `cpu-compare`,
+ * `cpu-baseline`) and the compute service come through here, so that they
+ * all judge the host alike and all honour connection_uri.
  *
  * Which connection, for which purpose:
  * - connection_uri set (qemu:///system where a libvirtd runs, or any other
@@ -20,42 +23,23 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { effectiveConnectionUri } from '../config/effective-values.js';
 import type { NovaletConfig } from '../config/novalet-config.js';
-import type { KvmVerdict } from '../messaging/contracts/kvm-verdict.js';
-import type { HostProbe } from './host/facts.js';
-import { pathExists } from './host/path-exists.js';
 import { probeHost } from './host/probe.js';
-import { probeHostTools, type HostTools } from './host/tools.js';
+import { probeHostTools } from './host/tools.js';
 import { sweepLeftovers, type SweepResult } from './instance/leftovers.js';
 import { imageCacheFor, LibvirtDriver } from './instance/libvirt-driver.js';
+import { abandonedCalls } from './libvirt/abandoned-calls.js';
 import { LibvirtConnection } from './libvirt/connection.js';
 import { embeddedRootOf, prepareEmbeddedRoot } from './libvirt/embedded-root.js';
 import { openEmbeddedRootFromPool } from './libvirt/embedded-root-pool.js';
-import { judgeKvm, selfTestNotNeeded } from './virt-type/decision.js';
-import { bootSelfTestGuest } from './virt-type/self-test-boot.js';
-import { emulatorStamp, kvmSelfTest, qemuVersion, readBootId, readRecordedSelfTest, SELF_TEST_CACHE, selfTestDidNotRun, type SelfTestResult } from './virt-type/self-test.js';
-import { testGuestFiles } from './virt-type/test-guest.js';
+import { judgeHost, type KnownHost } from './virt-type/known-host.js';
+import { settleSelfTest, type SelfTestPolicy } from './virt-type/self-test-plan.js';
+import { readBootId } from './virt-type/self-test.js';
+
+export { knownHost, type KnownHost } from './virt-type/known-host.js';
+export type { SelfTestPolicy } from './virt-type/self-test-plan.js';
 
 /** The compute service, or one of the commands (see the file comment). */
 export type HostPurpose = 'service' | 'command';
-
-/**
- * What becomes of the self-test: 'recorded' takes this boot's result if
- * there is one and never boots a guest; 'run' boots one when this boot has
- * none; 'again' boots one whatever is recorded.
- */
-export type SelfTestPolicy = 'recorded' | 'run' | 'again';
-
-/** What is known of KVM here: the probe, the tools, this boot's self-test, the verdict on all of it. */
-export interface KnownHost {
-  probe: HostProbe;
-  tools: HostTools;
-  selfTest: SelfTestResult | null;
-  /** Why there is no self-test result (a phrase), when there is none. */
-  selfTestMissing: string | null;
-  /** True when the self-test applies here and has not run in this boot: KVM is unproven. */
-  selfTestPending: boolean;
-  verdict: KvmVerdict;
-}
 
 export interface ComputeHost extends KnownHost {
   config: NovaletConfig;
@@ -75,7 +59,7 @@ export interface ComputeHostOptions {
   connection?: LibvirtConnection;
   /** Told before each long phase, so that nobody waits in silence. */
   progress?: (what: string) => void;
-  /** The command's lifetime: aborting it stops the self-test (its guest removed) and rejects with the reason. */
+  /** The command's lifetime: aborting it stops the assembly and the self-test (its guest removed), and rejects with the reason. */
   signal?: AbortSignal;
 }
 
@@ -106,94 +90,25 @@ export function instancesPathFor(config: NovaletConfig, purpose: HostPurpose): s
   return purpose === 'service' ? config.DEFAULT.instances_path : path.join(config.DEFAULT.state_path, 'run', 'instances');
 }
 
-interface SelfTestPlan {
-  /** null when the self-test does not apply here; `missing` says why. */
-  emulator: string | null;
-  missing: string | null;
-  cacheFile: string;
-}
-
-function planSelfTest(config: NovaletConfig, probe: HostProbe, tools: HostTools): SelfTestPlan {
-  const cacheFile = path.join(config.DEFAULT.state_path, SELF_TEST_CACHE);
-  const notNeeded = selfTestNotNeeded(config.libvirt, probe);
-  if (notNeeded !== null) return { emulator: null, missing: notNeeded, cacheFile };
-  const emulator = tools.qemuEmulators[probe.arch];
-  if (emulator === undefined) return { emulator: null, missing: `no QEMU system emulator for ${probe.arch} is installed to boot a test guest with`, cacheFile };
-  return { emulator, missing: null, cacheFile };
-}
-
-const NOT_RUN = 'no guest has been booted under KVM in this boot';
-
-async function recordedSelfTest(plan: SelfTestPlan): Promise<SelfTestResult | null> {
-  if (plan.emulator === null || !(await pathExists(plan.cacheFile))) return null;
-  return readRecordedSelfTest(plan.cacheFile, await readBootId(), plan.emulator);
-}
-
-/** What is known of KVM here without libvirt and without booting anything: the probe and this boot's recorded self-test. */
-export async function knownHost(config: NovaletConfig): Promise<KnownHost> {
-  const [probe, tools] = await Promise.all([probeHost(), probeHostTools()]);
-  const plan = planSelfTest(config, probe, tools);
-  const selfTest = await recordedSelfTest(plan);
-  const pending = plan.emulator !== null && selfTest === null;
-  const missing = plan.missing ?? (pending ? NOT_RUN : null);
-  return { probe, tools, selfTest, selfTestMissing: missing, selfTestPending: pending, verdict: judgeKvm({ probe, selfTest }) };
-}
-
 export async function assembleComputeHost(options: ComputeHostOptions): Promise<ComputeHost> {
   const { config, purpose } = options;
   const [probe, tools, bootId] = await Promise.all([probeHost(), probeHostTools(), readBootId()]);
+  options.signal?.throwIfAborted();
   const connection = options.connection ?? (await openHostConnection(config, purpose));
   try {
+    options.signal?.throwIfAborted();
     if (await firstProbeAhead(connection)) {
       options.progress?.(`libvirt is probing QEMU for a new state folder (${embeddedRootOf(connection.uri)}): about 12 s, once`);
     }
     // Before anything new starts: what killed commands and self-tests left goes (never the service's instances).
     const swept = await sweepLeftovers({ connection, bootId, commandInstancesPath: instancesPathFor(config, 'command'), stateDir: config.DEFAULT.state_path });
-    const plan = planSelfTest(config, probe, tools);
-    let selfTest: SelfTestResult | null = null;
-    let missing = plan.missing;
-    if (plan.emulator !== null && options.selfTest === 'recorded') {
-      selfTest = await recordedSelfTest(plan);
-      if (selfTest === null) missing = NOT_RUN;
-    } else if (plan.emulator !== null) {
-      const guestDir = config.libvirt.kvm_selftest_guest_dir;
-      if (!(await pathExists(testGuestFiles(guestDir).kernel))) {
-        missing = `the self-test guest is missing from ${guestDir}, so KVM is judged by the host probe alone; build it with deploy/build-test-guest.sh ${guestDir}`;
-      } else {
-        const emulator = plan.emulator;
-        const [version, stamp] = await Promise.all([qemuVersion(emulator), emulatorStamp(emulator)]);
-        const timeoutMs = config.libvirt.kvm_selftest_timeout * 1000;
-        const result = await kvmSelfTest({
-          cacheFile: plan.cacheFile,
-          bootId,
-          qemuVersion: version,
-          emulatorStamp: stamp,
-          timeoutMs,
-          again: options.selfTest === 'again',
-          boot: (ms) => {
-            options.progress?.(`checking that KVM really runs guests: booting a test guest under KVM (up to ${Math.round(ms / 1000)} s)`);
-            return bootSelfTestGuest({
-              connection,
-              guestDir,
-              emulator,
-              arch: probe.arch,
-              workDir: config.DEFAULT.state_path,
-              timeoutMs: ms,
-              bootId,
-              ...(options.signal ? { signal: options.signal } : {}),
-            });
-          },
-        });
-        if (selfTestDidNotRun(result)) missing = `the self-test could not be run, for a reason that is not about KVM: ${result.notRun}`;
-        else selfTest = result;
-      }
-    }
-    const verdict = judgeKvm({ probe, selfTest });
+    const settled = await settleSelfTest({ config, probe, tools, connection, bootId, policy: options.selfTest, progress: options.progress, signal: options.signal });
+    const { verdict, virtType } = judgeHost(config, probe, settled.selfTest);
     const instancesPath = instancesPathFor(config, purpose);
     const driver = new LibvirtDriver({
       connection,
       config,
-      host: { arch: probe.arch, verdict, qemuEmulators: tools.qemuEmulators },
+      host: { arch: probe.arch, verdict, virtType, qemuEmulators: tools.qemuEmulators },
       instancesPath,
       imageCache: imageCacheFor(config, path.join(config.DEFAULT.instances_path, '_base')),
       owner: { kind: purpose === 'service' ? 'service' : 'command', pid: process.pid, bootId },
@@ -203,19 +118,31 @@ export async function assembleComputeHost(options: ComputeHostOptions): Promise<
       config,
       probe,
       tools,
-      selfTest,
-      selfTestMissing: selfTest === null ? missing : null,
-      selfTestPending: plan.emulator !== null && selfTest === null,
+      selfTest: settled.selfTest,
+      selfTestMissing: settled.missing,
+      selfTestPending: settled.pending,
       verdict,
+      virtType,
       connection,
       driver,
       swept,
       close: async () => {
-        if (owned) await connection.close();
+        if (owned) await closeUnlessAbandoned(connection);
       },
     };
   } catch (err) {
-    if (options.connection === undefined) await connection.close();
+    if (options.connection === undefined) await closeUnlessAbandoned(connection);
     throw err;
   }
+}
+
+/**
+ * Closes the connection; while a call abandoned at an abort still runs on it
+ * (libvirt's probe of QEMU, libvirt/abandoned-calls.ts), the close waits for
+ * it in the background instead, so that nobody waits for what they stopped
+ * waiting for: a command's process exits meanwhile (cli/main.ts).
+ */
+async function closeUnlessAbandoned(connection: LibvirtConnection): Promise<void> {
+  if (abandonedCalls() === 0) return connection.close();
+  void connection.close().catch(() => undefined);
 }

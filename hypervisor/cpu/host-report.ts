@@ -13,7 +13,7 @@ import { parseCapabilities, type HostCapabilities } from '../libvirt/capabilitie
 import { parseDomainCapabilities, type DomainCapabilities } from '../libvirt/domain-capabilities.js';
 import { BaselineCpu } from '../libvirt/constants.js';
 import type { HypervisorCpuTarget, LibvirtConnection } from '../libvirt/connection.js';
-import { availableVirtTypes, decideVirtType, type EffectiveVirtType } from '../virt-type/decision.js';
+import { availableVirtTypes, type EffectiveVirtType, type VirtTypeDecision } from '../virt-type/decision.js';
 
 /**
  * What this host advertises about CPUs (`novalet capabilities`, and what the
@@ -86,6 +86,8 @@ export interface HostCpuReportInput {
   libvirt: LibvirtSection;
   /** The KVM verdict, with the self-test's evidence (compute-host.ts). */
   verdict: KvmVerdict;
+  /** The host's virt type, as the assembly decided it (ComputeHost.virtType). */
+  virtType: VirtTypeDecision;
   /** QEMU system emulators by architecture (host/tools.ts: qemuEmulators). */
   emulators: Readonly<Record<string, string>>;
   /** libvirt's host capabilities, when the caller has read them already. */
@@ -187,7 +189,7 @@ async function guestFeatures(
  * is not thrown: it is the report's guest_cpu.error.
  */
 export async function gatherHostCpuReport(input: HostCpuReportInput): Promise<HostCpuReport> {
-  const { connection, libvirt, verdict } = input;
+  const { connection, libvirt, verdict, virtType: decision } = input;
   const caps = input.capabilities ?? parseCapabilities(await connection.getCapabilities());
   const arch = caps.host.arch;
   const listed = caps.guests.find((g) => g.arch === arch && g.osType === 'hvm')?.emulator;
@@ -209,7 +211,6 @@ export async function gatherHostCpuReport(input: HostCpuReportInput): Promise<Ho
     };
   }
 
-  const decision = decideVirtType({ libvirt, verdict, hostArch: arch });
   const guest: GuestCpuReport = {
     virt_type: decision.effective,
     fell_back: decision.fellBack,

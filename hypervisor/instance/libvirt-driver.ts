@@ -1,12 +1,23 @@
-import { access, chmod, constants, copyFile, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { configuredMachineType, effectiveConnectionUri } from '../../config/effective-values.js';
-import { maskUrlCredentials } from '../../config/mask-credentials.js';
+import { effectiveConnectionUri } from '../../config/effective-values.js';
 import type { NovaletConfig } from '../../config/novalet-config.js';
-import { NovaletError } from '../../config/novalet-error.js';
 import type { SupportedInstance } from '../../messaging/contracts/capability-report.js';
 import type { EffectiveVirtType, KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
+import type { GuestCpu } from '../cpu/guest.js';
+import { checkGuestCpu, type CheckedGuestCpu } from '../cpu/guest-check.js';
+import { gatherHostCpuReport } from '../cpu/host-report.js';
+import { emulatorFor } from '../host/tools.js';
+import { untilAborted } from '../libvirt/abandoned-calls.js';
+import { parseCapabilities } from '../libvirt/capabilities.js';
+import type { LibvirtConnection } from '../libvirt/connection.js';
+import type { DomainStateName } from '../libvirt/domain-lifecycle.js';
+import type { LibvirtDomain } from '../libvirt/domain.js';
+import { decideVirtType, type VirtTypeDecision, type VirtTypeQuestion } from '../virt-type/decision.js';
+import { asKvmFault, KvmUnavailableError } from '../virt-type/kvm-fault.js';
+import { lastLines } from './console-log.js';
+import { buildDomainXml, NOVALET_DOMAIN_PREFIX } from './domain-xml.js';
 import type {
   ComputeDriver,
   DriverHostCapabilities,
@@ -14,28 +25,23 @@ import type {
   InstanceLifecycleEvent,
   LifecycleSubscription,
   PowerState,
+  RebootOptions,
   RebootType,
   SpawnedInstance,
   SpawnOptions,
-} from '../compute-driver.js';
-import type { GuestCpu } from '../cpu/guest.js';
-import { checkGuestCpu, type CheckedGuestCpu } from '../cpu/guest-check.js';
-import { gatherHostCpuReport } from '../cpu/host-report.js';
-import { emulatorFor } from '../host/tools.js';
-import { parseCapabilities } from '../libvirt/capabilities.js';
-import type { LibvirtConnection } from '../libvirt/connection.js';
-import type { DomainStateName } from '../libvirt/domain-lifecycle.js';
-import type { LibvirtDomain } from '../libvirt/domain.js';
-import { decideVirtType, type VirtTypeDecision } from '../virt-type/decision.js';
-import { asKvmFault, KvmUnavailableError } from '../virt-type/kvm-fault.js';
-import { lastLines } from './console-log.js';
-import { buildDomainXml, domainNameFor, NOVALET_DOMAIN_PREFIX, type DomainDefinition } from './domain-xml.js';
+} from './driver-interface.js';
 import { fileModesFor, type FileModes } from './file-modes.js';
 import { ImageCache, type CachedImage } from './image-cache.js';
 import { downloadLimitsFrom } from './image-download.js';
 import type { DomainOwner } from './metadata.js';
-import { createOverlay } from './qemu-img.js';
+import { ARCH_DEFAULTS, CONSOLE_LOG, LaunchError, prepareInstance, requireReadable } from './preparation.js';
+import { hardReboot, softReboot } from './reboot.js';
 import { isImageUrl, type ValidInstanceSpec } from './spec.js';
+
+export { CONSOLE_LOG, LaunchError } from './preparation.js';
+import { supportedInstances } from './supported-instances.js';
+
+export { supportedInstances };
 
 /**
  * The ComputeDriver on libvirt's QEMU driver (nova's LibvirtDriver): the one
@@ -46,13 +52,13 @@ import { isImageUrl, type ValidInstanceSpec } from './spec.js';
  * Only domains named novalet-<uuid> are this driver's.
  */
 
-export class LaunchError extends NovaletError {}
-
 /** What the driver needs to know of the host; compute-host.ts finds it out. */
 export interface DriverHost {
   arch: string;
   /** The verdict including the self-test's evidence. */
   verdict: KvmVerdict;
+  /** The host's virt type, decided once by the assembly (virt-type/known-host.ts). */
+  virtType: VirtTypeDecision;
   /** Guest architecture → QEMU system emulator. */
   qemuEmulators: Record<string, string>;
 }
@@ -77,8 +83,6 @@ export interface LibvirtDriverOptions {
   owner?: DomainOwner;
 }
 
-export const CONSOLE_LOG = 'console.log';
-
 /** The image cache at `baseDir` with the configured download limits, URL rules and the modes the connection needs. */
 export function imageCacheFor(config: NovaletConfig, baseDir: string): ImageCache {
   return new ImageCache(baseDir, {
@@ -87,27 +91,6 @@ export function imageCacheFor(config: NovaletConfig, baseDir: string): ImageCach
     reservedHostDiskMb: config.DEFAULT.reserved_host_disk_mb,
     modes: fileModesFor(effectiveConnectionUri(config)),
   });
-}
-
-/**
- * Defaults for Arm guests, where libvirt's own are unusable for a kernel
- * boot (its default machine for aarch64 is the obsolete integratorcp, and
- * QEMU's default CPU there is 32-bit): nova's choices, the virt machine
- * with a Cortex CPU that TCG emulates.
- */
-const ARCH_DEFAULTS: Record<string, { machine: string; cpuModel: string }> = {
-  aarch64: { machine: 'virt', cpuModel: 'cortex-a57' },
-  armv7l: { machine: 'virt', cpuModel: 'cortex-a15' },
-};
-
-async function requireReadable(file: string, what: string): Promise<void> {
-  try {
-    await access(file, constants.R_OK);
-    // A directory passes access(); copying it would fail with EISDIR.
-    if (!(await stat(file)).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'not a regular file' });
-  } catch (err) {
-    throw new LaunchError('INSTANCE_FILE_MISSING', `The ${what} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, `Give the path of an existing ${what} file.`);
-  }
 }
 
 /** libvirt's domain states as nova's power states (nova/virt/libvirt/driver.py LIBVIRT_POWER_STATE). */
@@ -143,98 +126,24 @@ export class LibvirtDriver implements ComputeDriver {
     return path.join(this.options.instancesPath, uuid);
   }
 
-  /** The virt type an instance runs with, and why (virt-type/decision.ts). */
-  private virtTypeFor(spec: ValidInstanceSpec, guestArch: string): VirtTypeDecision & { effective: EffectiveVirtType } {
+  /**
+   * The virt type of an instance of `guestArch` (the host's by default) that
+   * asks for `requested` or whose image says `imageHvType`: the host's own
+   * decision (made once, by the assembly) when it asks for nothing else,
+   * else the per-instance decision (virt-type/decision.ts).
+   */
+  virtTypeOf(question: Pick<VirtTypeQuestion, 'guestArch' | 'requested' | 'imageHvType'> = {}): VirtTypeDecision {
     const { config, host } = this.options;
-    const decision = decideVirtType({
-      libvirt: config.libvirt,
-      verdict: host.verdict,
-      hostArch: host.arch,
-      guestArch,
-      requested: spec.virtType,
-      imageHvType: spec.imageProperties.img_hv_type,
-    });
-    if (decision.effective === null) throw new KvmUnavailableError(decision.reason);
-    return { ...decision, effective: decision.effective };
+    const guestArch = question.guestArch ?? host.arch;
+    if (guestArch === host.arch && question.requested === undefined && question.imageHvType === undefined) return host.virtType;
+    return decideVirtType({ libvirt: config.libvirt, verdict: host.verdict, hostArch: host.arch, ...question, guestArch });
   }
 
-  /** Everything up to the domain's definition; throws before touching libvirt when the spec cannot run. */
-  private async prepare(spec: ValidInstanceSpec, signal: AbortSignal | undefined): Promise<{ def: DomainDefinition; image: CachedImage | null; guestCpu: LaunchedInstance['guestCpu'] }> {
-    const { config, host } = this.options;
-    const guestArch = spec.imageProperties.hw_architecture ?? host.arch;
-    const decided = this.virtTypeFor(spec, guestArch);
-    const emulator = emulatorFor(host.qemuEmulators, guestArch);
-    const { cpu, ...guestCpu } = await this.cpuFor(guestArch, decided);
-    if (spec.kernel && !isImageUrl(spec.kernel)) await requireReadable(spec.kernel, 'kernel');
-    if (spec.ramdisk && !isImageUrl(spec.ramdisk)) await requireReadable(spec.ramdisk, 'ramdisk');
-
-    const dir = this.instanceDir(spec.uuid);
-    await mkdir(this.options.instancesPath, { recursive: true });
-    try {
-      await mkdir(dir, { recursive: false, mode: this.modes.dir });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new LaunchError('INSTANCE_EXISTS', `An instance ${spec.uuid} already has files in ${dir}.`, 'Delete that instance first, or use another UUID.');
-      }
-      throw err;
-    }
-    try {
-      // mkdir's mode is masked by the umask: set it exactly.
-      await chmod(dir, this.modes.dir);
-      let image: CachedImage | null = null;
-      let disk: DomainDefinition['disk'] = null;
-      if (spec.image) {
-        image = await this.imageCache.fetch(spec.image, { signal });
-        const overlay = path.join(dir, 'disk');
-        await createOverlay(image.path, image.format, overlay);
-        // qemu-img creates it by the umask (0644 as a rule); the guest's writes are its data.
-        await chmod(overlay, this.modes.file);
-        disk = { path: overlay, format: 'qcow2' };
-      }
-      // Copies, so that the guest can still boot after the caller's files change; URLs come through the image cache.
-      const kernel = spec.kernel ? path.join(dir, 'kernel') : null;
-      const ramdisk = spec.ramdisk ? path.join(dir, 'ramdisk') : null;
-      const local = async (source: string | undefined, checksum: string | undefined): Promise<string | undefined> =>
-        source && isImageUrl(source) ? (await this.imageCache.fetch({ source, checksum }, { signal })).path : source;
-      const [kernelFrom, ramdiskFrom] = await Promise.all([local(spec.kernel, spec.kernelChecksum), local(spec.ramdisk, spec.ramdiskChecksum)]);
-      await Promise.all([
-        kernelFrom && kernel ? copyFile(kernelFrom, kernel, constants.COPYFILE_FICLONE) : null,
-        ramdiskFrom && ramdisk ? copyFile(ramdiskFrom, ramdisk, constants.COPYFILE_FICLONE) : null,
-      ]);
-      // copyFile keeps the source's mode; the copies are as private as the disk.
-      await Promise.all([kernel, ramdisk].map((f) => (f ? chmod(f, this.modes.file) : null)));
-      const def: DomainDefinition = {
-        uuid: spec.uuid,
-        domainName: domainNameFor(spec.uuid),
-        virtType: decided.effective,
-        arch: guestArch,
-        machine: spec.imageProperties.hw_machine_type ?? configuredMachineType(config.libvirt.hw_machine_type, guestArch) ?? ARCH_DEFAULTS[guestArch]?.machine ?? null,
-        emulator,
-        vcpus: spec.vcpus,
-        memoryMiB: spec.memoryMiB,
-        disk,
-        kernel,
-        initrd: ramdisk,
-        cmdline: spec.cmdline ?? null,
-        consoleLog: path.join(dir, CONSOLE_LOG),
-        cpu,
-        metadata: {
-          name: spec.name,
-          createdAt: new Date().toISOString(),
-          vcpus: spec.vcpus,
-          memoryMiB: spec.memoryMiB,
-          // The domain XML is readable by anyone libvirt lets in: no URL password.
-          image: spec.image ? maskUrlCredentials(spec.image.source) : null,
-          virtType: decided.effective,
-          virtTypeReason: decided.reason,
-          ...(this.options.owner ? { owner: this.options.owner } : {}),
-        },
-      };
-      return { def, image, guestCpu };
-    } catch (err) {
-      await rm(dir, { recursive: true, force: true });
-      throw err;
-    }
+  /** The virt type an instance runs with, and why; throws the fault when it cannot run. */
+  private virtTypeFor(spec: ValidInstanceSpec, guestArch: string): VirtTypeDecision & { effective: EffectiveVirtType } {
+    const decision = this.virtTypeOf({ guestArch, requested: spec.virtType, imageHvType: spec.imageProperties.img_hv_type });
+    if (decision.effective === null) throw new KvmUnavailableError(decision.reason);
+    return { ...decision, effective: decision.effective };
   }
 
   /**
@@ -272,16 +181,45 @@ export class LibvirtDriver implements ComputeDriver {
     }
   }
 
+  /**
+   * The one launch path. Aborting `options.signal` stops it at any step —
+   * libvirt's first look at the emulator (abandoned, not waited for), the
+   * download, qemu-img, the copies, the definition, the start — removes
+   * what it made, and rejects with the signal's reason.
+   */
   async spawn(spec: ValidInstanceSpec, options: SpawnOptions = {}): Promise<LaunchedInstance> {
-    const { def, image, guestCpu } = await this.prepare(spec, options.signal);
+    const { signal } = options;
+    try {
+      signal?.throwIfAborted();
+      return await this.#launch(spec, signal);
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      throw err;
+    }
+  }
+
+  async #launch(spec: ValidInstanceSpec, signal: AbortSignal | undefined): Promise<LaunchedInstance> {
+    const { config, host, connection } = this.options;
+    const guestArch = spec.imageProperties.hw_architecture ?? host.arch;
+    const decided = this.virtTypeFor(spec, guestArch);
+    const emulator = emulatorFor(host.qemuEmulators, guestArch);
+    // In a fresh root this is where libvirt probes QEMU (seconds): not waited for past an abort; it makes nothing.
+    const { cpu, ...guestCpu } = await untilAborted(this.cpuFor(guestArch, decided), signal);
+    if (spec.kernel && !isImageUrl(spec.kernel)) await requireReadable(spec.kernel, 'kernel');
+    if (spec.ramdisk && !isImageUrl(spec.ramdisk)) await requireReadable(spec.ramdisk, 'ramdisk');
+    const context = { instancesPath: this.options.instancesPath, modes: this.modes, imageCache: this.imageCache, owner: this.options.owner };
+    const { def, image } = await prepareInstance(context, spec, { config, guestArch, decided, emulator, cpu }, signal);
     let domain: LibvirtDomain | null = null;
     try {
-      domain = await this.options.connection.defineDomain(buildDomainXml(def));
+      // Define and start take a second at most: awaited, then the abort is honoured by removing the domain.
+      domain = await connection.defineDomain(buildDomainXml(def));
+      signal?.throwIfAborted();
       await domain.create();
+      signal?.throwIfAborted();
     } catch (err) {
       await domain?.remove();
       await rm(this.instanceDir(spec.uuid), { recursive: true, force: true });
-      throw asKvmFault(err, def.virtType, this.options.host.verdict);
+      throw asKvmFault(err, def.virtType, host.verdict);
     } finally {
       domain?.free();
     }
@@ -332,15 +270,12 @@ export class LibvirtDriver implements ComputeDriver {
     });
   }
 
-  reboot(uuid: string, type: RebootType): Promise<void> {
+  reboot(uuid: string, type: RebootType, options: RebootOptions = {}): Promise<RebootType> {
     return this.withDomain(uuid, async (d) => {
-      if (type === 'SOFT') {
-        if (!(await d.isActive())) throw new LaunchError('INSTANCE_NOT_RUNNING', `Instance ${uuid} is not running, so it cannot be rebooted softly.`, 'Start it, or reboot it HARD.');
-        return d.reboot();
-      }
-      // nova's hard reboot: the guest is power-cycled from the definition it has.
-      if (await d.isActive()) await d.destroy();
-      await d.create();
+      if (type === 'HARD') return hardReboot(d);
+      if (!(await d.isActive())) throw new LaunchError('INSTANCE_NOT_RUNNING', `Instance ${uuid} is not running, so it cannot be rebooted softly.`, 'Start it, or reboot it HARD.');
+      const timeoutMs = options.softTimeoutMs ?? this.options.config.libvirt.wait_soft_reboot_seconds * 1000;
+      return softReboot(d, timeoutMs, options.signal);
     });
   }
 
@@ -379,7 +314,7 @@ export class LibvirtDriver implements ComputeDriver {
     // Host capabilities once, for the CPU report and for supported_instances.
     const capabilities = parseCapabilities(await connection.getCapabilities());
     const [cpu, version, hostname] = await Promise.all([
-      gatherHostCpuReport({ connection, libvirt: config.libvirt, verdict: host.verdict, emulators: host.qemuEmulators, capabilities }),
+      gatherHostCpuReport({ connection, libvirt: config.libvirt, verdict: host.verdict, virtType: host.virtType, emulators: host.qemuEmulators, capabilities }),
       connection.getLibVersionNumber(),
       connection.getHostname(),
     ]);
@@ -417,18 +352,3 @@ const TRANSITIONS: Partial<Record<string, InstanceLifecycleEvent['transition']>>
   suspended: 'paused',
   resumed: 'resumed',
 };
-
-/**
- * nova's supported_instances: [arch, hv_type, 'hvm'] for every guest
- * architecture libvirt can run here and each virt type it can run it with —
- * never kvm where the verdict says KVM is unusable (libvirt lists kvm
- * wherever /dev/kvm opens), and never kvm for a foreign architecture.
- */
-export function supportedInstances(guests: ReturnType<typeof parseCapabilities>['guests'], hostArch: string, verdict: KvmVerdict): SupportedInstance[] {
-  const found: SupportedInstance[] = [];
-  for (const guest of guests.filter((g) => g.osType === 'hvm')) {
-    if (guest.domainTypes.includes('qemu')) found.push([guest.arch, 'qemu', 'hvm']);
-    if (guest.domainTypes.includes('kvm') && guest.arch === hostArch && verdict.usable) found.push([guest.arch, 'kvm', 'hvm']);
-  }
-  return found;
-}

@@ -32,13 +32,15 @@ export async function imageInfo(file: string): Promise<ImageInfo> {
 /**
  * A qcow2 overlay on a base image. The backing format is always stated
  * (-F): letting QEMU probe it would let a raw image pretend to be qcow2.
+ * Aborting `signal` kills qemu-img and rejects with the signal's reason.
  */
-export async function createOverlay(base: string, baseFormat: string, overlay: string, sizeBytes?: number): Promise<void> {
+export async function createOverlay(base: string, baseFormat: string, overlay: string, sizeBytes?: number, signal?: AbortSignal): Promise<void> {
   const args = ['create', '-q', '-f', 'qcow2', '-F', baseFormat, '-b', base, overlay];
   if (sizeBytes !== undefined) args.push(String(sizeBytes));
   try {
-    await run(QEMU_IMG, args);
+    await run(QEMU_IMG, args, signal ? { signal } : {});
   } catch (err) {
+    if (signal?.aborted) throw signal.reason;
     throw new QemuImgError(`create the overlay ${overlay}`, (err as { stderr?: string }).stderr || (err as Error).message);
   }
 }

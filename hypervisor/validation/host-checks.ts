@@ -7,7 +7,7 @@ import type { HostProbe } from '../host/facts.js';
 import { kvmDeviceAnswers } from '../host/kvm-device.js';
 import { KVM_STABLE_API_VERSION } from '../host/kvm-ioctls.js';
 import type { HostTools } from '../host/tools.js';
-import { decideVirtType, type VirtTypeDecision } from '../virt-type/decision.js';
+import type { VirtTypeDecision } from '../virt-type/decision.js';
 import { describeOuterHypervisor, isVirtualMachine } from '../virt-type/kvm-reasons.js';
 import type { SelfTestResult } from '../virt-type/self-test.js';
 
@@ -51,6 +51,8 @@ export interface ValidationInput {
   probe: HostProbe;
   /** The verdict, with the self-test's evidence when there is some. */
   verdict: KvmVerdict;
+  /** The host's virt type, as judged once on that evidence (virt-type/known-host.ts). */
+  virtType: VirtTypeDecision;
   tools: HostTools;
   config: NovaletConfig;
   /** The KVM self-test of this boot, if it has run. */
@@ -70,7 +72,7 @@ function remedyOf(verdict: KvmVerdict, ...codes: KvmReasonCode[]): string | null
   return verdict.reasons.find((r) => codes.includes(r.code))?.remedy ?? null;
 }
 
-const decisionOf = (input: ValidationInput): VirtTypeDecision => decideVirtType({ libvirt: input.config.libvirt, verdict: input.verdict, hostArch: input.probe.arch });
+const decisionOf = (input: ValidationInput): VirtTypeDecision => input.virtType;
 
 /** x86 only, as the verdict: elsewhere hardware virtualization shows as a working /dev/kvm, checked below. */
 function hardwareVirtualization({ probe, verdict }: ValidationInput): ValidationCheck | null {

@@ -23,7 +23,14 @@ export function testGuestFiles(dir: string): TestGuestFiles {
   };
 }
 
-/** The kernel command line that makes the guest print `name` in its marker. */
-export function testGuestCmdline(name: string): string {
-  return `console=ttyS0 novalet.name=${name}`;
+/** What the guest prints when it ignores the ACPI power button (`ignoreAcpi`). */
+export const ACPI_IGNORED_MARKER = 'NOVALET-TEST-GUEST-ACPI-IGNORED';
+
+/**
+ * The kernel command line that makes the guest print `name` in its marker;
+ * `ignoreAcpi`: the guest ignores the ACPI power button (tests of soft
+ * reboots and clean shutdowns of guests that do not answer).
+ */
+export function testGuestCmdline(name: string, options: { ignoreAcpi?: boolean } = {}): string {
+  return `console=ttyS0 novalet.name=${name}${options.ignoreAcpi ? ' novalet.ignore_acpi' : ''}`;
 }

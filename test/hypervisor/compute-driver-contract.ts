@@ -9,10 +9,18 @@ import type { ComputeDriver, InstanceLifecycleEvent, ValidInstanceSpec } from '.
 
 export interface ContractSubject {
   driver: ComputeDriver;
-  /** A spec this driver can boot, named `name`. */
-  spec(name: string): ValidInstanceSpec;
+  /** A spec this driver can boot, named `name`; `ignoresAcpi`: its guest ignores the ACPI power button. */
+  spec(name: string, options?: { ignoresAcpi?: boolean }): ValidInstanceSpec;
   /** Makes the guest power itself off, behind the driver's back (its OS shut down). */
   guestPowersOff(uuid: string): Promise<void>;
+  /**
+   * A spec whose spawn stalls in its longest phase (the image download) for
+   * as long as nobody aborts it, and a promise that settles once the spawn
+   * is stalled there.
+   */
+  stallingSpawn(name: string): { spec: ValidInstanceSpec; stalled: Promise<void> };
+  /** What of the instance is left outside the driver's own answers (files, definitions); [] when nothing. */
+  leftovers(uuid: string): Promise<string[]>;
   /** How long a guest takes to print its console marker here. */
   bootMs: number;
   teardown(): Promise<void>;
@@ -65,14 +73,23 @@ export function computeDriverContract(name: string, setup: () => Promise<Contrac
       return spec.uuid;
     }
 
-    async function booted(uuid: string): Promise<string[]> {
+    async function booted(uuid: string, times = 1): Promise<string[]> {
       return eventually(
-        'the console marker',
+        times === 1 ? 'the console marker' : `the console marker ${times} times`,
         async () => {
-          const tail = await driver.consoleOutput(uuid, 200);
-          return tail.some((line) => line.includes('NOVALET-TEST-GUEST-READY')) ? tail : undefined;
+          // A boot prints a few hundred kernel lines before the marker: enough lines for `times` boots.
+          const tail = await driver.consoleOutput(uuid, 1000 * times);
+          return tail.filter((line) => line.includes('NOVALET-TEST-GUEST-READY')).length >= times ? tail : undefined;
         },
         subject.bootMs,
+      );
+    }
+
+    /** What a rejection was, or that there was none. */
+    async function outcome(promise: Promise<unknown>): Promise<unknown> {
+      return promise.then(
+        () => 'resolved',
+        (err: unknown) => err,
       );
     }
 
@@ -86,7 +103,8 @@ export function computeDriverContract(name: string, setup: () => Promise<Contrac
       expect(result.guestCpu.setting).toMatch(/^cpu_mode = /);
       expect(await driver.state(spec.uuid)).toBe('running');
       expect(await driver.list()).toContainEqual({ uuid: spec.uuid, state: 'running' });
-      expect((await booted(spec.uuid)).length).toBeLessThanOrEqual(200);
+      await booted(spec.uuid);
+      expect((await driver.consoleOutput(spec.uuid, 200)).length).toBeLessThanOrEqual(200);
       expect(await driver.consoleOutput(spec.uuid, 1)).toHaveLength(1);
       expect(await driver.consoleOutput(spec.uuid, 0)).toEqual([]);
     });
@@ -98,7 +116,7 @@ export function computeDriverContract(name: string, setup: () => Promise<Contrac
       expect(await driver.state(uuid)).toBe('running');
     });
 
-    it('power off (at once, and again), power on (and again), reboot HARD and SOFT; SOFT needs a running guest', async () => {
+    it('power off (at once, and again), power on (and again), reboot HARD (running or not); SOFT needs a running guest', async () => {
       const uuid = await spawned('contract-power');
       expect(await driver.powerOff(uuid, 0)).toBe('forced');
       expect(await driver.state(uuid)).toBe('shutdown');
@@ -108,14 +126,78 @@ export function computeDriverContract(name: string, setup: () => Promise<Contrac
       expect(await driver.state(uuid)).toBe('running');
       await driver.powerOn(uuid);
       expect(await driver.state(uuid)).toBe('running');
-      await driver.reboot(uuid, 'HARD');
-      expect(await driver.state(uuid)).toBe('running');
-      await driver.reboot(uuid, 'SOFT');
+      expect(await driver.reboot(uuid, 'HARD')).toBe('HARD');
       expect(await driver.state(uuid)).toBe('running');
       await driver.powerOff(uuid, 0);
-      await driver.reboot(uuid, 'HARD');
+      expect(await driver.reboot(uuid, 'HARD')).toBe('HARD');
       expect(await driver.state(uuid)).toBe('running');
     });
+
+    it('reboot SOFT: the guest shuts itself down on the power button and is started again: SOFT, and it boots again', async () => {
+      const uuid = await spawned('contract-soft');
+      await booted(uuid);
+      const before = events.length;
+      // A wide margin: this guest answers the button within a second or two.
+      expect(await driver.reboot(uuid, 'SOFT', { softTimeoutMs: subject.bootMs })).toBe('SOFT');
+      expect(await driver.state(uuid)).toBe('running');
+      const console = await booted(uuid, 2);
+      expect(console.some((line) => line.includes('NOVALET-TEST-GUEST-POWEROFF'))).toBe(true);
+      const stopped = await eventually('the stopped event', async () => events.slice(before).find((e) => e.uuid === uuid && e.transition === 'stopped'), subject.bootMs);
+      expect(stopped.byGuest).toBe(true);
+    }, 240_000);
+
+    it('reboot SOFT of a guest that ignores the power button: waited for softTimeoutMs, then rebooted HARD', async () => {
+      const spec = subject.spec('contract-deaf', { ignoresAcpi: true });
+      made.push(spec.uuid);
+      await driver.spawn(spec);
+      await booted(spec.uuid);
+      const softTimeoutMs = 3000;
+      const started = Date.now();
+      expect(await driver.reboot(spec.uuid, 'SOFT', { softTimeoutMs })).toBe('HARD');
+      // The wait is the behaviour: never cut short (timers may round a millisecond down).
+      expect(Date.now() - started).toBeGreaterThanOrEqual(softTimeoutMs - 5);
+      expect(await driver.state(spec.uuid)).toBe('running');
+      const console = await booted(spec.uuid, 2);
+      expect(console.some((line) => line.includes('NOVALET-TEST-GUEST-ACPI-IGNORED'))).toBe(true);
+      expect(console.some((line) => line.includes('NOVALET-TEST-GUEST-POWEROFF'))).toBe(false);
+    }, 240_000);
+
+    it('reboot SOFT aborted while it waits for a guest that ignores the button: rejects with the reason, at once', async () => {
+      const spec = subject.spec('contract-deaf-aborted', { ignoresAcpi: true });
+      made.push(spec.uuid);
+      await driver.spawn(spec);
+      await booted(spec.uuid);
+      const controller = new AbortController();
+      const reason = new Error('the instance is being deleted');
+      setTimeout(() => controller.abort(reason), 500);
+      const started = Date.now();
+      expect(await outcome(driver.reboot(spec.uuid, 'SOFT', { softTimeoutMs: 600_000, signal: controller.signal }))).toBe(reason);
+      // Promptness is the behaviour; the margin is wide against a ten-minute wait.
+      expect(Date.now() - started).toBeLessThan(30_000);
+    }, 240_000);
+
+    it('spawn with an aborted signal: rejects with its reason and makes nothing', async () => {
+      const spec = subject.spec('contract-aborted-before');
+      const reason = new Error('deleted before the build began');
+      expect(await outcome(driver.spawn(spec, { signal: AbortSignal.abort(reason) }))).toBe(reason);
+      expect((await driver.list()).map((i) => i.uuid)).not.toContain(spec.uuid);
+      expect(await subject.leftovers(spec.uuid)).toEqual([]);
+    });
+
+    it('spawn aborted while it stalls in the download: rejects with the reason promptly, and leaves nothing', async () => {
+      const { spec, stalled } = subject.stallingSpawn('contract-aborted-download');
+      const controller = new AbortController();
+      const spawning = outcome(driver.spawn(spec, { signal: controller.signal }));
+      await stalled;
+      const reason = new Error('the instance was deleted during the build');
+      const started = Date.now();
+      controller.abort(reason);
+      expect(await spawning).toBe(reason);
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect((await driver.list()).map((i) => i.uuid)).not.toContain(spec.uuid);
+      expect((await rejection(driver.state(spec.uuid))).code).toBe('INSTANCE_NOT_FOUND');
+      expect(await subject.leftovers(spec.uuid)).toEqual([]);
+    }, 120_000);
 
     it('destroy: the guest is gone, from the list and for every operation; destroying it again is not an error', async () => {
       const uuid = await spawned('contract-destroy');
@@ -130,7 +212,14 @@ export function computeDriverContract(name: string, setup: () => Promise<Contrac
 
     it('an instance the driver does not have: INSTANCE_NOT_FOUND for every operation but destroy', async () => {
       const uuid = randomUUID();
-      const operations = [() => driver.state(uuid), () => driver.powerOff(uuid, 0), () => driver.powerOn(uuid), () => driver.reboot(uuid, 'HARD'), () => driver.consoleOutput(uuid, 10)];
+      const operations = [
+        () => driver.state(uuid),
+        () => driver.powerOff(uuid, 0),
+        () => driver.powerOn(uuid),
+        () => driver.reboot(uuid, 'HARD'),
+        () => driver.reboot(uuid, 'SOFT'),
+        () => driver.consoleOutput(uuid, 10),
+      ];
       for (const operation of operations) expect((await rejection(operation())).code).toBe('INSTANCE_NOT_FOUND');
       await driver.destroy(uuid);
     });

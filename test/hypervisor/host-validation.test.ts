@@ -14,6 +14,7 @@ import { probeHost } from '../../hypervisor/host/probe.js';
 import type { HostTools } from '../../hypervisor/host/tools.js';
 import { formatValidationReport, validateHost, type GuestCpuFinding, type ValidationReport } from '../../hypervisor/validation/host-checks.js';
 import { judgeKvm, selfTestNotNeeded } from '../../hypervisor/virt-type/decision.js';
+import { judgeHost } from '../../hypervisor/virt-type/known-host.js';
 import type { SelfTestResult } from '../../hypervisor/virt-type/self-test.js';
 import { fixtureRoot } from './fixture-hosts.js';
 
@@ -48,7 +49,7 @@ async function validateFixture(host: string, configText = '', options: FixtureOp
   const pending = notNeeded === null && selfTest === null;
   return validateHost({
     probe,
-    verdict: judgeKvm({ probe, selfTest }),
+    ...judgeHost(values, probe, selfTest),
     tools: options.tools ?? ALL_TOOLS,
     config: values,
     selfTest,
@@ -210,7 +211,7 @@ describe('validate on captured hosts', () => {
   it('on a host that is not x86 there is no vmx/svm to look for: no hardware-virtualization FAIL, as the verdict', async () => {
     const probe = await probeHost({ root: fixtureRoot('intel-kvm-nested'), arch: 'aarch64' });
     const values = config('');
-    const report = validateHost({ probe, verdict: judgeKvm({ probe, selfTest: PASSED }), tools: ALL_TOOLS, config: values, selfTest: PASSED, selfTestMissing: null, selfTestPending: false, guestCpu: HOST_MODEL });
+    const report = validateHost({ probe, ...judgeHost(values, probe, PASSED), tools: ALL_TOOLS, config: values, selfTest: PASSED, selfTestMissing: null, selfTestPending: false, guestCpu: HOST_MODEL });
     expect(report.checks.map((c) => c.name)).not.toContain('Hardware virtualization');
     expect(report.checks.filter((c) => c.result === 'FAIL')).toEqual([]);
   });

@@ -20,6 +20,7 @@ import { parseDomainCapabilities, type DomainCapabilities } from '../../hypervis
 import type { LibvirtConnection } from '../../hypervisor/libvirt/connection.js';
 import { LibvirtError } from '../../hypervisor/libvirt/error.js';
 import { isLibvirtKvmMissing } from '../../hypervisor/virt-type/kvm-fault.js';
+import { decideVirtType } from '../../hypervisor/virt-type/decision.js';
 import { openTestRoot } from '../libvirt/libvirt-test-support.js';
 
 const EMULATOR = '/usr/bin/qemu-system-x86_64';
@@ -137,6 +138,7 @@ describe('the capability report where KVM is usable', () => {
       connection,
       libvirt: libvirt('cpu_mode = host-passthrough'),
       verdict: { usable: true, reasons: [] },
+      virtType: decideVirtType({ libvirt: libvirt('cpu_mode = host-passthrough'), verdict: { usable: true, reasons: [] }, hostArch: 'x86_64' }),
       emulators: { x86_64: EMULATOR },
     });
   }, 120_000);

@@ -21,7 +21,7 @@ import { waitForConsoleLine } from '../../hypervisor/instance/console-follow.js'
 import { LibvirtDriver, type LaunchedInstance } from '../../hypervisor/instance/libvirt-driver.js';
 import { validateInstanceSpec } from '../../hypervisor/instance/spec.js';
 import { parseDomainCapabilities, type DomainCapabilities } from '../../hypervisor/libvirt/domain-capabilities.js';
-import { judgeKvm } from '../../hypervisor/virt-type/decision.js';
+import { decideVirtType, judgeKvm } from '../../hypervisor/virt-type/decision.js';
 import { READY_MARKER, testGuestCmdline, testGuestFiles } from '../../hypervisor/virt-type/test-guest.js';
 import type { KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
 import { TEST_GUEST_DIR } from '../guest/test-guest.js';
@@ -56,7 +56,8 @@ function driverWith(libvirt: Partial<NovaletConfig['libvirt']>): LibvirtDriver {
   return new LibvirtDriver({
     connection: host.connection,
     config,
-    host: { arch: host.probe.arch, verdict: unusable, qemuEmulators: host.tools.qemuEmulators },
+    // As the assembly decides it, on the verdict this test imposes.
+    host: { arch: host.probe.arch, verdict: unusable, virtType: decideVirtType({ libvirt: config.libvirt, verdict: unusable, hostArch: host.probe.arch }), qemuEmulators: host.tools.qemuEmulators },
     instancesPath: path.join(stateDir, 'instances'),
   });
 }

@@ -7,17 +7,25 @@ import { describe, expect, it } from 'vitest';
  * hypervisor/, which rooms — each folder's files may import. The most
  * specific source prefix applies. agent/ sees the hypervisor only through the
  * ComputeDriver interface; hypervisor/ sees messaging/ only through the wire
- * contracts; host/ (facts) and libvirt/ (the binding) sit at the bottom;
- * service/ (what every service is made of) sits above messaging/, below the
- * services (agent/, scheduler-filters/).
+ * contracts; host/ (facts) and libvirt/ (the binding) sit at the bottom; no
+ * room imports up to the two files at the top of hypervisor/ (the assembly
+ * and the driver interface it re-exports): what a room needs lives in a room,
+ * or is passed in; service/ (what every service is made of) sits above
+ * messaging/, below the services (agent/, scheduler-filters/).
  */
 const EVERYTHING = ['config/', 'hypervisor/', 'messaging/', 'service/', 'agent/', 'scheduler-filters/', 'cli/', 'test/', 'bench/'];
+const ROOMS = ['hypervisor/host/', 'hypervisor/virt-type/', 'hypervisor/cpu/', 'hypervisor/instance/', 'hypervisor/validation/', 'hypervisor/libvirt/'];
+const ANY_ROOM = [...ROOMS, 'config/', 'messaging/contracts/'];
 const MAY_IMPORT: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['config/', ['config/']],
   ['messaging/contracts/', ['messaging/contracts/', 'config/']],
   ['messaging/', ['messaging/', 'config/']],
   ['hypervisor/libvirt/', ['hypervisor/libvirt/', 'config/']],
   ['hypervisor/host/', ['hypervisor/host/', 'hypervisor/libvirt/', 'config/', 'messaging/contracts/']],
+  ['hypervisor/virt-type/', ANY_ROOM],
+  ['hypervisor/cpu/', ANY_ROOM],
+  ['hypervisor/instance/', ANY_ROOM],
+  ['hypervisor/validation/', ANY_ROOM],
   ['hypervisor/', ['hypervisor/', 'config/', 'messaging/contracts/']],
   ['service/', ['service/', 'config/', 'messaging/']],
   ['agent/', ['agent/', 'config/', 'messaging/', 'service/', 'hypervisor/compute-driver.ts']],
@@ -68,6 +76,14 @@ describe('import direction (docs/architecture.md)', () => {
     expect(loose.sort()).toEqual(['compute-driver.ts', 'compute-host.ts']);
   });
 
+  it('every room of hypervisor/ has its row (a new room is placed in the layout, not let through)', () => {
+    const rooms = readdirSync(path.join(top, 'hypervisor'), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => `hypervisor/${entry.name}/`);
+    expect(rooms.sort()).toEqual([...ROOMS].sort());
+    for (const room of ROOMS) expect(MAY_IMPORT.some(([source]) => source === room), room).toBe(true);
+  });
+
   it('no name repeats its room', () => {
     const repeating = readdirSync(path.join(top, 'hypervisor'), { withFileTypes: true })
       .filter((entry) => entry.isDirectory())
@@ -84,6 +100,11 @@ describe('import direction (docs/architecture.md)', () => {
     // hypervisor/ reaching past the wire contracts into the AMQP layer; host facts reaching up.
     expect(violations('hypervisor/cpu/x.ts', source('../../messaging/amqp/connection.js'))).toEqual(['hypervisor/cpu/x.ts → messaging/amqp/connection.ts']);
     expect(violations('hypervisor/host/x.ts', source('../virt-type/decision.js'))).toEqual(['hypervisor/host/x.ts → hypervisor/virt-type/decision.ts']);
+    // A room reaching up to the top of hypervisor/; rooms among themselves, and the top reaching down, are fine.
+    expect(violations('hypervisor/instance/x.ts', source('../compute-driver.js'))).toEqual(['hypervisor/instance/x.ts → hypervisor/compute-driver.ts']);
+    expect(violations('hypervisor/validation/x.ts', source('../compute-host.js'))).toEqual(['hypervisor/validation/x.ts → hypervisor/compute-host.ts']);
+    expect(violations('hypervisor/virt-type/x.ts', source('../cpu/guest.js'))).toEqual([]);
+    expect(violations('hypervisor/compute-host.ts', source('./instance/libvirt-driver.js'))).toEqual([]);
     expect(violations('scheduler-filters/x.ts', source('../hypervisor/host/facts.js'))).toEqual(['scheduler-filters/x.ts → hypervisor/host/facts.ts']);
     expect(violations('cli/x.ts', source('../bench/run-all.js'))).toEqual(['cli/x.ts → bench/run-all.ts']);
     // service/ knows no service and no hypervisor: every service uses it alike; messaging/ sits below it.

@@ -1,11 +1,15 @@
 /**
  * A ComputeDriver without a hypervisor, as nova's nova/virt/fake.py: guests
  * are entries in a map, power states change when asked, and the test can
- * make a guest power itself off or crash, or make the next spawn fail. It
+ * make a guest power itself off or crash, ignore the ACPI power button (as
+ * the test guest does with `novalet.ignore_acpi` on its kernel command
+ * line, which the fake honours too), hold spawns at a phase, or make the
+ * next spawn fail. It
  * keeps the interface's promises (test/hypervisor/compute-driver-contract.ts
  * holds it to them, as it holds the libvirt driver), so that the agent's own
  * logic — states, idempotence, recovery, claims — can be tested on it.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NovaletError } from '../../config/novalet-error.js';
 import type {
   ComputeDriver,
@@ -14,6 +18,7 @@ import type {
   InstanceLifecycleEvent,
   LifecycleSubscription,
   PowerState,
+  RebootOptions,
   RebootType,
   SpawnedInstance,
   SpawnOptions,
@@ -25,7 +30,23 @@ interface FakeGuest {
   state: PowerState;
   console: string[];
   boots: number;
+  /** The ACPI power button does nothing: a SOFT reboot waits its timeout, then ends HARD. */
+  ignoresAcpi: boolean;
 }
+
+/** The phases of a spawn, as the libvirt driver's: the image download, the definition, the start. */
+export type SpawnPhase = 'download' | 'define' | 'create';
+
+interface Held {
+  phase: SpawnPhase;
+  /** Only this instance's spawns, when set. */
+  uuid: string | undefined;
+  gate: Promise<void>;
+  release: () => void;
+}
+
+/** The test guest's kernel command line switch for a guest that ignores the ACPI power button (deploy/test-guest/init). */
+export const IGNORE_ACPI = 'novalet.ignore_acpi';
 
 export class FakeComputeDriver implements ComputeDriver {
   readonly #guests = new Map<string, FakeGuest>();
@@ -71,10 +92,15 @@ export class FakeComputeDriver implements ComputeDriver {
     this.#emit({ uuid, transition: 'started', byGuest: false, detail: 'booted' });
   }
 
-  /** Spawns wait, as a long download would, until `releaseSpawns()`; the spawn's signal ends the wait. */
-  holdSpawns(): void {
-    this.#held ??= { gate: null, release: () => undefined };
-    this.#held.gate = new Promise<void>((resolve) => (this.#held!.release = resolve));
+  /**
+   * Spawns (of `uuid` only, when given) wait at `phase` (the download, as a
+   * long one would, by default) until `releaseSpawns()`; the spawn's signal
+   * ends the wait, as it ends every phase.
+   */
+  holdSpawns(phase: SpawnPhase = 'download', uuid?: string): void {
+    const held: Held = { phase, uuid, gate: Promise.resolve(), release: () => undefined };
+    held.gate = new Promise<void>((resolve) => (held.release = resolve));
+    this.#held = held;
   }
 
   releaseSpawns(): void {
@@ -82,41 +108,75 @@ export class FakeComputeDriver implements ComputeDriver {
     this.#held = null;
   }
 
-  #held: { gate: Promise<void> | null; release: () => void } | null = null;
-
-  /** A guest the driver has without anyone having asked for it (a domain without a record). */
-  addGuest(spec: ValidInstanceSpec): void {
-    const guest: FakeGuest = { spec, state: 'nostate', console: [], boots: 0 };
-    this.#guests.set(spec.uuid, guest);
-    this.#boot(spec.uuid, guest);
+  /** Settles once a spawn of `uuid` waits at the held phase. */
+  spawnHeld(uuid: string): Promise<void> {
+    if (this.#waiting.has(uuid)) return Promise.resolve();
+    return new Promise((resolve) => this.#heldWaiters.push({ uuid, resolve }));
   }
 
-  // The signal stops a spawn held as a download would be; nothing is left, as a real driver leaves nothing.
-  async spawn(spec: ValidInstanceSpec, options: SpawnOptions = {}): Promise<SpawnedInstance> {
-    this.calls.push(`spawn ${spec.uuid}`);
-    const gate = this.#held?.gate;
-    if (gate) {
-      const signal = options.signal;
+  #held: Held | null = null;
+  readonly #waiting = new Set<string>();
+  #heldWaiters: { uuid: string; resolve: () => void }[] = [];
+
+  /** The spawn reaches `phase`: it waits there while spawns are held at it; an abort rejects with the signal's reason. */
+  async #phase(phase: SpawnPhase, uuid: string, signal: AbortSignal | undefined): Promise<void> {
+    signal?.throwIfAborted();
+    const held = this.#held;
+    if (held === null || held.phase !== phase || (held.uuid !== undefined && held.uuid !== uuid)) return;
+    this.#waiting.add(uuid);
+    for (const waiter of this.#heldWaiters.filter((w) => w.uuid === uuid)) waiter.resolve();
+    this.#heldWaiters = this.#heldWaiters.filter((w) => w.uuid !== uuid);
+    try {
       await new Promise<void>((resolve, reject) => {
-        const onAbort = () => reject(new NovaletError('IMAGE_DOWNLOAD_ABORTED', 'The spawn was aborted.', 'Nothing is left.'));
+        const onAbort = () => reject(signal!.reason);
         if (signal?.aborted) return onAbort();
         signal?.addEventListener('abort', onAbort, { once: true });
-        void gate.then(() => {
+        void held.gate.then(() => {
           signal?.removeEventListener('abort', onAbort);
           resolve();
         });
       });
+    } finally {
+      this.#waiting.delete(uuid);
     }
+  }
+
+  /** A guest the driver has without anyone having asked for it (a domain without a record). */
+  addGuest(spec: ValidInstanceSpec): void {
+    this.#guests.set(spec.uuid, newGuest(spec));
+    this.#boot(spec.uuid, this.#guest(spec.uuid));
+  }
+
+  /** The guest ignores (or again obeys) the ACPI power button from now on. */
+  guestIgnoresAcpi(uuid: string, ignores = true): void {
+    this.#guest(uuid).ignoresAcpi = ignores;
+  }
+
+  // The signal stops a spawn at every phase; nothing is left, as the libvirt driver leaves nothing.
+  async spawn(spec: ValidInstanceSpec, options: SpawnOptions = {}): Promise<SpawnedInstance> {
+    this.calls.push(`spawn ${spec.uuid}`);
+    const { signal } = options;
+    signal?.throwIfAborted();
     if (this.#guests.has(spec.uuid)) {
       throw new NovaletError('INSTANCE_EXISTS', `An instance ${spec.uuid} already exists on this host.`, 'Delete that instance first, or use another UUID.');
     }
+    await this.#phase('download', spec.uuid, signal);
     const failure = this.#nextSpawnFails;
     if (failure) {
       this.#nextSpawnFails = null;
       throw failure;
     }
-    const guest: FakeGuest = { spec, state: 'nostate', console: [], boots: 0 };
+    // Defined, not yet started: what an abort from here on removes.
+    const guest = newGuest(spec);
+    guest.state = 'shutdown';
     this.#guests.set(spec.uuid, guest);
+    try {
+      await this.#phase('define', spec.uuid, signal);
+      await this.#phase('create', spec.uuid, signal);
+    } catch (err) {
+      this.#guests.delete(spec.uuid);
+      throw err;
+    }
     this.#boot(spec.uuid, guest);
     const virtType = spec.virtType ?? this.capabilities.effective_virt_type ?? 'qemu';
     return {
@@ -136,13 +196,33 @@ export class FakeComputeDriver implements ComputeDriver {
     if (guest.state === 'running' || guest.state === 'paused') this.#emit({ uuid, transition: 'stopped', byGuest: false, detail: 'destroyed' });
   }
 
-  async reboot(uuid: string, type: RebootType): Promise<void> {
+  /**
+   * As the libvirt driver: SOFT asks the guest, which powers off and is
+   * started again — unless it ignores ACPI: then, after `softTimeoutMs` (0
+   * by default here, the configured wait in the libvirt driver), HARD.
+   */
+  async reboot(uuid: string, type: RebootType, options: RebootOptions = {}): Promise<RebootType> {
     this.calls.push(`reboot ${type} ${uuid}`);
     const guest = this.#guest(uuid);
-    if (type === 'SOFT' && guest.state !== 'running') {
-      throw new NovaletError('INSTANCE_NOT_RUNNING', `Instance ${uuid} is not running, so it cannot be rebooted softly.`, 'Start it, or reboot it HARD.');
+    if (type === 'SOFT') {
+      if (guest.state !== 'running') {
+        throw new NovaletError('INSTANCE_NOT_RUNNING', `Instance ${uuid} is not running, so it cannot be rebooted softly.`, 'Start it, or reboot it HARD.');
+      }
+      if (!guest.ignoresAcpi) {
+        guest.console.push('NOVALET-TEST-GUEST-POWEROFF');
+        guest.state = 'shutdown';
+        this.#emit({ uuid, transition: 'stopped', byGuest: true, detail: 'shutdown' });
+        this.#boot(uuid, guest);
+        return 'SOFT';
+      }
+      guest.console.push('NOVALET-TEST-GUEST-ACPI-IGNORED');
+      await sleep(options.softTimeoutMs ?? 0, undefined, options.signal ? { signal: options.signal } : {}).catch(() => options.signal?.throwIfAborted());
+      // Deleted meanwhile: nothing to reboot.
+      if (this.#guests.get(uuid) !== guest) this.#guest(uuid);
     }
+    if (guest.state === 'running' || guest.state === 'paused') this.#emit({ uuid, transition: 'stopped', byGuest: false, detail: 'destroyed' });
     this.#boot(uuid, guest);
+    return 'HARD';
   }
 
   async powerOff(uuid: string, timeoutMs: number): Promise<'clean' | 'forced'> {
@@ -180,6 +260,10 @@ export class FakeComputeDriver implements ComputeDriver {
     this.#listeners.add(listener);
     return Object.assign(() => void this.#listeners.delete(listener), { ready: Promise.resolve() });
   }
+}
+
+function newGuest(spec: ValidInstanceSpec): FakeGuest {
+  return { spec, state: 'nostate', console: [], boots: 0, ignoresAcpi: (spec.cmdline ?? '').split(/\s+/).includes(IGNORE_ACPI) };
 }
 
 /** A small x86_64 host under TCG, KVM unusable, as capability reports carry it. */

@@ -12,6 +12,7 @@ import { parseConfigText } from '../../config/load-config.js';
 import { LibvirtDriver } from '../../hypervisor/instance/libvirt-driver.js';
 import { validateInstanceSpec } from '../../hypervisor/instance/spec.js';
 import { openEmbeddedRootFromPool } from '../../hypervisor/libvirt/embedded-root-pool.js';
+import { decideVirtType } from '../../hypervisor/virt-type/decision.js';
 import { testGuestCmdline, testGuestFiles } from '../../hypervisor/virt-type/test-guest.js';
 
 import { runForkSafe } from '../../hypervisor/libvirt/fork-safety.js';
@@ -22,13 +23,16 @@ const [guestDir, poolBase] = process.argv.slice(2) as [string, string];
 const state = mkdtempSync(path.join(tmpdir(), 'novalet-forced-kvm-'));
 const connection = (await openEmbeddedRootFromPool(poolBase)).connection;
 const files = testGuestFiles(guestDir);
-const launcherWith = (cpuMode: string) =>
-  new LibvirtDriver({
+const launcherWith = (cpuMode: string) => {
+  const config = parseConfigText(`[DEFAULT]\nstate_path = ${state}\n[libvirt]\nvirt_type = kvm\ncpu_mode = ${cpuMode}\n`, 'forced.conf').values;
+  const verdict = { usable: true, reasons: [] };
+  return new LibvirtDriver({
     connection,
-    config: parseConfigText(`[DEFAULT]\nstate_path = ${state}\n[libvirt]\nvirt_type = kvm\ncpu_mode = ${cpuMode}\n`, 'forced.conf').values,
-    host: { arch: 'x86_64', verdict: { usable: true, reasons: [] }, qemuEmulators: { x86_64: '/usr/bin/qemu-system-x86_64' } },
+    config,
+    host: { arch: 'x86_64', verdict, virtType: decideVirtType({ libvirt: config.libvirt, verdict, hostArch: 'x86_64' }), qemuEmulators: { x86_64: '/usr/bin/qemu-system-x86_64' } },
     instancesPath: path.join(state, 'instances'),
   });
+};
 // With cpu_mode = none libvirt first refuses at define or start — worded one way without a
 // machine type and another with one; with host-model, at the guest CPU's domain capabilities.
 const outcomes: Record<string, unknown>[] = [];

@@ -11,13 +11,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadConfig } from '../../config/load-config.js';
 import type { NovaletConfig } from '../../config/novalet-config.js';
 import { knownHost } from '../../hypervisor/compute-host.js';
-import { decideVirtType, type VirtTypeDecision } from '../../hypervisor/virt-type/decision.js';
+import type { VirtTypeDecision } from '../../hypervisor/virt-type/decision.js';
 import { EMBEDDED_QEMU_CONF } from '../../hypervisor/libvirt/embedded-root.js';
 
 export async function virtTypeHere(configFile: string): Promise<VirtTypeDecision & { config: NovaletConfig }> {
   const config = loadConfig({ configFiles: [configFile] }).values;
   const host = await knownHost(config);
-  return { ...decideVirtType({ libvirt: config.libvirt, verdict: host.verdict, hostArch: host.probe.arch }), config };
+  return { ...host.virtType, config };
 }
 
 /** The words `novalet run` and the logs use for a virt type. */
