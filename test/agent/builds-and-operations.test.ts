@@ -245,6 +245,20 @@ describe('operations', () => {
     expect(driver.calls.filter((c) => c.startsWith('powerOff'))).toHaveLength(1);
   });
 
+  it("a SOFT reboot the guest ignores for wait_soft_reboot_seconds ends HARD, and reboot.end says so (nova's _soft_reboot, then _hard_reboot)", async () => {
+    const h = await harness({ defaults: [] });
+    h.config.libvirt.wait_soft_reboot_seconds = 0;
+    const driver = h.driver as FakeComputeDriver;
+    const uuid = await active(h);
+    await h.operate({ kind: 'reboot', uuid, type: 'SOFT' });
+    driver.guestIgnoresAcpi(uuid);
+    await h.operate({ kind: 'reboot', uuid, type: 'SOFT' });
+    await h.settle();
+    const ends = h.publisher.published.filter((m) => m.body.event === 'reboot.end').map((m) => m.body);
+    expect(ends).toEqual([expect.objectContaining({ type: 'SOFT', requested_type: 'SOFT' }), expect.objectContaining({ type: 'HARD', requested_type: 'SOFT', state: 'active' })]);
+    expect(h.core.instances.get(uuid)).toMatchObject({ state: 'active', task: null });
+  });
+
   it('a guest that crashes is ERROR with GUEST_CRASHED and power.off (state error, with the fault); start clears the fault', async () => {
     const h = await harness();
     const driver = h.driver as FakeComputeDriver;
