@@ -204,12 +204,24 @@ export class ComputeService {
     return purged;
   }
 
-  /** What makes the service degraded (still serving): unreadable records moved aside, a full disk. */
-  degradedReasons(): string[] {
-    const reasons = this.core.store.unreadable.map((u) => `the instance record ${u.file} was unreadable (${u.reason}) and moved aside to ${u.movedTo}`);
+  /** What makes the service degraded (still serving): unreadable records moved aside (RECORD_UNREADABLE), a full disk (DISK_FULL). */
+  degraded(): { code: 'RECORD_UNREADABLE' | 'DISK_FULL'; reason: string }[] {
+    const found: { code: 'RECORD_UNREADABLE' | 'DISK_FULL'; reason: string }[] = this.core.store.unreadable.map((u) => ({ code: 'RECORD_UNREADABLE', reason: `the instance record ${u.file} was unreadable (${u.reason}) and moved aside to ${u.movedTo}` }));
     const full = this.core.store.diskFull ?? this.core.builds.diskFull;
-    if (full) reasons.push(`a disk is full (since ${full.at}): ${full.message}`);
-    return reasons;
+    if (full) found.push({ code: 'DISK_FULL' as const, reason: `a disk is full (since ${full.at}): ${full.message}` });
+    return found;
+  }
+
+  degradedReasons(): string[] {
+    return this.degraded().map((d) => d.reason);
+  }
+
+  /** The gauges read from the service's state: instances, the outbox, what degrades it (before each report and each scrape). */
+  refreshMetrics(): void {
+    const { metrics } = this.options;
+    metrics.setInstances(countInstances(this.compute.list()));
+    metrics.setOutboxPending(this.outbox.pending, this.outbox.oldestAgeSeconds());
+    metrics.setDegraded([...new Set(this.degraded().map((d) => d.code))]);
   }
 
   instances(): InstanceView[] {
@@ -297,16 +309,14 @@ export class ComputeService {
   // --------------------------------------------------------------- reports
 
   async #fullReportContent(): Promise<FullReportContent> {
-    const { capabilities, service, inventory, metrics } = this.options;
+    const { capabilities, service, inventory } = this.options;
     const config = this.#config;
     const records = this.compute.list();
     const view = resourceView(await inventory(), records, config.DEFAULT);
     const instances = records.filter(isHostInstance).map((r) => ({ uuid: r.uuid, state: r.state }));
     const recorded = new Set(records.map((r) => r.uuid));
     const unrecorded = this.#unrecorded.filter((d) => !recorded.has(d.uuid));
-    metrics.setInstances(countInstances(records));
-    metrics.setOutboxPending(this.outbox.pending, this.outbox.oldestAgeSeconds());
-    metrics.setDegraded(this.degradedReasons());
+    this.refreshMetrics();
     const { kvm, effective_virt_type, ...hypervisor } = capabilities;
     return {
       host: this.host,

@@ -28,7 +28,7 @@ const MAY_IMPORT: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['hypervisor/validation/', ANY_ROOM],
   ['hypervisor/', ['hypervisor/', 'config/', 'messaging/contracts/']],
   ['service/', ['service/', 'config/', 'messaging/']],
-  ['agent/', ['agent/', 'config/', 'messaging/', 'service/', 'hypervisor/compute-driver.ts']],
+  ['agent/', ['agent/', 'config/', 'messaging/', 'service/', 'hypervisor/compute-driver.ts', 'hypervisor/compute-host.ts']],
   ['scheduler-filters/', ['scheduler-filters/', 'config/', 'messaging/', 'service/']],
   ['cli/', ['cli/', 'config/', 'hypervisor/', 'messaging/', 'service/', 'agent/', 'scheduler-filters/']],
   ['bench/', EVERYTHING],

@@ -5,8 +5,10 @@
  * host and operators see why. The service still starts and reports. It
  * reads the host's virt type as the assembly decided it (ComputeHost.virtType).
  */
+import type { ComputeHost } from '../hypervisor/compute-host.js';
 import type { ServiceStatus } from '../messaging/contracts/capability-report.js';
-import type { VirtTypeDecision } from '../hypervisor/virt-type/decision.js';
+
+type VirtTypeDecision = ComputeHost['virtType'];
 
 export interface JudgedService {
   status: ServiceStatus;

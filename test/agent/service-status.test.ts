@@ -1,6 +1,6 @@
 /** A host that cannot run instances at all still serves, disabled with nova's AUTO: reason. */
 import { describe, expect, it } from 'vitest';
-import { serviceStatus } from '../../cli/compute-service-status.js';
+import { serviceStatus } from '../../agent/service-status.js';
 import { loadConfig } from '../../config/load-config.js';
 import type { LibvirtSection } from '../../config/novalet-config.js';
 import { decideVirtType } from '../../hypervisor/virt-type/decision.js';

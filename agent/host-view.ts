@@ -1,13 +1,15 @@
 /**
  * What the compute service's HTTP API says of the host: `/v1/host` (the
  * probe, the verdict, the effective virt type and why, the self-test, the
- * capabilities as the next full report carries them) and `/healthz`
- * (consuming, and libvirt answering).
+ * capabilities as the next full report carries them) and `/healthz`:
+ * unavailable while it is not consuming or libvirt does not answer;
+ * degraded (still serving) with an unreadable record moved aside or a full
+ * disk; ok otherwise.
  */
-import type { ComputeService } from '../agent/compute-service.js';
 import type { ComputeHost } from '../hypervisor/compute-host.js';
 import type { Broker } from '../messaging/broker.js';
 import type { HealthState } from '../service/http-server.js';
+import type { ComputeService } from './compute-service.js';
 
 /** libvirt has this long to answer a health check. */
 const LIBVIRT_HEALTH_TIMEOUT_MS = 2000;
@@ -46,5 +48,6 @@ export async function serviceHealth(service: ComputeService, broker: Broker, hos
   } finally {
     clearTimeout(timer);
   }
-  return { status: 'ok', reasons: [] };
+  const degraded = service.degradedReasons();
+  return degraded.length > 0 ? { status: 'degraded', reasons: degraded } : { status: 'ok', reasons: [] };
 }
