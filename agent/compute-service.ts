@@ -204,9 +204,9 @@ export class ComputeService {
     return purged;
   }
 
-  /** What makes the service degraded (still serving): unreadable records moved aside (RECORD_UNREADABLE), a full disk (DISK_FULL). */
-  degraded(): { code: 'RECORD_UNREADABLE' | 'DISK_FULL'; reason: string }[] {
-    const found: { code: 'RECORD_UNREADABLE' | 'DISK_FULL'; reason: string }[] = this.core.store.unreadable.map((u) => ({ code: 'RECORD_UNREADABLE', reason: `the instance record ${u.file} was unreadable (${u.reason}) and moved aside to ${u.movedTo}` }));
+  /** What makes the service degraded (still serving): unreadable records moved aside (INSTANCE_RECORD_CORRUPT), a full disk (DISK_FULL). */
+  degraded(): { code: 'INSTANCE_RECORD_CORRUPT' | 'DISK_FULL'; reason: string }[] {
+    const found: { code: 'INSTANCE_RECORD_CORRUPT' | 'DISK_FULL'; reason: string }[] = this.core.store.unreadable.map((u) => ({ code: 'INSTANCE_RECORD_CORRUPT', reason: `the instance record ${u.file} was unreadable (${u.reason}) and moved aside to ${u.movedTo}` }));
     const full = this.core.store.diskFull ?? this.core.builds.diskFull;
     if (full) found.push({ code: 'DISK_FULL' as const, reason: `a disk is full (since ${full.at}): ${full.message}` });
     return found;

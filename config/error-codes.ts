@@ -59,7 +59,7 @@ export const ERROR_CODES = {
   INSTANCE_EXISTS: 'An instance with this UUID already exists on this host.',
   INSTANCE_NOT_FOUND: 'No instance with this UUID exists on this host.',
   INSTANCE_NOT_RUNNING: 'The operation needs a running instance, and this one is not running.',
-  INSTANCE_RECORD_CORRUPT: "An instance's record on this host is not valid JSON.",
+  INSTANCE_RECORD_CORRUPT: "An instance's record on this host cannot be read (not valid JSON, not a record, or unreadable); it was moved aside and the service is degraded.",
   IMAGE_NOT_FOUND: 'An image file cannot be read.',
   IMAGE_DOWNLOAD_FAILED: 'An image URL could not be downloaded whole: a DNS or connection error, an HTTP status other than 200, or fewer or more bytes than its Content-Length.',
   IMAGE_DOWNLOAD_ABORTED: "An image download or copy was cancelled by its caller's abort signal (a signal, a deadline of the caller's).",
