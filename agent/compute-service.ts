@@ -148,6 +148,8 @@ export class ComputeService {
     });
     broker.on('connected', (info: { reconnect: boolean }) => {
       metrics.setBrokerConnected(true);
+      // What waited out the outage goes now, not after its backoff.
+      this.outbox.retryNow();
       if (info.reconnect) {
         metrics.reconnected();
         // The schedulers may have lost track of us while we were away.

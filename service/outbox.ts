@@ -89,6 +89,8 @@ export class Outbox {
   readonly #byId = new Map<string, Entry>();
   /** Streams whose head is being published or waits for its retry. */
   readonly #busy = new Set<string>();
+  /** Streams whose head is being published right now. */
+  readonly #publishing = new Set<string>();
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #inFlight = new Set<Promise<void>>();
   #running = false;
@@ -180,6 +182,15 @@ export class Outbox {
     this.#pump();
   }
 
+  /** The broker is back: messages waiting for their retry are published now rather than after their backoff. */
+  retryNow(): void {
+    if (!this.#running) return;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    for (const stream of [...this.#busy]) if (!this.#publishing.has(stream)) this.#busy.delete(stream);
+    this.#pump();
+  }
+
   /** Stops publishing: waits for the publishes under way; what is unconfirmed stays on disk for the next start. */
   async stop(): Promise<void> {
     this.#running = false;
@@ -227,9 +238,11 @@ export class Outbox {
 
   async #attempt(stream: string, entry: Entry): Promise<void> {
     const { log } = this.#options;
+    this.#publishing.add(stream);
     try {
       await this.#publishNow(entry.message);
     } catch (err) {
+      this.#publishing.delete(stream);
       entry.attempts += 1;
       const wait = Math.min(this.#options.maxRetryMs, this.#options.firstRetryMs * 2 ** Math.min(entry.attempts - 1, 16));
       // Once per outage is enough in the log: the first failure, then every tenth.
@@ -248,6 +261,7 @@ export class Outbox {
       this.#timers.add(timer);
       return;
     }
+    this.#publishing.delete(stream);
     await this.#forget(stream, entry);
     this.#busy.delete(stream);
   }

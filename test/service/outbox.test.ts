@@ -122,6 +122,22 @@ describe('Outbox', () => {
     expect(new Set(up.confirmed)).toEqual(new Set(messages.map((m) => m.id)));
   });
 
+  it('retryNow() (the broker is back) publishes what waits for its retry at once, not after its backoff', async () => {
+    const publisher = new ScriptedPublisher();
+    publisher.up = false;
+    const box = new Outbox({ dir: tempDir(), publisher, log: capturedLogger().log, firstRetryMs: 600_000, maxRetryMs: 600_000 });
+    boxes.push(box);
+    box.start();
+    const m = message('back');
+    await box.add([m]);
+    // Let the first attempt fail and its ten-minute retry be set.
+    for (let i = 0; i < 100 && box.pending === 1 && publisher.confirmed.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    publisher.up = true;
+    box.retryNow();
+    await box.drained();
+    expect(publisher.confirmed).toEqual([m.id]);
+  });
+
   it('held messages are confirmed back to their owner, who keeps them on disk itself', async () => {
     const publisher = new ScriptedPublisher();
     const dir = tempDir();
