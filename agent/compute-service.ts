@@ -49,6 +49,8 @@ export interface ComputeServiceOptions {
   inventory: () => Promise<HostInventory>;
 }
 
+/** How long stop() waits for a capability report under way. */
+const REPORT_STOP_WAIT_MS = 5000;
 /** How often deleted records past their retention are purged (and at start). */
 const PURGE_EVERY_MS = 10 * 60_000;
 
@@ -182,13 +184,16 @@ export class ComputeService {
     this.#lifecycle = null;
     if (this.#purgeTimer) clearInterval(this.#purgeTimer);
     const outcome = await this.#runner.stop(this.#config.DEFAULT.graceful_shutdown_timeout * 1000);
-    await this.#reporter.settled();
+    // A report under way waits for the broker; with it away, the stop does not (reports are state: the next start sends a full one).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#reporter.settled(), new Promise((resolve) => (timer = setTimeout(resolve, REPORT_STOP_WAIT_MS)))]);
+    clearTimeout(timer);
     await this.core.outbox.stop();
     await this.core.store.settle();
     return outcome;
   }
 
-  /** SIGHUP: the options that may change at run time take their new values (agent/reload.ts says which). */
+  /** SIGHUP: the options that may change at run time take their new values (agent/compute-assembly.ts's MUTABLE_OPTIONS). */
   applyConfig(next: NovaletConfig): void {
     this.#config = next;
     this.core.slots.resize(next.DEFAULT.max_concurrent_builds);

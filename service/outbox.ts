@@ -68,6 +68,8 @@ interface Entry {
 }
 
 let sequence = 0;
+/** How long stop() waits for the publishes under way. */
+const STOP_WAIT_MS = 5000;
 
 /** File names that sort in the order messages were added, across restarts. */
 function fileName(id: string): string {
@@ -191,12 +193,15 @@ export class Outbox {
     this.#pump();
   }
 
-  /** Stops publishing: waits for the publishes under way; what is unconfirmed stays on disk for the next start. */
-  async stop(): Promise<void> {
+  /** Stops publishing: waits (at most `waitMs`) for the publishes under way; what is unconfirmed stays on disk for the next start. */
+  async stop(waitMs = STOP_WAIT_MS): Promise<void> {
     this.#running = false;
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
-    await Promise.allSettled([...this.#inFlight]);
+    // Bounded: with the broker away a publish waits for it; what is not confirmed is on disk and goes out at the next start, same id.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.#inFlight]), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+    clearTimeout(timer);
   }
 
   /** Resolves once nothing is pending (tests and benchmarks). */
