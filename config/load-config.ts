@@ -13,21 +13,12 @@
  *
  * Bad input never throws anything but ConfigError.
  */
-
 import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './config-error.js';
 import { checkCpuCompatibility } from './cpu-compatibility-rules.js';
 import { decodeConfigBytes, parseIni, type IniDocument, type IniEntry } from './ini-reader.js';
-import type {
-  DeprecatedOptionUse,
-  IgnoredOption,
-  LoadedConfig,
-  NovaletConfig,
-  SectionName,
-  Setting,
-  ValueSource,
-} from './novalet-config.js';
+import type { DeprecatedOptionUse, IgnoredOption, LoadedConfig, NovaletConfig, SectionName, Setting, ValueSource } from './novalet-config.js';
 import { OPTION_DEFINITIONS, SECTION_ORDER, type OptionDefinition } from './option-definitions.js';
 import { looksSecret, maskUrlCredentials } from './mask-credentials.js';
 import { quoteForMessage } from './quote-for-message.js';
