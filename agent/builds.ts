@@ -271,7 +271,8 @@ export class Builds {
     let answer: OutboxMessage[] = [];
     const outcome = same ? known.origin?.answered : known.state === 'active' ? 'create.end' : known.state === 'error' ? 'create.error' : undefined;
     if (outcome === 'create.end' && known.virtType) {
-      answer = [instances.messages.event({ event: 'create.end', uuid, state: known.state === 'deleted' ? 'deleted' : 'active', virt_type: known.virtType, virt_type_reason: known.virtTypeReason ?? '' }, messageId)];
+      // The same event as first sent (same id, same body), whatever became of the instance since.
+      answer = [instances.messages.event({ event: 'create.end', uuid, state: 'active', virt_type: known.virtType, virt_type_reason: known.virtTypeReason ?? '' }, messageId)];
     } else if (outcome === 'create.error') {
       const original = (same ? (known.origin?.body as BuildBody | undefined) : undefined) ?? body;
       answer = same ? this.#failureMessages(original, known.fault ?? deletedDuringBuildFault(uuid), messageId) : [instances.messages.event({ event: 'create.error', uuid, state: 'error', fault: wireFault(known.fault), will_retry: false }, messageId)];
