@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import type { FullReport, HeartbeatReport } from '../../messaging/contracts/capability-report.js';
 import { COMPUTE_KINDS, validateBuildBody, validateComputeRequest, validateWireInstance, type BuildBody } from '../../messaging/contracts/compute-requests.js';
 import { DEAD_LETTER_CODES, DEAD_LETTER_MEANINGS, deadLetterHeaders } from '../../messaging/contracts/dead-letter.js';
-import { INSTANCE_EVENTS, type InstanceEvent, type InstanceEventName, type VmState } from '../../messaging/contracts/instance-event.js';
+import { validateCapabilityReport } from '../../messaging/contracts/capability-report-check.js';
+import { FAILED_ACTIONS, INSTANCE_EVENTS, type InstanceEvent, type InstanceEventName, type VmState } from '../../messaging/contracts/instance-event.js';
 import { validateReplyBody } from '../../messaging/contracts/reply.js';
 import { decodeEnvelope, type Checked, type Envelope } from '../../messaging/envelope.js';
 
@@ -73,6 +74,22 @@ const EVENT_EXTRAS: { [E in InstanceEventName]: Exclude<keyof Extract<InstanceEv
 const OPTIONAL_EXTRAS: Partial<Record<InstanceEventName, string[]>> = { 'power.off': ['fault'] };
 const VM_STATES: { [S in VmState]: true } = { building: true, active: true, stopped: true, error: true, deleted: true };
 
+/** The values of an event example as instance-event.ts types them: a fault's three texts, action.error's action, reboot.end's types, a crash's power.off. */
+function checkEventValues(where: string, body: Record<string, unknown>): void {
+  if ('fault' in body) {
+    const fault = body.fault as Record<string, unknown>;
+    expect(Object.keys(fault).sort(), where).toEqual(['code', 'message', 'remedy']);
+    for (const text of Object.values(fault)) expect(typeof text, where).toBe('string');
+  }
+  if (body.event === 'action.error') expect(FAILED_ACTIONS, where).toContain(body.action);
+  if (body.event === 'reboot.end') {
+    expect(['SOFT', 'HARD'], where).toContain(body.type);
+    expect(['SOFT', 'HARD'], where).toContain(body.requested_type);
+  }
+  // power.off carries a fault exactly when the guest did not stop cleanly (then the instance is error).
+  if (body.event === 'power.off') expect('fault' in body, where).toBe(body.state === 'error');
+}
+
 /** Every field of each report type, exhaustive by type (capability-report.ts). */
 const FULL_FIELDS: { [K in keyof FullReport]-?: true } = {
   report: true, host: true, seq: true, service: true,
@@ -115,9 +132,11 @@ describe('docs/messages.md', () => {
         const optional = OPTIONAL_EXTRAS[name] ?? [];
         expect(Object.keys(body).filter((key) => !optional.includes(key)).sort(), where).toEqual(['event', 'uuid', 'host', 'state', ...EVENT_EXTRAS[name]].sort());
         expect(Object.keys(VM_STATES), where).toContain(body.state);
+        checkEventValues(where, body);
       } else if (kind === 'report') {
         const fields = body.report === 'full' ? FULL_FIELDS : HEARTBEAT_FIELDS;
         expect(Object.keys(body).sort(), where).toEqual(Object.keys(fields).sort());
+        passes(block, validateCapabilityReport(body));
       } else {
         throw new Error(`${where}: an example of kind ${kind}, which nothing checks`);
       }
@@ -152,8 +171,13 @@ describe('docs/messages.md', () => {
     expect(Object.fromEntries(rows.map(([, code, meaning]) => [code, meaning]))).toEqual(DEAD_LETTER_MEANINGS);
   });
 
-  it('names every instance event', () => {
+  it('names every instance event, and shows each event the compute host sends', () => {
     for (const name of INSTANCE_EVENTS) expect(doc, name).toContain(`\`${name}\``);
+    const shown = envelopes.map(decoded).filter((e) => e.kind === 'event').map((e) => e.body as unknown as InstanceEvent);
+    expect(new Set(shown.map((e) => e.event))).toEqual(new Set(INSTANCE_EVENTS));
+    // The crash event, and a SOFT reboot that ended HARD.
+    expect(shown.some((e) => e.event === 'power.off' && e.state === 'error' && e.fault?.code === 'GUEST_CRASHED')).toBe(true);
+    expect(shown.some((e) => e.event === 'reboot.end' && e.requested_type === 'SOFT' && e.type === 'HARD')).toBe(true);
   });
 
   it('has Python examples that are Python, and the complete one does what the contract asks', () => {
