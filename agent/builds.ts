@@ -199,7 +199,7 @@ export class Builds {
         metrics.buildFailed(seconds, fault.code);
         log.info({ uuid }, 'the build was stopped: its instance was deleted during it');
         const current = instances.get(uuid) ?? record;
-        await instances.change(current, { origin: { ...current.origin!, answered: 'create.error' } }, [instances.messages.event({ event: 'create.error', uuid, state: 'error', fault: wireFault(fault), will_retry: false }, messageId)]);
+        await instances.change(current, { fault, origin: { ...current.origin!, answered: 'create.error' } }, [this.#deletedDuringBuild(uuid, fault, messageId)]);
         return;
       }
       metrics.buildFailed(seconds, faultOf(err).code);
@@ -234,6 +234,10 @@ export class Builds {
       await this.ctx.outbox.add(messages);
     }
     this.ctx.changed();
+  }
+
+  #deletedDuringBuild(uuid: string, fault: InstanceFault, messageId: string): OutboxMessage {
+    return this.ctx.instances.messages.event({ event: 'create.error', uuid, state: 'error', fault: wireFault(fault), will_retry: false }, messageId);
   }
 
   #failureMessages(body: BuildBody, fault: InstanceFault, messageId: string): OutboxMessage[] {
@@ -273,9 +277,12 @@ export class Builds {
     if (outcome === 'create.end' && known.virtType) {
       // The same event as first sent (same id, same body), whatever became of the instance since.
       answer = [instances.messages.event({ event: 'create.end', uuid, state: 'active', virt_type: known.virtType, virt_type_reason: known.virtTypeReason ?? '' }, messageId)];
+    } else if (outcome === 'create.error' && known.fault?.code === 'INSTANCE_DELETED_DURING_BUILD') {
+      // Deleted during its build: that was its last word (never a reschedule).
+      answer = [this.#deletedDuringBuild(uuid, known.fault, messageId)];
     } else if (outcome === 'create.error') {
       const original = (same ? (known.origin?.body as BuildBody | undefined) : undefined) ?? body;
-      answer = same ? this.#failureMessages(original, known.fault ?? deletedDuringBuildFault(uuid), messageId) : [instances.messages.event({ event: 'create.error', uuid, state: 'error', fault: wireFault(known.fault), will_retry: false }, messageId)];
+      answer = same ? this.#failureMessages(original, known.fault ?? faultOf(new Error('the build failed')), messageId) : [instances.messages.event({ event: 'create.error', uuid, state: 'error', fault: wireFault(known.fault), will_retry: false }, messageId)];
     }
     // Still pending in the outbox, or building (its own answer will come): nothing more to send.
     const fresh = answer.filter((m) => !outbox.has(m.id));

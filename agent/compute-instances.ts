@@ -106,7 +106,7 @@ export class ComputeInstances {
       const fault: InstanceFault = {
         code: 'GUEST_CRASHED',
         message: 'The guest crashed, or its QEMU process died.',
-        remedy: "Look at the guest's console (novalet console or /v1/instances/{uuid}/console) and QEMU's log; start it again, or delete it.",
+        remedy: "Look at the guest's console (the console call, or GET /v1/instances/{uuid}/console) and QEMU's log; start it again, or delete it.",
         at: new Date().toISOString(),
       };
       const event = this.messages.event({ event: 'power.off', uuid, state: 'error', fault: { code: fault.code, message: fault.message, remedy: fault.remedy ?? '' } });

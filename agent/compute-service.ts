@@ -196,7 +196,6 @@ export class ComputeService {
   /** SIGHUP: the options that may change at run time take their new values (agent/compute-assembly.ts's MUTABLE_OPTIONS). */
   applyConfig(next: NovaletConfig): void {
     this.#config = next;
-    this.core.slots.resize(next.DEFAULT.max_concurrent_builds);
     this.#reporter.start(next.DEFAULT.report_interval);
     void this.#reporter.changed();
   }
@@ -341,10 +340,11 @@ export class ComputeService {
   }
 }
 
-/** Prefetch: rabbit_qos_prefetch_count, or twice max_concurrent_builds (builds are taken on at once, so this bounds operations under way). */
+/** Prefetch: rabbit_qos_prefetch_count, or twice max_concurrent_builds (builds are taken on at once, so this bounds the operations under way). */
 function prefetchOf(config: NovaletConfig): number {
   const configured = config.oslo_messaging_rabbit.rabbit_qos_prefetch_count;
-  return configured > 0 ? configured : Math.max(2, config.DEFAULT.max_concurrent_builds * 2);
+  // max_concurrent_builds = 0 (no limit): no limit here either (0 to the broker).
+  return configured > 0 ? configured : config.DEFAULT.max_concurrent_builds * 2;
 }
 
 function countInstances(records: readonly InstanceRecord[]): { state: string; virtType: string | null; count: number }[] {

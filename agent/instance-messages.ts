@@ -37,6 +37,7 @@ export class InstanceMessages {
       content: encodeEnvelope(makeEnvelope(EVENT_KIND, { event: name, ...rest }, id)).toString('utf8'),
       mandatory: false,
       stream: body.uuid,
+      at: Date.now(),
     };
   }
 
@@ -50,6 +51,7 @@ export class InstanceMessages {
       content: encodeEnvelope(makeEnvelope('reschedule', body, id)).toString('utf8'),
       mandatory: true,
       stream: body.instance.uuid,
+      at: Date.now(),
     };
   }
 }

@@ -78,9 +78,9 @@ export class ServiceMetrics {
     this.#brokerConnected = new Gauge({ name: 'novalet_broker_connected', help: 'Whether the service is connected to the message broker (1) or not (0).', registers });
     this.#brokerReconnects = new Counter({ name: 'novalet_broker_reconnects_total', help: 'Reconnections to the message broker after a lost connection.', registers });
     this.#deadLetters = new Counter({ name: 'novalet_dead_letters_total', help: 'Messages the service put on the dead-letter queue, by reason code.', labelNames: ['code'], registers });
-    this.#outboxPending = new Gauge({ name: 'novalet_outbox_pending', help: 'Events and replies kept on disk and not yet confirmed by the broker.', registers });
-    this.#outboxOldest = new Gauge({ name: 'novalet_outbox_oldest_seconds', help: 'Age of the oldest event or reply waiting in the outbox (0 when none waits).', registers });
-    this.#outboxPublished = new Counter({ name: 'novalet_outbox_published_total', help: 'Events and replies of the outbox the broker confirmed.', registers });
+    this.#outboxPending = new Gauge({ name: 'novalet_outbox_pending', help: 'Messages (instance events, reschedules) kept on disk and not yet confirmed by the broker.', registers });
+    this.#outboxOldest = new Gauge({ name: 'novalet_outbox_oldest_seconds', help: 'Age of the oldest message waiting in the outbox (0 when none waits).', registers });
+    this.#outboxPublished = new Counter({ name: 'novalet_outbox_published_total', help: 'Messages of the outbox the broker confirmed (or that were dead-lettered as unroutable).', registers });
     this.#unreadableRecords = new Gauge({ name: 'novalet_unreadable_records', help: 'Instance records that could not be read and were moved aside.', registers });
     this.#degraded = new Gauge({
       name: 'novalet_degraded',

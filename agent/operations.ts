@@ -85,6 +85,12 @@ export class Operations {
       await this.#answer([already]);
       return;
     }
+    if (op.kind === 'reboot' && op.type === 'SOFT' && record.state !== 'active') {
+      // nova refuses a soft reboot of an instance that does not run (InstanceInvalidState): nothing is done.
+      const refusal = new NovaletError('INSTANCE_NOT_RUNNING', `Instance ${uuid} is ${record.state}, so it cannot be rebooted softly: a SOFT reboot asks a running guest.`, 'Start it, or reboot it HARD.');
+      await this.#refuse(op, requestId, record.state, faultOf(refusal));
+      return;
+    }
     try {
       record = await instances.change(record, { task: TASKS[op.kind](op), request: { id: requestId, kind: op.kind, ...(op.kind === 'reboot' ? { type: op.type } : {}) } });
     } catch (err) {

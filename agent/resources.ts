@@ -32,10 +32,14 @@ export async function hostInventory(instancesPath: string): Promise<HostInventor
 // Where they were before capacity.ts took them: callers keep importing them from here.
 export { allocationRatios, type AllocationRatios } from '../messaging/contracts/capacity.js';
 
-/** Records whose instance holds resources here: not deleted, not failed, not handed back to the schedulers. */
+/** Records whose instance holds resources here: not deleted, not handed back to the schedulers, not a build that never ran. */
 export function holdsResources(record: InstanceRecord): boolean {
   if (record.origin?.rescheduledAt) return false;
-  return record.state === 'building' || record.state === 'active' || record.state === 'stopped';
+  if (record.state === 'building' || record.state === 'active' || record.state === 'stopped') return true;
+  // nova frees an instance's resources only once it is deleted (vm_states.ALLOW_RESOURCE_REMOVAL): an ERROR instance
+  // that ran here (a crash, a failed reboot) keeps them, so a start of it is not over-committed; a build that
+  // never ran (refused, or failed before its guest existed) holds nothing.
+  return record.state === 'error' && record.virtType !== null;
 }
 
 /** Records that are this host's instances (reports and lists): all but deleted and handed-back ones. */

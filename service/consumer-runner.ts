@@ -44,6 +44,8 @@ export class ConsumerRunner {
   readonly #work = new Set<Work>();
   #consumer: ConsumerHandle | null = null;
   #stopping = false;
+  /** Work that ended handed back (its delivery requeued, its build left for the next start). */
+  #handedBack = 0;
 
   constructor(private readonly options: ConsumerRunnerOptions) {}
 
@@ -79,15 +81,12 @@ export class ConsumerRunner {
     const timedOut = graceMs === 0 ? new Promise<never>(() => undefined) : new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), graceMs)));
     const outcome = await Promise.race([Promise.all(pending.map((w) => w.done)).then(() => 'done' as const), timedOut]);
     clearTimeout(timer);
-    let handedBack = 0;
     if (outcome === 'timeout') {
-      for (const w of this.#work) {
-        handedBack += 1;
-        w.abort.abort(new HandedBack());
-      }
+      // Work that takes the signal ends handed back; work that cannot stop half-way (an operation on a guest) runs to its end.
+      for (const w of this.#work) w.abort.abort(new HandedBack());
       await Promise.all([...this.#work].map((w) => w.done));
     }
-    return { finished: pending.length - handedBack, handedBack };
+    return { finished: pending.length - this.#handedBack, handedBack: this.#handedBack };
   }
 
   #run(delivery: Delivery | null, work: (signal: AbortSignal) => Promise<void>): Promise<void> {
@@ -114,6 +113,7 @@ export class ConsumerRunner {
   async #failed(delivery: Delivery | null, signal: AbortSignal, err: unknown): Promise<void> {
     const { log } = this.options;
     if (signal.aborted && signal.reason instanceof HandedBack) {
+      this.#handedBack += 1;
       delivery?.nack(true);
       return;
     }

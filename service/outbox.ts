@@ -35,6 +35,8 @@ export interface OutboxMessage {
   mandatory: boolean;
   /** Messages of one stream are published in order, one at a time. */
   stream: string;
+  /** When it was made (ms since the epoch): after a restart, a stream's messages from the records and from the outbox's folder go out in this order. */
+  at: number;
 }
 
 export interface OutboxPublisher {
@@ -81,7 +83,7 @@ function isOutboxMessage(value: unknown): value is OutboxMessage {
   return (
     typeof m === 'object' && m !== null &&
     typeof m.id === 'string' && typeof m.exchange === 'string' && typeof m.routingKey === 'string' &&
-    typeof m.content === 'string' && typeof m.mandatory === 'boolean' && typeof m.stream === 'string'
+    typeof m.content === 'string' && typeof m.mandatory === 'boolean' && typeof m.stream === 'string' && typeof m.at === 'number'
   );
 }
 
@@ -178,8 +180,9 @@ export class Outbox {
     for (const message of messages) this.#enqueue(message, null, confirmed);
   }
 
-  /** Starts publishing (and goes on until stop()). */
+  /** Starts publishing (and goes on until stop()). What was loaded or held before goes out in the order it was made, stream by stream. */
   start(): void {
+    for (const entries of this.#streams.values()) entries.sort((a, b) => a.message.at - b.message.at);
     this.#running = true;
     this.#pump();
   }

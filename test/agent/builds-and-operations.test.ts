@@ -137,6 +137,24 @@ describe('builds', () => {
     driver.releaseSpawns();
   });
 
+  it("a placed build deleted during it, redelivered: only its create.error again (same id), never a reschedule of a deleted instance", async () => {
+    const h = await harness();
+    const driver = h.driver as FakeComputeDriver;
+    driver.holdSpawns();
+    const uuid = randomUUID();
+    const id = await h.build(buildBody(uuid, placed()));
+    await h.waitForEvent(uuid, 'create.start');
+    await h.operate({ kind: 'delete', uuid });
+    await h.settle();
+    await h.build(buildBody(uuid, placed()), id);
+    await h.settle();
+    const errors = h.publisher.published.filter((m) => m.body.uuid === uuid && m.body.event === 'create.error');
+    expect(errors.map((m) => m.id)).toEqual([answerId(id, 'create.error'), answerId(id, 'create.error')]);
+    expect(errors.map((m) => m.body)).toEqual([errors[0]!.body, errors[0]!.body]);
+    expect(h.publisher.published.filter((m) => m.kind === 'reschedule')).toEqual([]);
+    driver.releaseSpawns();
+  });
+
   it('a delete of a build still waiting for its slot: no create.start at all', async () => {
     const h = await harness({ defaults: ['max_concurrent_builds = 1'] });
     const driver = h.driver as FakeComputeDriver;
@@ -215,6 +233,18 @@ describe('operations', () => {
       expect.objectContaining({ action: 'reboot', state: 'error', fault: expect.objectContaining({ code: 'LIBVIRT_ERROR' }) }),
     ]);
     expect(h.core.instances.get(uuid)!.state).toBe('error');
+  });
+
+  it('a SOFT reboot of a stopped instance is refused with INSTANCE_NOT_RUNNING and leaves it stopped (nova refuses it too); HARD starts it', async () => {
+    const h = await harness();
+    const uuid = await active(h);
+    await h.operate({ kind: 'stop', uuid });
+    await h.operate({ kind: 'reboot', uuid, type: 'SOFT' });
+    expect(h.core.instances.get(uuid)).toMatchObject({ state: 'stopped', task: null });
+    await h.operate({ kind: 'reboot', uuid, type: 'HARD' });
+    await h.settle();
+    expect(h.event(uuid, 'action.error')!.body).toMatchObject({ action: 'reboot', state: 'stopped', fault: { code: 'INSTANCE_NOT_RUNNING' } });
+    expect(h.core.instances.get(uuid)).toMatchObject({ state: 'active' });
   });
 
   it('stop, start and reboot of an instance being built are refused at once with INSTANCE_BUSY; the build goes on', async () => {

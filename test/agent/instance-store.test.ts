@@ -37,7 +37,7 @@ function record(extra: Partial<InstanceRecord> = {}): InstanceRecord {
 
 function event(uuid: string, name: string): OutboxMessage {
   n += 1;
-  return { id: `5b0e2f4a-8c1d-4e7f-9a2b-${n.toString().padStart(12, '0')}`, exchange: 'novalet.events', routingKey: `instance.${uuid}.${name}`, content: '{}', mandatory: false, stream: uuid };
+  return { id: `5b0e2f4a-8c1d-4e7f-9a2b-${n.toString().padStart(12, '0')}`, exchange: 'novalet.events', routingKey: `instance.${uuid}.${name}`, content: '{}', mandatory: false, stream: uuid, at: n };
 }
 
 async function store(dir = tempDir()): Promise<InstanceStore> {

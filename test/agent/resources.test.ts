@@ -36,10 +36,13 @@ describe('resources', () => {
     expect(allocationRatios({ ...defaults, cpu_allocation_ratio: 0, ram_allocation_ratio: 1.5 })).toEqual({ cpu: 4, ram: 1.5, disk: 1 });
   });
 
-  it('counts building, active and stopped instances, not error, deleted or handed-back ones; running_vms counts all not deleted', () => {
-    const records = [record('a', 'active', 2, 512, 10), record('b', 'building'), record('c', 'stopped'), record('d', 'error', 8, 8192), record('e', 'deleted', 8), record('f', 'active', 8, 8192, 1, true)];
+  it('counts building, active, stopped and errored-after-running instances, not failed builds, deleted or handed-back ones; running_vms counts all not deleted', () => {
+    // d: a build that failed before its guest existed (no virt type): nothing held. g: a guest that crashed: held until deleted, as nova.
+    const failedBuild = { ...record('d', 'error', 8, 8192), virtType: null };
+    const crashed = record('g', 'error', 1, 256, 1);
+    const records = [record('a', 'active', 2, 512, 10), record('b', 'building'), record('c', 'stopped'), failedBuild, record('e', 'deleted', 8), record('f', 'active', 8, 8192, 1, true), crashed];
     const view = resourceView({ vcpus: 4, memoryMb: 4096, localGb: 100 }, records, { ...defaults, reserved_host_memory_mb: 512, reserved_host_disk_mb: 2048 });
-    expect(view).toMatchObject({ vcpus_used: 4, memory_mb_used: 512 + 1024, free_ram_mb: 4096 - 1536, local_gb_used: 2 + 12, free_disk_gb: 86, running_vms: 4 });
+    expect(view).toMatchObject({ vcpus_used: 5, memory_mb_used: 512 + 1280, free_ram_mb: 4096 - 1792, local_gb_used: 2 + 13, free_disk_gb: 85, running_vms: 5 });
   });
 
   it("refuses what does not fit with nova's words, and lets the allocation ratio overcommit vCPUs, never beyond the total for one instance", () => {

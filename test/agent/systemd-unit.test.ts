@@ -82,6 +82,10 @@ describe('deploy/novalet-compute.service', () => {
     expect(statePath.default).toBe('/var/lib/novalet');
   });
 
+  it('reloads with SIGHUP to the main process (systemctl reload), which the agent takes as a configuration reload', () => {
+    expect(one('Service', 'ExecReload')).toBe('/bin/kill -HUP $MAINPID');
+  });
+
   it('waits longer for a stop than graceful_shutdown_timeout allows the agent', () => {
     const graceful = OPTION_DEFINITIONS.find((option) => option.section === 'DEFAULT' && option.name === 'graceful_shutdown_timeout')!;
     expect(Number(one('Service', 'TimeoutStopSec'))).toBeGreaterThan(Number(graceful.default));
@@ -140,7 +144,7 @@ describe('deploy/novalet-compute.service', () => {
       expect(verify.status).toBe(0);
     } else {
       // Without systemd's tools, the directives the service relies on, as parsed (the tests above) and nothing unknown in [Service].
-      const known = new Set(['Type', 'NotifyAccess', 'ExecStart', 'Environment', 'Restart', 'RestartSec', 'StateDirectory', 'KillMode', 'TimeoutStartSec', 'TimeoutStopSec', 'StandardOutput', 'StandardError']);
+      const known = new Set(['Type', 'NotifyAccess', 'ExecStart', 'ExecReload', 'Environment', 'Restart', 'RestartSec', 'StateDirectory', 'KillMode', 'TimeoutStartSec', 'TimeoutStopSec', 'StandardOutput', 'StandardError']);
       expect([...unit.get('Service')!.keys()].filter((key) => !known.has(key))).toEqual([]);
     }
     if (existsSync('/run/systemd/system') && process.getuid?.() === 0) startsUnderSystemd();

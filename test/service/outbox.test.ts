@@ -33,7 +33,7 @@ function tempDir(): string {
 let n = 0;
 function message(stream: string, extra: Partial<OutboxMessage> = {}): OutboxMessage {
   n += 1;
-  return { id: `00000000-0000-4000-8000-${n.toString().padStart(12, '0')}`, exchange: 'novalet.events', routingKey: `instance.${stream}.e${n}`, content: `{"n":${n}}`, mandatory: false, stream, ...extra };
+  return { id: `00000000-0000-4000-8000-${n.toString().padStart(12, '0')}`, exchange: 'novalet.events', routingKey: `instance.${stream}.e${n}`, content: `{"n":${n}}`, mandatory: false, stream, at: n, ...extra };
 }
 
 /** A publisher whose broker is up or down, as the test says; it records what it confirmed, in order. */
@@ -136,6 +136,26 @@ describe('Outbox', () => {
     box.retryNow();
     await box.drained();
     expect(publisher.confirmed).toEqual([m.id]);
+  });
+
+  it("after a restart, one stream's messages from its owner's records and from the outbox's folder go out in the order they were made", async () => {
+    const dir = tempDir();
+    const down = new ScriptedPublisher();
+    down.up = false;
+    const before = outbox(dir, down);
+    const first = message('s');
+    const third = message('s');
+    await before.add([first, third]);
+    await before.stop();
+    const up = new ScriptedPublisher();
+    const after = outbox(dir, up);
+    // Held (from a record) before the folder is read, but made between the two.
+    const second = message('s', { at: first.at + 0.5 });
+    after.hold([second], () => undefined);
+    await after.load();
+    after.start();
+    await after.drained();
+    expect(up.confirmed).toEqual([first.id, second.id, third.id]);
   });
 
   it('held messages are confirmed back to their owner, who keeps them on disk itself', async () => {
