@@ -127,7 +127,8 @@ function libvirtXattrs(dir: string): string[] {
 
 describe('a download ended by a signal', () => {
   it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('%s while the image downloads: the partial image goes, exit 128+N', async (signal) => {
-    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    // glance's [import_filtering_opts] let this loopback image server in.
+    const { conf, state } = stateWith(['[libvirt]', 'virt_type = qemu', '[import_filtering_opts]', 'allowed_hosts = 127.0.0.1', 'allowed_ports ='].join('\n'));
     let firstByte: () => void = () => undefined;
     const sending = new Promise<void>((resolve) => (firstByte = resolve));
     // A byte every 100 ms, for ever: only the signal ends this download.
@@ -153,6 +154,50 @@ describe('a download ended by a signal', () => {
     } finally {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+/** The pids of `pid`'s children. */
+function childrenOf(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('the process an operator started, killed with SIGKILL', () => {
+  it('its relaunched child does not outlive it: it ends as on SIGTERM, removing its guest, domain and folder', async () => {
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    // Started plainly (descriptors 0–2 only), `run` relaunches itself (fork-safety.ts): the child does the work.
+    const run = start(['run', '--config-file', conf, ...kernelArgs('orphan')]);
+    await run.shows('NOVALET-TEST-GUEST-READY');
+    const parent = run.child.pid!;
+    const [child] = childrenOf(parent);
+    expect(child, 'the relaunched child').toBeDefined();
+    expect(qemuFor(state).length, 'its guest runs').toBe(1);
+    try {
+      // Only the parent: SIGKILL cannot be passed on, and the child is not signalled by anyone.
+      process.kill(parent, 'SIGKILL');
+      const deadline = Date.now() + 60_000;
+      while (alive(child!) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(alive(child!), 'the relaunched child ended').toBe(false);
+      await run.exit;
+      expect(run.stderr()).toContain('novalet run: interrupted by SIGTERM; the instance is removed.');
+      expectNothingLeft(state);
+    } finally {
+      if (alive(child!)) process.kill(child!, 'SIGKILL');
+      for (const pid of qemuFor(state)) process.kill(Number(pid), 'SIGKILL');
     }
   });
 });
