@@ -29,6 +29,7 @@ export class TimedOut extends Error {
  */
 export class CommandLifetime {
   readonly #controller = new AbortController();
+  readonly #signals: readonly NodeJS.Signals[];
   #limit: NodeJS.Timeout | null = null;
   readonly #onSignal = (signal: NodeJS.Signals): void => {
     if (!this.#controller.signal.aborted) this.#controller.abort(new Interrupted(signal));
@@ -39,8 +40,14 @@ export class CommandLifetime {
     if (error.code !== 'EIO' && error.code !== 'EPIPE') throw error;
   };
 
-  constructor() {
-    for (const name of ENDING_SIGNALS) process.on(name, this.#onSignal);
+  /**
+   * `signals`: the signals that end this command (all of ENDING_SIGNALS by
+   * default); a service that reloads its configuration on SIGHUP, as
+   * oslo.service does, leaves SIGHUP out and handles it itself.
+   */
+  constructor(options: { signals?: readonly NodeJS.Signals[] } = {}) {
+    this.#signals = options.signals ?? ENDING_SIGNALS;
+    for (const name of this.#signals) process.on(name, this.#onSignal);
     process.stdout.on('error', this.#onOutputError);
     process.stderr.on('error', this.#onOutputError);
   }
@@ -78,7 +85,7 @@ export class CommandLifetime {
   close(): void {
     if (this.#limit !== null) clearTimeout(this.#limit);
     this.#limit = null;
-    for (const name of ENDING_SIGNALS) process.off(name, this.#onSignal);
+    for (const name of this.#signals) process.off(name, this.#onSignal);
     process.stdout.off('error', this.#onOutputError);
     process.stderr.off('error', this.#onOutputError);
   }
