@@ -5,6 +5,7 @@ import { printable } from '../config/quote-for-message.js';
 import { CliUsageError } from './cli-usage-error.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 import { libvirtCallPool } from '../hypervisor/libvirt/call-pool.js';
+import { abandonedCalls, endProbes } from '../hypervisor/libvirt/abandoned-calls.js';
 
 /** A command returns its exit status; output is its own business. */
 export type Command = (args: string[]) => Promise<number>;
@@ -92,6 +93,13 @@ export async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (status) => {
     process.exitCode = status;
+    // A command ended by a signal or its --timeout may have stopped waiting for a libvirt call that
+    // cannot be interrupted (the first probe of QEMU): it is not waited for now either. What the
+    // command made is removed by then; the probe's QEMU is stopped, so that libvirt's call ends.
+    if (abandonedCalls() > 0) {
+      endProbes();
+      process.exit(status);
+    }
   },
   (err: unknown) => {
     // Not bad input: a bug. Show everything, line breaks kept, but no raw control characters.

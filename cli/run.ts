@@ -27,7 +27,9 @@ removes the instance when it ends.
   --arch ARCH            guest architecture (default this host's)
   --virt-type kvm|qemu   instead of [libvirt] virt_type
   --wait-for REGEX       stop with 0 once a console line matches
-  --timeout SECONDS      stop with 124 after this long
+  --timeout SECONDS      stop with 124 after this long, whatever the command
+                         is doing then (the download, libvirt's first probe
+                         of QEMU, the KVM self-test, the console)
 
 Exit status: 0 the guest powered off (or --wait-for matched), 124 timeout,
 128+N ended by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP), 1 the
@@ -98,13 +100,15 @@ export async function runRun(argv: string[]): Promise<number> {
   const valid = validateInstanceSpec(spec);
   const { loaded, log } = loadCliConfig(values);
   const lifetime = new CommandLifetime();
+  // From here on: the limit bounds the whole command, not only the console.
+  if (timeoutSeconds !== null) lifetime.limit(timeoutSeconds);
   try {
-    return await runInstance(valid, { config: loaded.values, log, lifetime, waitFor, timeoutSeconds });
+    return await runInstance(valid, { config: loaded.values, log, lifetime, waitFor });
   } catch (err) {
-    const interrupted = lifetime.interrupted;
-    if (interrupted === null) throw err;
-    say(`${interrupted.message}; nothing it had started is left.`);
-    return interrupted.exitStatus;
+    const ended = lifetime.ended;
+    if (ended === null) throw err;
+    say(`${ended.message}; nothing it had started is left.`);
+    return ended.exitStatus;
   } finally {
     lifetime.close();
   }
@@ -116,9 +120,9 @@ const say = (line: string): void => {
 
 async function runInstance(
   valid: ValidInstanceSpec,
-  options: { config: NovaletConfig; log: Logger; lifetime: CommandLifetime; waitFor: RegExp | null; timeoutSeconds: number | null },
+  options: { config: NovaletConfig; log: Logger; lifetime: CommandLifetime; waitFor: RegExp | null },
 ): Promise<number> {
-  const { lifetime, waitFor, timeoutSeconds, log } = options;
+  const { lifetime, waitFor, log } = options;
   const host = await assembleComputeHost({ config: options.config, purpose: 'command', selfTest: 'run', progress: progressReporter('run', log), signal: lifetime.signal });
   const { driver } = host;
   try {
@@ -132,7 +136,8 @@ async function runInstance(
       ending ??= e;
       stop.abort();
     };
-    const onInterrupt = () => end({ status: lifetime.interrupted?.exitStatus ?? 130, why: lifetime.interrupted?.message ?? 'interrupted' });
+    // A signal, or the --timeout limit.
+    const onInterrupt = () => end({ status: lifetime.ended?.exitStatus ?? 130, why: lifetime.ended?.message ?? 'interrupted' });
     if (lifetime.signal.aborted) onInterrupt();
     else lifetime.signal.addEventListener('abort', onInterrupt, { once: true });
     const unsubscribe = driver.onLifecycleEvent((event) => {
@@ -140,7 +145,6 @@ async function runInstance(
         end({ status: event.transition === 'stopped' ? 0 : 1, why: `the guest ${event.transition} (${event.detail})` });
       }
     });
-    const timer = timeoutSeconds === null ? null : setTimeout(() => end({ status: 124, why: `--timeout ${timeoutSeconds} s reached` }), timeoutSeconds * 1000);
     try {
       let launched;
       try {
@@ -162,7 +166,6 @@ async function runInstance(
         }
       }
     } finally {
-      if (timer) clearTimeout(timer);
       unsubscribe();
       lifetime.signal.removeEventListener('abort', onInterrupt);
       // Also after a failed or interrupted spawn: whatever part of the guest exists goes.

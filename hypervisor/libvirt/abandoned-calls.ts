@@ -6,9 +6,14 @@
  * must not wait for it. `untilAborted` lets the caller stop waiting at the
  * abort; the call goes on and is counted here until it ends, so that the
  * connection is not closed under it (compute-host.ts) and a command's
- * process exits without waiting for it (cli/main.ts). Ending the process
- * ends the call: libvirt's probing QEMU goes with its monitor.
+ * process exits without waiting for it (cli/main.ts). Node's exit still
+ * waits for a call thread inside a native call, so the exit first ends the
+ * probe: `endProbes` stops the QEMU that libvirt is probing in this
+ * process's embedded root, and libvirt's call then fails at once.
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { embeddedDriverState } from './embedded-driver-state.js';
 
 let abandoned = 0;
 
@@ -53,4 +58,40 @@ export function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefine
       },
     );
   });
+}
+
+/**
+ * Stops (SIGKILL) the QEMU processes libvirt runs to probe emulators in the
+ * embedded root this process holds (`-qmp unix:ROOT/lib/qemu/qmp-…`, as
+ * libvirt 9 to 11 start them), and returns their pids. Only this process
+ * probes in its root (libvirt's lock), so nobody else's work is touched;
+ * guests' QEMUs are never named so. Nothing when libvirt is not embedded here.
+ */
+export function endProbes(): number[] {
+  const root = embeddedDriverState().root;
+  if (root === null) return [];
+  const probing = `unix:${path.join(root, 'lib/qemu')}/qmp-`;
+  const stopped: number[] = [];
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return [];
+  }
+  for (const pid of pids) {
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (!path.basename(argv[0] ?? '').startsWith('qemu-system-') || !argv.some((arg) => arg.startsWith(probing))) continue;
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+      stopped.push(Number(pid));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return stopped;
 }

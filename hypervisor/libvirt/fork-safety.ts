@@ -26,6 +26,7 @@
  */
 import { spawn } from 'node:child_process';
 import { openSync, readdirSync, readlinkSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { NovaletError } from '../../config/novalet-error.js';
 
 /** The handshake pipe ends libvirt's intermediate child keeps: 3 and 4. */
@@ -47,6 +48,13 @@ export const FORK_SAFE_ENV = 'NOVALET_FORK_SAFE_FDS';
 
 /** The descriptors a fork-safe process has open on /dev/null. */
 export const RESERVED_FD_RANGE: readonly [number, number] = [3, 2 + RESERVED_FDS];
+
+/**
+ * In a relaunched process, the descriptor just above the reserved ones: one
+ * end of a socket pair whose other end only the parent holds. It reads
+ * end-of-file when the parent is gone, however it ended (SIGKILL included).
+ */
+export const PARENT_FD = RESERVED_FD_RANGE[1] + 1;
 
 function fdTarget(fd: number): string | null {
   try {
@@ -113,7 +121,10 @@ export function assertForkSafe(action: string): void {
  * status.
  */
 export async function runForkSafe(): Promise<number | null> {
-  if (hasForkSafeLayout()) return null;
+  if (hasForkSafeLayout()) {
+    if (process.env[FORK_SAFE_ENV] === '1') endWithParent();
+    return null;
+  }
   if (process.env[FORK_SAFE_ENV] === '1') {
     throw new NovaletError(
       'LIBVIRT_FORK_HAZARD',
@@ -123,7 +134,8 @@ export async function runForkSafe(): Promise<number | null> {
   }
   const devNull = openSync('/dev/null', 'r');
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-    stdio: ['inherit', 'inherit', 'inherit', ...Array.from({ length: RESERVED_FDS }, () => devNull)],
+    // 3 … 12 on /dev/null, then PARENT_FD: a socket pair with this process (see endWithParent).
+    stdio: ['inherit', 'inherit', 'inherit', ...Array.from({ length: RESERVED_FDS }, () => devNull), 'pipe'],
     env: { ...process.env, [FORK_SAFE_ENV]: '1' },
   });
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -137,6 +149,41 @@ export async function runForkSafe(): Promise<number | null> {
   } finally {
     for (const signal of signals) process.off(signal, forward);
   }
+}
+
+/**
+ * A relaunched process never outlives the process that relaunched it: when
+ * PARENT_FD reads end-of-file (the parent is gone, even killed with SIGKILL,
+ * which it cannot pass on), this process sends itself SIGTERM and so ends
+ * as on any stop, cleaning up what it started (cli/command-lifetime.ts).
+ *
+ * Why a pipe rather than prctl(PR_SET_PDEATHSIG): the end-of-file comes
+ * whenever the parent went, even before this process started listening
+ * (PDEATHSIG would need a getppid() check for that race); it needs no native
+ * call at start-up; and it does not hang on which thread forked the child
+ * (PDEATHSIG fires when that thread, not the process, ends). The descriptor
+ * is unref'd: it never keeps this process alive.
+ */
+function endWithParent(): void {
+  let parent: Socket;
+  try {
+    parent = new Socket({ fd: PARENT_FD, readable: true, writable: false });
+  } catch {
+    // Started by hand with the variable set but no such descriptor: there is no parent to follow.
+    return;
+  }
+  let gone = false;
+  const ended = (): void => {
+    if (gone) return;
+    gone = true;
+    parent.destroy();
+    process.kill(process.pid, 'SIGTERM');
+  };
+  parent.on('end', ended);
+  parent.on('close', ended);
+  parent.on('error', ended);
+  parent.resume();
+  parent.unref();
 }
 
 function signalNumber(signal: NodeJS.Signals): number | null {

@@ -5,6 +5,7 @@ import { buildDomainXml, domainNameFor } from '../instance/domain-xml.js';
 import { NovaletError } from '../../config/novalet-error.js';
 import type { SelfTestNotRun, SelfTestOutcome } from './self-test.js';
 import { waitForConsoleLine } from '../instance/console-follow.js';
+import { untilAborted } from '../libvirt/abandoned-calls.js';
 import type { LibvirtConnection } from '../libvirt/connection.js';
 import type { LibvirtDomain } from '../libvirt/domain.js';
 import { READY_MARKER, testGuestCmdline, testGuestFiles } from './test-guest.js';
@@ -43,6 +44,10 @@ export async function bootSelfTestGuest(options: {
   const started = Date.now();
   let domain: LibvirtDomain | null = null;
   try {
+    // In a fresh root libvirt probes the emulator on its first use (seconds): only that, which makes
+    // nothing, is left to run past an abort; the definition that follows is quick and always awaited.
+    const probed = options.connection.getDomainCapabilities({ emulatorbin: options.emulator, arch: options.arch, virttype: 'qemu' }).catch(() => '');
+    await untilAborted(probed, options.signal);
     try {
       domain = await options.connection.defineDomain(selfTestXml(options, 'kvm', consoleLog));
       await domain.create();

@@ -7,6 +7,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +24,9 @@ import { virtTypeHere, virtTypeWords } from '../support/this-host.js';
 beforeAll(() => {
   buildTestGuest();
 });
+
+/** glance's [import_filtering_opts] letting the tests' loopback image servers in. */
+const LOOPBACK_IMAGES = ['[import_filtering_opts]', 'allowed_hosts = 127.0.0.1', 'allowed_ports ='].join('\n');
 
 describe('novalet run', () => {
   it('says which virt type and why (as this host gives it), streams the console, exits 0 on --wait-for and leaves nothing', async () => {
@@ -71,14 +76,58 @@ describe('novalet run', () => {
     expect(leftovers(state)).toEqual([]);
   });
 
-  it('exits 124 on --timeout and leaves nothing', async () => {
+  it('exits 124 on --timeout while the guest runs, and leaves nothing', async () => {
     const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
-    const run = await runNovalet(['run', '--config-file', conf, ...kernelArgs('slow'), '--timeout', '2']);
+    // Long enough for a fresh root's probe and a boot under TCG on a loaded machine; the guest never ends by itself.
+    const run = await runNovalet(['run', '--config-file', conf, ...kernelArgs('slow'), '--timeout', '60']);
     expect(run.status).toBe(124);
-    expect(run.stderr).toContain('--timeout 2 s reached; the instance is removed.');
+    expect(run.stdout).toContain('NOVALET-TEST-GUEST-READY name=slow');
+    expect(run.stderr).toContain('--timeout 60 s reached; the instance is removed.');
     expect(qemuFor(state)).toEqual([]);
     expect(leftovers(state)).toEqual([]);
-  });
+  }, 180_000);
+
+  it('--timeout bounds an image download that never ends (a loopback server sending a byte every 100 ms)', async () => {
+    const { conf, state } = stateWith(['[libvirt]', 'virt_type = qemu', LOOPBACK_IMAGES].join('\n'));
+    let requests = 0;
+    const server = createServer((_request, response) => {
+      requests += 1;
+      response.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const timer = setInterval(() => response.write('x'), 100);
+      response.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/endless.qcow2`;
+      const started = Date.now();
+      const run = await runNovalet(['run', '--config-file', conf, '--image', url, '--checksum', `sha256:${'0'.repeat(64)}`, '--timeout', '15']);
+      const took = Date.now() - started;
+      expect(run.status, run.stderr).toBe(124);
+      expect(requests, 'the download had begun when the limit came').toBe(1);
+      expect(run.stderr).toContain('--timeout 15 s reached; nothing it had started is left.');
+      // The limit is the behaviour: reached, and not overrun by more than the clean-up (a wide margin on a loaded machine).
+      expect(took).toBeGreaterThanOrEqual(15_000);
+      expect(took).toBeLessThan(60_000);
+      const base = path.join(state, 'instances/_base');
+      expect(existsSync(base) ? readdirSync(base) : [], 'no partial image').toEqual([]);
+      expect(qemuFor(state)).toEqual([]);
+      expect(leftovers(state)).toEqual([]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }, 120_000);
+
+  it('--timeout bounds libvirt\'s first probe of QEMU in a new state folder: 124 at once, no probing QEMU left', async () => {
+    const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');
+    const run = await runNovalet(['run', '--config-file', conf, ...kernelArgs('probe'), '--timeout', '1']);
+    expect(run.status, run.stderr).toBe(124);
+    expect(run.stderr).toContain('--timeout 1 s reached; nothing it had started is left.');
+    expect(run.stdout).not.toContain('NOVALET-TEST-GUEST-READY');
+    // No QEMU of this state folder, guest or probe, outlives the command.
+    expect(qemuFor(state)).toEqual([]);
+    expect(leftovers(state)).toEqual([]);
+  }, 120_000);
 
   it('runs two at once, each on an embedded root of its own', async () => {
     const { conf, state } = stateWith('[libvirt]\nvirt_type = qemu');

@@ -6,9 +6,13 @@
  * file as every novalet command does, which makes libvirt's forked child use
  * descriptor 5 too. Vitest's forks log libvirt to stderr (test/libvirt-log.ts).
  */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { forkHazard, hasForkSafeLayout, libvirtChildFds, libvirtLogFiles } from '../../hypervisor/libvirt/fork-safety.js';
-import { processesMentioning, runNodeProgram, TEST_POOL_BASE } from './libvirt-test-support.js';
+import { onlyStdioThen, processesMentioning, REPO, runNodeProgram, TEST_POOL_BASE } from './libvirt-test-support.js';
 
 function startDomainProgram(relaunch: boolean, logOutputs = '3:file:/tmp/novalet-test-fork-safety-libvirt.log'): string {
   return `
@@ -100,4 +104,43 @@ describe('fork safety', () => {
   it('this vitest fork does not have the layout (so the relaunch is what gives it)', () => {
     expect(hasForkSafeLayout()).toBe(false);
   });
+
+  it('a relaunched process never outlives the one that relaunched it: killed with SIGKILL, the parent takes the child with it, by SIGTERM', async () => {
+    const mark = path.join(mkdtempSync(path.join(tmpdir(), 'novalet-parent-death-')), 'ended');
+    const program = `
+      const { runForkSafe } = await import('./dist/hypervisor/libvirt/fork-safety.js');
+      const code = await runForkSafe();
+      if (code !== null) process.exit(code);
+      const { writeFileSync } = await import('node:fs');
+      // As a command's lifetime does: SIGTERM is the clean way out.
+      process.on('SIGTERM', () => { writeFileSync(${JSON.stringify(mark)}, 'SIGTERM'); process.exit(143); });
+      console.log(JSON.stringify({ child: process.pid, parent: process.ppid }));
+      setInterval(() => undefined, 1000);
+    `;
+    const [file, ...args] = [...onlyStdioThen(''), process.execPath, '--input-type=module', '-e', program];
+    const parent = spawn(file!, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    let child = 0;
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        parent.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('\n')) resolve(out.split('\n')[0]!);
+        });
+        parent.on('exit', () => reject(new Error(`the parent ended first: ${out}`)));
+      });
+      const pids = JSON.parse(line) as { child: number; parent: number };
+      child = pids.child;
+      expect(pids.parent).toBe(parent.pid);
+      parent.kill('SIGKILL');
+      // A wide margin: the child learns it at once from its end of the socket pair.
+      const deadline = Date.now() + 20_000;
+      while (existsSync(`/proc/${child}`) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(existsSync(`/proc/${child}`), 'the relaunched child ended').toBe(false);
+      expect(readFileSync(mark, 'utf8')).toBe('SIGTERM');
+    } finally {
+      if (child !== 0 && existsSync(`/proc/${child}`)) process.kill(child, 'SIGKILL');
+      parent.kill('SIGKILL');
+    }
+  }, 60_000);
 });
