@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostCpuReport } from '../../hypervisor/cpu/host-report.js';
 import { processesMentioning } from '../libvirt/libvirt-test-support.js';
+import { hiddenKvmPrefix } from '../support/hidden-kvm.js';
 import { runNovalet, type RunResult } from '../support/run-novalet.js';
 import { virshOn, virtTypeHere } from '../support/this-host.js';
 
@@ -26,9 +27,7 @@ function conf(name: string, libvirt = ''): string {
 
 /** A prefix that runs the command with /dev/kvm hidden: KVM unusable, the fallback for real. */
 function hiddenKvm(): string[] {
-  const empty = path.join(state, 'empty');
-  writeFileSync(empty, '');
-  return ['unshare', '-m', 'sh', '-c', `mount --bind ${empty} /dev/kvm && exec "$@"`, 'sh'];
+  return hiddenKvmPrefix();
 }
 
 const attrs = (tag: string) => Object.fromEntries([...tag.matchAll(/(\w+)='([^']*)'/g)].map((m) => [m[1], m[2]]));

@@ -17,6 +17,7 @@ import { probeHost } from '../../hypervisor/host/probe.js';
 import { selfTestNotNeeded } from '../../hypervisor/virt-type/decision.js';
 import { buildTestGuest, TEST_GUEST_DIR } from '../guest/test-guest.js';
 import { onlyStdioThen } from '../libvirt/libvirt-test-support.js';
+import { hiddenKvmPrefix } from '../support/hidden-kvm.js';
 import { runNovalet, TOP } from '../support/run-novalet.js';
 import { guest, kernelArgs, leftovers, qemuFor, stateWith } from '../support/run-command-state.js';
 import { virtTypeHere, virtTypeWords } from '../support/this-host.js';
@@ -155,12 +156,7 @@ describe('novalet run', () => {
 });
 
 describe('/dev/kvm hidden in a private mount namespace', () => {
-  function hiddenKvm(): string[] {
-    const dir = mkdtempSync(path.join(tmpdir(), 'novalet-nokvm-'));
-    const empty = path.join(dir, 'empty');
-    writeFileSync(empty, '');
-    return ['unshare', '-m', 'sh', '-c', `mount --bind ${empty} /dev/kvm && exec "$@"`, 'sh'];
-  }
+  const hiddenKvm = hiddenKvmPrefix;
 
   it('with fallback_virt_type empty, the build fails with the classic fault and nothing is left', async () => {
     const { conf, state } = stateWith('[libvirt]\nfallback_virt_type =');

@@ -9,6 +9,7 @@ import type { HostProbe } from '../../hypervisor/host/facts.js';
 import type { KvmVerdict } from '../../messaging/contracts/kvm-verdict.js';
 import { decideVirtType, selfTestNotNeeded } from '../../hypervisor/virt-type/decision.js';
 import { buildTestGuest, TEST_GUEST_DIR } from '../guest/test-guest.js';
+import { hiddenKvmPrefix } from '../support/hidden-kvm.js';
 import { runNovalet, TOP } from '../support/run-novalet.js';
 import { virshOn, virtTypeHere } from '../support/this-host.js';
 
@@ -151,12 +152,8 @@ describe('novalet validate on this machine', () => {
   });
 
   it('names the hidden /dev/kvm when a regular file is bind-mounted over it in a private mount namespace', async () => {
-    // An empty regular file bind-mounted over /dev/kvm: what a container passing a wrong file would show.
-    const dir = mkdtempSync(path.join(tmpdir(), 'novalet-nokvm-'));
-    const empty = path.join(dir, 'empty');
-    writeFileSync(empty, '');
-    const script = `mount --bind ${empty} /dev/kvm && exec "$@"`;
-    const run = await runNovalet(['validate', '--json', '--config-file', SAMPLE], { prefix: ['unshare', '-m', 'sh', '-c', script, 'sh'] });
+    // An empty regular file at /dev/kvm: what a container passing a wrong file would show.
+    const run = await runNovalet(['validate', '--json', '--config-file', SAMPLE], { prefix: hiddenKvmPrefix() });
     expect(run.stderr).toBe('');
     const report = JSON.parse(run.stdout) as Report;
     expect(report.kvm.reasons.map((r) => r.code)).toContain('KVM_DEVICE_NOT_CHAR');
