@@ -7,6 +7,7 @@
  * download, qemu-img), and the caller turns an abort into the signal's reason.
  */
 import { access, chmod, constants, copyFile, mkdir, rm, stat } from 'node:fs/promises';
+import { asDiskFull } from '../../config/disk-full.js';
 import path from 'node:path';
 import { configuredMachineType } from '../../config/effective-values.js';
 import { maskUrlCredentials } from '../../config/mask-credentials.js';
@@ -108,7 +109,9 @@ export async function prepareInstance(
     await Promise.all([
       kernelFrom && kernel ? copyFile(kernelFrom, kernel, constants.COPYFILE_FICLONE) : null,
       ramdiskFrom && ramdisk ? copyFile(ramdiskFrom, ramdisk, constants.COPYFILE_FICLONE) : null,
-    ]);
+    ]).catch((err: unknown) => {
+      throw asDiskFull(err, dir, 'the copies of the kernel and ramdisk');
+    });
     signal?.throwIfAborted();
     // copyFile keeps the source's mode; the copies are as private as the disk.
     await Promise.all([kernel, ramdisk].map((f) => (f ? chmod(f, modes.file) : null)));

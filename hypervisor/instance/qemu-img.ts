@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import path from 'node:path';
+import { diskFull } from '../../config/disk-full.js';
 import { NovaletError } from '../../config/novalet-error.js';
 
 const run = promisify(execFile);
@@ -41,6 +43,9 @@ export async function createOverlay(base: string, baseFormat: string, overlay: s
     await run(QEMU_IMG, args, signal ? { signal } : {});
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
-    throw new QemuImgError(`create the overlay ${overlay}`, (err as { stderr?: string }).stderr || (err as Error).message);
+    const words = (err as { stderr?: string }).stderr || (err as Error).message;
+    // qemu-img says ENOSPC in strerror's words: the file system is full, not qemu-img broken.
+    if (/No space left on device|Disk quota exceeded/.test(words)) throw diskFull(path.dirname(overlay), `the overlay ${overlay}`);
+    throw new QemuImgError(`create the overlay ${overlay}`, words);
   }
 }
