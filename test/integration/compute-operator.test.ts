@@ -6,6 +6,8 @@
  *   starts, lists, reports and builds; the file is moved aside and /healthz
  *   says degraded naming it. Before (ef5a7f7) list and /v1/instances failed
  *   with 500, reports stopped and builds were dead-lettered HANDLER_FAILED.
+ *   It also declares novalet.scheduler, where its reschedules go (trial
+ *   point 3: before, nobody declared it and reschedules vanished).
  * - a delete of an instance whose image download trickles for ever (trial
  *   point 7) ends the build at once (create.error
  *   INSTANCE_DELETED_DURING_BUILD) and answers delete.end; before, the
@@ -122,6 +124,8 @@ describe('novalet compute as an operator meets it', () => {
     expect(body.reasons.join(' ')).toContain(file);
     expect((await api().get('/v1/instances')).status).toBe(200);
     expect(await client.list(host)).toEqual([]);
+    // The compute host declares the schedulers' queue, which its reschedules go to (trial point 3): nothing else here does.
+    expect(await client.depth('novalet.scheduler')).toBe(0);
 
     // Reports keep coming: the schedulers do not mark the host down.
     const seen = client.reports(host).length;
