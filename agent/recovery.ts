@@ -54,63 +54,76 @@ export async function recoverInstances(driver: ComputeDriver, instances: Compute
   const result: RecoveryResult = { rebuild: [], failed: [], adopted: [], lost: [], finished: [], unrecorded: [] };
   const recorded = new Set(records.map((r) => r.uuid));
   for (const domain of domains) if (!recorded.has(domain.uuid)) result.unrecorded.push(domain);
-  const { messages } = instances;
-
   for (const record of records) {
-    const { uuid } = record;
-    const domain = byUuid.get(uuid);
-    const requestId = record.request?.id;
-    const { request: _request, ...rest } = record;
-    if (isGone(record)) {
-      // Its delete or hand-back was recorded; a domain left by a crash in between goes.
-      if (domain) await driver.destroy(uuid);
-      continue;
-    }
-    if (record.task === 'deleting') {
-      await driver.destroy(uuid);
-      await instances.change(rest, { state: 'deleted', task: null }, [messages.event({ event: 'delete.end', uuid, state: 'deleted' }, requestId)]);
-      result.finished.push(uuid);
-      continue;
-    }
-    if (record.state === 'building') {
-      // Whatever the interrupted build made (a domain, a folder) goes; the build starts again.
-      await driver.destroy(uuid);
-      if (record.origin) {
-        result.rebuild.push(record);
-        continue;
-      }
-      const f = fault('BUILD_INTERRUPTED', 'The build was interrupted by a restart of the compute service, and its request is not on record to build it again.', 'Delete the instance and build it again.');
-      await instances.change(rest, { state: 'error', task: null, fault: f }, [messages.event({ event: 'create.error', uuid, state: 'error', fault: wireFault(f), will_retry: false })]);
-      result.failed.push(uuid);
-      continue;
-    }
-    if (record.state === 'error' && record.task === null) continue;
-    if (!domain) {
-      const f = fault('DOMAIN_LOST', `The instance was ${record.state} but the hypervisor has no domain for it any more.`, 'Delete the instance and build it again.');
-      const out: OutboxMessage[] = [messages.event({ event: 'power.off', uuid, state: 'error', fault: wireFault(f) })];
-      if (requestId && record.request) out.push(messages.event({ event: 'action.error', uuid, state: 'error', action: record.request.kind, fault: wireFault(f) }, requestId));
+    try {
+      await recoverOne(record, byUuid.get(record.uuid), driver, instances, log, result);
+    } catch (err) {
+      // One instance libvirt cannot settle never stops the service: it is ERROR with why, and answered.
+      const f = faultOf(err);
+      log.error({ uuid: record.uuid, code: f.code }, `recovery could not settle this instance: ${f.message}`);
+      const { request: _request, ...rest } = record;
+      const out: OutboxMessage[] = record.request ? [instances.messages.event({ event: 'action.error', uuid: record.uuid, state: 'error', action: record.request.kind, fault: wireFault(f) }, record.request.id)] : [];
       await instances.change(rest, { state: 'error', task: null, fault: f }, out);
-      result.lost.push(uuid);
-      continue;
+      result.lost.push(record.uuid);
     }
-    if (record.task !== null && record.request) {
-      await finishTask(driver, instances, rest, record, domain, log);
-      result.finished.push(uuid);
-      result.adopted.push(uuid);
-      continue;
-    }
-    const state = running(domain) ? 'active' : 'stopped';
-    if (state !== record.state || record.task !== null) {
-      const changed: OutboxMessage[] = state === record.state ? [] : [messages.event(state === 'active' ? { event: 'power.on', uuid, state } : { event: 'power.off', uuid, state })];
-      await instances.change(rest, { state, task: null }, changed);
-      if (record.task !== null) result.finished.push(uuid);
-    }
-    result.adopted.push(uuid);
   }
   if (result.unrecorded.length > 0) {
     log.warn({ domains: result.unrecorded.map((d) => d.uuid) }, 'domains of novalet that no instance record names: reported, left running');
   }
   return result;
+}
+
+/** One record against its domain: see the file's comment for the outcomes. */
+async function recoverOne(record: InstanceRecord, domain: DriverInstance | undefined, driver: ComputeDriver, instances: ComputeInstances, log: Logger, result: RecoveryResult): Promise<void> {
+  const { messages } = instances;
+  const { uuid } = record;
+  const requestId = record.request?.id;
+  const { request: _request, ...rest } = record;
+  if (isGone(record)) {
+    // Its delete or hand-back was recorded; a domain left by a crash in between goes.
+    if (domain) await driver.destroy(uuid);
+    return;
+  }
+  if (record.task === 'deleting') {
+    await driver.destroy(uuid);
+    await instances.change(rest, { state: 'deleted', task: null }, [messages.event({ event: 'delete.end', uuid, state: 'deleted' }, requestId)]);
+    result.finished.push(uuid);
+    return;
+  }
+  if (record.state === 'building') {
+    // Whatever the interrupted build made (a domain, a folder) goes; the build starts again.
+    await driver.destroy(uuid);
+    if (record.origin) {
+      result.rebuild.push(record);
+      return;
+    }
+    const f = fault('BUILD_INTERRUPTED', 'The build was interrupted by a restart of the compute service, and its request is not on record to build it again.', 'Delete the instance and build it again.');
+    await instances.change(rest, { state: 'error', task: null, fault: f }, [messages.event({ event: 'create.error', uuid, state: 'error', fault: wireFault(f), will_retry: false })]);
+    result.failed.push(uuid);
+    return;
+  }
+  if (record.state === 'error' && record.task === null) return;
+  if (!domain) {
+    const f = fault('DOMAIN_LOST', `The instance was ${record.state} but the hypervisor has no domain for it any more.`, 'Delete the instance and build it again.');
+    const out: OutboxMessage[] = [messages.event({ event: 'power.off', uuid, state: 'error', fault: wireFault(f) })];
+    if (requestId && record.request) out.push(messages.event({ event: 'action.error', uuid, state: 'error', action: record.request.kind, fault: wireFault(f) }, requestId));
+    await instances.change(rest, { state: 'error', task: null, fault: f }, out);
+    result.lost.push(uuid);
+    return;
+  }
+  if (record.task !== null && record.request) {
+    await finishTask(driver, instances, rest, record, domain, log);
+    result.finished.push(uuid);
+    result.adopted.push(uuid);
+    return;
+  }
+  const state = running(domain) ? 'active' : 'stopped';
+  if (state !== record.state || record.task !== null) {
+    const changed: OutboxMessage[] = state === record.state ? [] : [messages.event(state === 'active' ? { event: 'power.on', uuid, state } : { event: 'power.off', uuid, state })];
+    await instances.change(rest, { state, task: null }, changed);
+    if (record.task !== null) result.finished.push(uuid);
+  }
+  result.adopted.push(uuid);
 }
 
 /** A stop, start or reboot a crash interrupted, finished as it was asked, and answered under its request's ids. */

@@ -78,7 +78,8 @@ export async function sweepLeftovers(places: SweepPlaces): Promise<SweepResult> 
       }
       const owner = parseOwner(metadata);
       if (!isLeftover(owner, places.bootId)) continue;
-      await domain.remove();
+      // One that libvirt cannot remove now is tried again by the next sweep; it never stops a start.
+      if (!(await domain.remove().then(() => true, () => false))) continue;
       result.domains.push(domain.name);
       if (owner.kind === 'command') {
         const folder = path.join(places.commandInstancesPath, domain.uuid);

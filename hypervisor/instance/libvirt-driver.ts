@@ -217,7 +217,8 @@ export class LibvirtDriver implements ComputeDriver {
       await domain.create();
       signal?.throwIfAborted();
     } catch (err) {
-      await domain?.remove();
+      // The launch's own failure is what the caller needs to hear; a removal that fails too leaves the domain to the next delete.
+      await domain?.remove().catch(() => undefined);
       await rm(this.instanceDir(spec.uuid), { recursive: true, force: true });
       throw asKvmFault(err, def.virtType, host.verdict);
     } finally {

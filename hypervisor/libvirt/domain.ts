@@ -110,13 +110,15 @@ export class LibvirtDomain {
   async remove(): Promise<void> {
     try {
       if (await this.isActive()) await this.destroy();
-    } catch {
-      // Gone already: nothing to stop.
+    } catch (error) {
+      // Gone already, or stopped meanwhile: nothing to stop. Anything else (a job that never ends) is the caller's to hear.
+      if (!isGoneAlready(error)) throw error;
     }
     try {
       await this.undefine();
-    } catch {
-      // Transient, or undefined already.
+    } catch (error) {
+      // Transient (gone once stopped), or undefined already.
+      if (!isGoneAlready(error)) throw error;
     }
   }
 
@@ -183,4 +185,9 @@ export class LibvirtDomain {
     unfreed.unregister(this);
     await native.domainFree(address).catch(() => undefined);
   }
+}
+
+/** libvirt's words for a domain that is not there (any more) or not running: what remove() takes as done. */
+function isGoneAlready(error: unknown): boolean {
+  return isLibvirtError(error, 'VIR_ERR_NO_DOMAIN') || isLibvirtError(error, 'VIR_ERR_OPERATION_INVALID');
 }

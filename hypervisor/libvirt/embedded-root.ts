@@ -6,6 +6,9 @@
 import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { NovaletError } from '../../config/novalet-error.js';
+import { embeddedDriverState } from './embedded-driver-state.js';
+import { embeddedRootHolder } from './embedded-root-lock.js';
+import { clearInterruptedStarts } from './embedded-root-stuck-starts.js';
 
 /**
  * DIR/etc/qemu.conf as these hosts need it (ENVIRONMENT.md):
@@ -58,7 +61,9 @@ export function embeddedRootOf(uri: string): string | null {
 
 /**
  * Creates DIR and DIR/etc/qemu.conf (only rewriting the file when its content
- * differs, atomically) and returns the URI to open. DIR must be absolute.
+ * differs, atomically), clears the starts a kill left half-way when no
+ * process holds the root (embedded-root-stuck-starts.ts), and returns the
+ * URI to open. DIR must be absolute.
  */
 export async function prepareEmbeddedRoot(dir: string): Promise<string> {
   if (!path.isAbsolute(dir)) {
@@ -85,5 +90,7 @@ export async function prepareEmbeddedRoot(dir: string): Promise<string> {
       'Run novalet as root, or choose a directory it may create and write.',
     );
   }
+  // Never for the root this process embeds already: asking who holds it would drop libvirt's own lock (embedded-root-lock.ts).
+  if (embeddedDriverState().root !== dir && embeddedRootHolder(dir) === null) clearInterruptedStarts(dir);
   return embeddedUri(dir);
 }

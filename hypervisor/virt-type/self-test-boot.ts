@@ -71,7 +71,8 @@ export async function bootSelfTestGuest(options: {
     };
   } finally {
     if (domain) {
-      await domain.remove();
+      // Clean-up: the self-test's own outcome is what is reported.
+      await domain.remove().catch(() => undefined);
       domain.free();
     }
     await rm(dir, { recursive: true, force: true });
@@ -90,7 +91,7 @@ async function tcgControl(options: { connection: LibvirtConnection; guestDir: st
     return err.message;
   } finally {
     if (control) {
-      await control.remove();
+      await control.remove().catch(() => undefined);
       control.free();
     }
   }

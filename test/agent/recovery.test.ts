@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { InstanceRecord } from '../../agent/instance-record.js';
 import { recoverInstances } from '../../agent/recovery.js';
 import { createLogger } from '../../config/logger.js';
+import { NovaletError } from '../../config/novalet-error.js';
 import { validateInstanceSpec } from '../../hypervisor/compute-driver.js';
 import { answerId } from '../../service/message-ids.js';
 import { AgentHarness } from '../support/agent-harness.js';
@@ -104,5 +105,25 @@ describe('recoverInstances', () => {
     expect(h.event(spec(9).uuid, 'power.on')!.id).toBe(answerId(ids.start, 'power.on'));
     expect(await driver.state(spec(10).uuid)).toBe('running');
     expect(h.event(spec(10).uuid, 'reboot.end')).toMatchObject({ id: answerId(ids.reboot, 'reboot.end'), body: { type: 'HARD', requested_type: 'SOFT', state: 'active' } });
+  });
+
+  it('an instance the hypervisor cannot settle is ERROR with why (its request answered action.error); the others are recovered and the service starts', async () => {
+    const { h, driver, store } = await setUp();
+    const stuck = { id: '44444444-8c1d-4e7f-9a2b-3c4d5e6f7a8b', kind: 'delete' as const };
+    driver.addGuest(spec(11));
+    await store.commit(recordOf(11, { task: 'deleting', request: stuck }));
+    driver.addGuest(spec(12));
+    await store.commit(recordOf(12, { state: 'stopped' }));
+    const destroy = driver.destroy.bind(driver);
+    driver.destroy = async (uuid) => {
+      if (uuid === spec(11).uuid) throw new NovaletError('LIBVIRT_ERROR', 'libvirt could not destroy the domain: Timed out during operation: cannot acquire state change lock.', 'Look at libvirt.');
+      return destroy(uuid);
+    };
+    const result = await recoverInstances(driver, h.core.instances, log);
+    await h.settle();
+    expect(store.get(spec(11).uuid)).toMatchObject({ state: 'error', task: null, fault: { code: 'LIBVIRT_ERROR' } });
+    expect(h.event(spec(11).uuid, 'action.error')).toMatchObject({ id: answerId(stuck.id, 'action.error'), body: { action: 'delete', state: 'error' } });
+    expect(result.adopted).toContain(spec(12).uuid);
+    expect(store.get(spec(12).uuid)?.state).toBe('active');
   });
 });
