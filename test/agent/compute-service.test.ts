@@ -22,6 +22,7 @@ import { Broker } from '../../messaging/broker.js';
 import { brokerOptionsFrom } from '../../messaging/broker-options.js';
 import type { ServiceStatus } from '../../messaging/contracts/capability-report.js';
 import { answerId } from '../../service/message-ids.js';
+import { buildBody } from '../support/agent-harness.js';
 import { BusClient } from '../support/bus-client.js';
 import { FAKE_CAPABILITIES, FakeComputeDriver } from '../support/fake-compute-driver.js';
 import { startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
@@ -86,17 +87,7 @@ async function startService(config: NovaletConfig, driver = new FakeComputeDrive
   return { service, broker, driver, metrics };
 }
 
-function build(uuid: string, extra: Record<string, unknown> = {}, flavor: Record<string, unknown> = {}) {
-  return {
-    instance: {
-      uuid,
-      name: `vm-${uuid.slice(0, 4)}`,
-      flavor: { name: 'm1.tiny', vcpus: 1, memory_mb: 256, root_gb: 1, extra_specs: {}, ...flavor },
-      image: { kernel: { name: 'vmlinuz' }, cmdline: 'console=ttyS0', properties: {} },
-    },
-    ...extra,
-  };
-}
+const build = buildBody;
 
 const newHost = () => `svc-${randomUUID().slice(0, 8)}`;
 

@@ -24,6 +24,7 @@ import { Broker, type PublishOptions } from '../../messaging/broker.js';
 import { brokerOptionsFrom } from '../../messaging/broker-options.js';
 import { ComputeClient, ComputeReplyError, type ComputeInstanceView } from '../../messaging/compute-client.js';
 import { validateCapabilityReport } from '../../messaging/contracts/capability-report-check.js';
+import { buildBody } from '../support/agent-harness.js';
 import { BusClient } from '../support/bus-client.js';
 import { FAKE_CAPABILITIES, FakeComputeDriver } from '../support/fake-compute-driver.js';
 import { startRabbitMq, type RabbitMqHandle } from '../support/rabbitmq.js';
@@ -82,16 +83,6 @@ async function startService(host: string) {
   return { service, driver };
 }
 
-function buildBody(uuid: string, flavor: Record<string, unknown> = {}) {
-  return {
-    instance: {
-      uuid,
-      name: `vm-${uuid.slice(0, 4)}`,
-      flavor: { name: 'm1.tiny', vcpus: 1, memory_mb: 256, root_gb: 1, extra_specs: {}, ...flavor },
-      image: { kernel: { name: 'vmlinuz' }, cmdline: 'console=ttyS0', properties: {} },
-    },
-  };
-}
 
 const newHost = () => `cli-${randomUUID().slice(0, 8)}`;
 
@@ -215,7 +206,7 @@ describe('ComputeClient', () => {
     const { received } = await responder(host, () => reply({ ok: true, result: {} }));
     const sent = clientBroker.published.length;
     await expect(client.delete(host, 'not-a-uuid')).rejects.toMatchObject({ code: 'INSTANCE_SPEC_INVALID', message: expect.stringContaining("body.uuid is the string 'not-a-uuid'") });
-    await expect(client.build(host, buildBody(randomUUID(), { memory_mb: 1 }))).rejects.toMatchObject({ code: 'INSTANCE_SPEC_INVALID', message: expect.stringContaining('body.instance.flavor.memory_mb is 1') });
+    await expect(client.build(host, buildBody(randomUUID(), {}, { memory_mb: 1 }))).rejects.toMatchObject({ code: 'INSTANCE_SPEC_INVALID', message: expect.stringContaining('body.instance.flavor.memory_mb is 1') });
     await expect(client.console(host, randomUUID(), { lines: 0 })).rejects.toMatchObject({ code: 'INSTANCE_SPEC_INVALID', message: expect.stringContaining('body.lines is 0') });
     await expect(client.reboot(host, randomUUID(), 'soft' as 'SOFT')).rejects.toMatchObject({ code: 'INSTANCE_SPEC_INVALID', message: expect.stringContaining('body.type') });
     await expect(client.list('compute.*')).rejects.toMatchObject({ code: 'AMQP_NAME_INVALID' });
