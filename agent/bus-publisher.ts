@@ -11,6 +11,7 @@ import type { DeadLetterCode } from '../messaging/contracts/dead-letter.js';
 import type { Fault } from '../messaging/contracts/fault.js';
 import { encodeEnvelope, makeEnvelope, REPLY_KIND, REPORT_KIND } from '../messaging/envelope.js';
 import { computeQueue, EVENT_EXCHANGE, reportKey } from '../messaging/topology.js';
+import { answerId } from '../service/message-ids.js';
 import type { OutboxMessage } from '../service/outbox.js';
 
 export class BusPublisher {
@@ -33,11 +34,18 @@ export class BusPublisher {
     return this.broker.publish(EVENT_EXCHANGE, reportKey(this.host), encodeEnvelope(makeEnvelope(REPORT_KIND, report)));
   }
 
-  /** The answer to a call, when the request asked for one (reply_to set). */
-  async reply(delivery: Delivery, answer: { ok: true; result: unknown } | { ok: false; error: Fault }): Promise<void> {
+  /**
+   * The answer to a call (reply_to set), under an id derived from the call's
+   * (`requestId`): a call redelivered after a crash is answered again, and
+   * the repeat is recognisable. Not kept on disk: the call itself is acknowledged only
+   * once its reply is confirmed, so the call is what survives a crash.
+   */
+  async reply(delivery: Delivery, answer: { ok: true; result: unknown } | { ok: false; error: Fault }, requestId: string): Promise<void> {
     const { replyTo, correlationId } = delivery.properties;
     if (!replyTo) return;
-    await this.broker.publish('', replyTo, encodeEnvelope(makeEnvelope(REPLY_KIND, answer)), {
+    const id = answerId(requestId, REPLY_KIND);
+    await this.broker.publish('', replyTo, encodeEnvelope(makeEnvelope(REPLY_KIND, answer, id)), {
+      messageId: id,
       ...(correlationId !== undefined ? { correlationId } : {}),
       // A reply nobody waits for any more should not sit in a queue for ever.
       persistent: false,

@@ -286,7 +286,7 @@ export class ComputeService {
       (result) => ({ ok: true as const, result }),
       (err: unknown) => ({ ok: false as const, error: wireFault(faultOf(err)) }),
     );
-    await this.#publisher.reply(delivery, answer);
+    await this.#publisher.reply(delivery, answer, id);
   }
 
   /** show, list, console: answered from the records in memory, never behind a build or an operation. */

@@ -246,6 +246,11 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(JSON.stringify(console.result)).toContain('NOVALET-TEST-GUEST-READY');
     const missing = await client.call(host, 'show', { uuid: randomUUID() });
     expect(missing).toMatchObject({ ok: false, error: { code: 'INSTANCE_NOT_FOUND' } });
+    // A call delivered twice (as after a crash before its ack) is answered twice under one id: the repeat is recognisable.
+    const id = randomUUID();
+    const [first, again] = [await client.callEnvelope(host, 'show', { uuid }, id), await client.callEnvelope(host, 'show', { uuid }, id)];
+    expect(first.envelope.id).toBe(answerId(id, 'reply'));
+    expect(again.envelope.id).toBe(first.envelope.id);
   });
 
   it('a delete sent during the build wins: the build stops at once with create.error (INSTANCE_DELETED_DURING_BUILD), then delete.end', async () => {

@@ -81,6 +81,11 @@ export class BusClient {
 
   /** A call: the reply's envelope body. */
   async call(host: string, kind: string, body: unknown, timeoutMs = 15_000): Promise<{ ok: boolean; result?: unknown; error?: { code: string; message: string; remedy: string } }> {
+    return (await this.callEnvelope(host, kind, body, randomUUID(), timeoutMs)).envelope.body as never;
+  }
+
+  /** A call under envelope id `id` (the same id twice is a redelivery, as the broker makes one); the whole reply. */
+  async callEnvelope(host: string, kind: string, body: unknown, id: string, timeoutMs = 15_000): Promise<BusMessage> {
     const correlationId = randomUUID();
     const reply = new Promise<BusMessage>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no reply to ${kind} in ${timeoutMs} ms`)), timeoutMs);
@@ -89,7 +94,6 @@ export class BusClient {
         resolve(m);
       });
     });
-    const id = randomUUID();
     this.channel.publish('novalet', `compute.${host}`, Buffer.from(JSON.stringify({ version: 1, kind, id, sent_at: new Date().toISOString(), body })), {
       contentType: 'application/json',
       deliveryMode: 2,
@@ -100,7 +104,7 @@ export class BusClient {
     await this.channel.waitForConfirms();
     const m = await reply;
     expectKind(m, 'reply');
-    return m.envelope.body as never;
+    return m;
   }
 
   /** The `list` call's instances. */
