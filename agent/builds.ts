@@ -187,8 +187,10 @@ export class Builds {
         this.ctx.changed();
         const launched = await instances.driver.spawn(valid, { signal });
         const image = launched.image ? { source: valid.image?.source ?? '', sha256: launched.image.sha256 } : record.image;
-        const end = instances.messages.event({ event: 'create.end', uuid, state: 'active', virt_type: launched.virtType, virt_type_reason: launched.virtTypeReason }, messageId);
-        record = await instances.change(record, { state: 'active', task: null, virtType: launched.virtType, virtTypeReason: launched.virtTypeReason, image, origin: { ...record.origin!, answered: 'create.end' } }, [end]);
+        const endBody = { event: 'create.end', uuid, state: 'active', virt_type: launched.virtType, virt_type_reason: launched.virtTypeReason } as const;
+        const ends = [messageId, ...repeatsOf(instances.get(uuid) ?? record)].map((id) => instances.messages.event(endBody, id));
+        const current = instances.get(uuid) ?? record;
+        record = await instances.change(current, { state: 'active', task: null, virtType: launched.virtType, virtTypeReason: launched.virtTypeReason, image, origin: { ...current.origin!, answered: 'create.end' } }, ends);
       }, signal);
     } catch (err) {
       if (signal.aborted && !(signal.reason instanceof DeletedDuringBuild)) throw signal.reason;
@@ -199,7 +201,8 @@ export class Builds {
         metrics.buildFailed(seconds, fault.code);
         log.info({ uuid }, 'the build was stopped: its instance was deleted during it');
         const current = instances.get(uuid) ?? record;
-        await instances.change(current, { fault, origin: { ...current.origin!, answered: 'create.error' } }, [this.#deletedDuringBuild(uuid, fault, messageId)]);
+        const answers = [messageId, ...repeatsOf(current)].map((id) => this.#deletedDuringBuild(uuid, fault, id));
+        await instances.change(current, { fault, origin: { ...current.origin!, answered: 'create.error' } }, answers);
         return;
       }
       metrics.buildFailed(seconds, faultOf(err).code);
@@ -215,13 +218,15 @@ export class Builds {
   }
 
   /** A build that failed here: ERROR with the fault and `create.error`; a placed one goes back to the schedulers with it. */
-  async #failed(record: InstanceRecord, body: BuildBody, fault: InstanceFault): Promise<void> {
+  async #failed(taken: InstanceRecord, body: BuildBody, fault: InstanceFault): Promise<void> {
     const { instances, log } = this.ctx;
+    const record = instances.get(taken.uuid) ?? taken;
     const messageId = record.origin!.messageId;
     const placed = body.request !== undefined;
     log.warn({ uuid: record.uuid, code: fault.code, placed }, `build failed: ${fault.message}`);
     if (fault.code === 'DISK_FULL') this.diskFull = { at: fault.at, message: fault.message };
-    const messages = this.#failureMessages(body, fault, messageId);
+    // Other build messages that came during the build get its create.error under their own ids (one reschedule only).
+    const messages = this.#failureMessages(body, fault, messageId, repeatsOf(record));
     const origin = { ...record.origin!, answered: 'create.error' as const, ...(placed ? { rescheduledAt: new Date().toISOString() } : {}) };
     try {
       await instances.change(record, { state: 'error', task: null, fault, origin }, messages);
@@ -240,11 +245,11 @@ export class Builds {
     return this.ctx.instances.messages.event({ event: 'create.error', uuid, state: 'error', fault: wireFault(fault), will_retry: false }, messageId);
   }
 
-  #failureMessages(body: BuildBody, fault: InstanceFault, messageId: string): OutboxMessage[] {
+  #failureMessages(body: BuildBody, fault: InstanceFault, messageId: string, repeats: readonly string[] = []): OutboxMessage[] {
     const { messages, host } = this.ctx.instances;
     const wire = wireFault(fault);
     const retry = willRetry(body);
-    const out = [messages.event({ event: 'create.error', uuid: body.instance.uuid, state: retry ? 'building' : 'error', fault: wire, will_retry: retry }, messageId)];
+    const out = [messageId, ...repeats].map((id) => messages.event({ event: 'create.error', uuid: body.instance.uuid, state: retry ? 'building' : 'error', fault: wire, will_retry: retry }, id));
     if (body.request !== undefined) out.push(messages.reschedule(rescheduleBody(body, { host, ...wire }), messageId));
     return out;
   }
@@ -284,8 +289,18 @@ export class Builds {
       const original = (same ? (known.origin?.body as BuildBody | undefined) : undefined) ?? body;
       answer = same ? this.#failureMessages(original, known.fault ?? faultOf(new Error('the build failed')), messageId) : [instances.messages.event({ event: 'create.error', uuid, state: 'error', fault: wireFault(known.fault), will_retry: false }, messageId)];
     }
+    if (!same && outcome === undefined && known.state === 'building' && known.origin && !known.origin.repeats?.includes(messageId)) {
+      // Building under another message: this one is answered with the build's outcome when it ends (kept on the record, so a crash does not lose it).
+      await instances.change(known, { origin: { ...known.origin, repeats: [...(known.origin.repeats ?? []), messageId] } });
+      return;
+    }
     // Still pending in the outbox, or building (its own answer will come): nothing more to send.
     const fresh = answer.filter((m) => !outbox.has(m.id));
     if (fresh.length > 0) await outbox.add(fresh);
   }
+}
+
+/** The other build messages waiting for this instance's build to end (BuildOrigin.repeats). */
+function repeatsOf(record: InstanceRecord): string[] {
+  return record.origin?.repeats ?? [];
 }

@@ -44,6 +44,8 @@ export interface BuildOrigin {
   rescheduledAt: string | null;
   /** The build's terminal event, once sent: a redelivery of the build message gets it again. */
   answered?: 'create.end' | 'create.error';
+  /** Envelope ids of other build messages for this instance that came while it was building: each gets the build's answer under its own id when it ends. */
+  repeats?: string[];
 }
 
 export interface InstanceRecord {

@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { watchLifecycle } from '../../agent/lifecycle-watch.js';
+import { recoverInstances } from '../../agent/recovery.js';
 import { createLogger } from '../../config/logger.js';
 import { NovaletError } from '../../config/novalet-error.js';
 import { answerId } from '../../service/message-ids.js';
@@ -59,6 +60,29 @@ describe('builds', () => {
     const ends = h.publisher.published.filter((m) => m.body.uuid === uuid && m.body.event === 'create.end');
     expect(ends.map((m) => m.id)).toEqual([answerId(id, 'create.end'), answerId(id, 'create.end'), answerId(other, 'create.end')]);
     expect(driver.calls.filter((c) => c === `spawn ${uuid}`)).toHaveLength(1);
+  });
+
+  it('a build under another message id that comes while the instance is BUILDING and no build holds it (a restart, before the build is resumed) is answered when the build ends, under its own id', async () => {
+    const first = await harness();
+    const driver = first.driver as FakeComputeDriver;
+    driver.holdSpawns('download');
+    const uuid = randomUUID();
+    const id = await first.build(buildBody(uuid));
+    await first.waitForEvent(uuid, 'create.start');
+    // A stop hands the build back: its record stays BUILDING for the next start.
+    await first.stop();
+    harnesses.splice(harnesses.indexOf(first), 1);
+    driver.releaseSpawns();
+    const h = await harness({ stateDir: first.stateDir, driver });
+    const rebuild = (await recoverInstances(driver, h.core.instances, createLogger({ name: 'builds-test' }))).rebuild;
+    const other = await h.build(buildBody(uuid));
+    expect(h.core.instances.get(uuid)).toMatchObject({ state: 'building', origin: { messageId: id, repeats: [other] } });
+    for (const record of rebuild) h.core.builds.resume(record);
+    await h.waitForEvent(uuid, 'create.end');
+    await h.settle();
+    const ends = h.publisher.published.filter((m) => m.body.uuid === uuid && m.body.event === 'create.end');
+    expect(ends.map((m) => m.id).sort()).toEqual([answerId(id, 'create.end'), answerId(other, 'create.end')].sort());
+    expect((await driver.list()).filter((d) => d.uuid === uuid)).toHaveLength(1);
   });
 
   it('a direct build refused before it starts is ERROR with its fault and create.error (will_retry false)', async () => {

@@ -188,8 +188,10 @@ describe('novalet compute', () => {
     await client.send(host, 'build', kernelBuild(uuid, 'twice'), id);
     await client.send(host, 'build', kernelBuild(uuid, 'twice'), id);
     const second = await client.send(host, 'build', kernelBuild(uuid, 'twice'));
-    await client.waitForEvent(uuid, 'create.end');
+    // The second message waits for the build's lock, so its answer comes after the build's; a loaded machine may take a while.
+    await client.waitFor(`the second message's create.end`, () => client.events.find((e) => e.envelope.id === answerId(second, 'create.end')), 60_000);
     for (let i = 0; i < 50 && (await client.depth(`novalet.compute.${host}`)) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    // Time for anything further (a second guest, a second create.start) to show, were there any.
     await new Promise((r) => setTimeout(r, 1000));
     expect((await client.list(host)).filter((i) => i.uuid === uuid)).toHaveLength(1);
     // Dropping repeats by id, as docs/messages.md tells consumers: the build's start and end, and the second message's own answer.
