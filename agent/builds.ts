@@ -181,6 +181,13 @@ export class Builds {
     const uuid = taken.uuid;
     let record = instances.get(uuid) ?? taken;
     const started = performance.now();
+    if (record.state !== 'building' || record.origin?.messageId !== messageId) {
+      // A delete took the instance's lock between the build's take and its start (abortFor found nothing to abort yet): the delete won.
+      metrics.buildFailed(0, 'INSTANCE_DELETED_DURING_BUILD');
+      log.info({ uuid, state: record.state }, 'the build did not start: its instance was deleted before it began');
+      await this.#endDeleted(record, messageId, uuid);
+      return;
+    }
     try {
       await this.ctx.slots.run(async () => {
         record = await instances.change(record, { task: 'spawning' }, [instances.messages.event({ event: 'create.start', uuid, state: 'building' }, messageId)]);
@@ -197,12 +204,9 @@ export class Builds {
       const seconds = (performance.now() - started) / 1000;
       if (signal.aborted) {
         // The delete that aborted it finishes the instance; the build's last word says why it ended.
-        const fault = deletedDuringBuildFault(uuid);
-        metrics.buildFailed(seconds, fault.code);
+        metrics.buildFailed(seconds, 'INSTANCE_DELETED_DURING_BUILD');
         log.info({ uuid }, 'the build was stopped: its instance was deleted during it');
-        const current = instances.get(uuid) ?? record;
-        const answers = [messageId, ...repeatsOf(current)].map((id) => this.#deletedDuringBuild(uuid, fault, id));
-        await instances.change(current, { fault, origin: { ...current.origin!, answered: 'create.error' } }, answers);
+        await this.#endDeleted(instances.get(uuid) ?? record, messageId, uuid);
         return;
       }
       metrics.buildFailed(seconds, faultOf(err).code);
@@ -237,6 +241,27 @@ export class Builds {
       await instances.driver.destroy(record.uuid).catch(() => undefined);
       await instances.store.dropFile({ ...record, state: 'error', task: null, fault, origin });
       await this.ctx.outbox.add(messages);
+    }
+    this.ctx.changed();
+  }
+
+  /**
+   * The build's last word when a delete won: create.error INSTANCE_DELETED_DURING_BUILD for its message and the repeats.
+   * A record still BUILDING becomes ERROR, so that a restart before the delete finishes does not build it again (the
+   * delete, redelivered, finishes it); one the delete finished already stays deleted.
+   */
+  async #endDeleted(current: InstanceRecord, messageId: string, uuid: string): Promise<void> {
+    const fault = deletedDuringBuildFault(uuid);
+    const answers = [messageId, ...repeatsOf(current)].map((id) => this.#deletedDuringBuild(uuid, fault, id));
+    const ended = current.state === 'building' ? { state: 'error' as const, task: null } : {};
+    try {
+      // The record is another build's by now (a new build of the UUID after the delete): only the answer is this build's.
+      if (current.origin?.messageId !== messageId) return await this.ctx.outbox.add(answers);
+      await this.ctx.instances.change(current, { ...ended, fault, origin: { ...current.origin!, answered: 'create.error' } }, answers);
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      // Nothing can be written: the answer is published at once.
+      await this.ctx.outbox.add(answers);
     }
     this.ctx.changed();
   }
@@ -278,7 +303,8 @@ export class Builds {
     const same = known.origin?.messageId === messageId;
     log.info({ uuid, message_id: messageId, state: known.state, same_message: same }, 'a repeated build: the instance is on record already; nothing is built, its answer is sent again');
     let answer: OutboxMessage[] = [];
-    const outcome = same ? known.origin?.answered : known.state === 'active' ? 'create.end' : known.state === 'error' ? 'create.error' : undefined;
+    // Another message for an instance already built (active or stopped since) gets the build's outcome under its own id.
+    const outcome = same ? known.origin?.answered : (known.origin?.answered ?? (known.state === 'active' || known.state === 'stopped' ? 'create.end' : known.state === 'error' ? 'create.error' : undefined));
     if (outcome === 'create.end' && known.virtType) {
       // The same event as first sent (same id, same body), whatever became of the instance since.
       answer = [instances.messages.event({ event: 'create.end', uuid, state: 'active', virt_type: known.virtType, virt_type_reason: known.virtTypeReason ?? '' }, messageId)];

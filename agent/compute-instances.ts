@@ -102,6 +102,8 @@ export class ComputeInstances {
   async guestStopped(uuid: string, crashed: boolean): Promise<InstanceRecord | null> {
     const record = this.store.get(uuid);
     if (!record || record.state === 'deleted' || record.origin?.rescheduledAt || record.task !== null) return null;
+    // Already so (an operation that ran first recorded it, or a crash already was): nothing to say twice.
+    if (record.state === 'stopped' || (record.state === 'error' && (crashed || record.fault?.code === 'GUEST_CRASHED')) || record.state === 'building') return null;
     if (crashed) {
       const fault: InstanceFault = {
         code: 'GUEST_CRASHED',

@@ -64,6 +64,8 @@ export class ComputeService {
   #purgeTimer: NodeJS.Timeout | null = null;
   #unrecorded: DriverInstance[] = [];
   #recovery: RecoveryResult | null = null;
+  /** SIGHUP applies report timing only while serving (see applyConfig). */
+  #phase: 'starting' | 'serving' | 'stopping' = 'starting';
 
   constructor(private readonly options: ComputeServiceOptions) {
     const { config, driver, broker, log, metrics } = options;
@@ -144,7 +146,7 @@ export class ComputeService {
   /** Publishes the outbox, consumes `compute.<host>`, resumes interrupted builds, sends the first full report and starts the heartbeats. */
   async serve(): Promise<void> {
     const { broker, log, metrics } = this.options;
-    this.#lifecycle = watchLifecycle(this.options.driver, this.compute, log, (record) => {
+    this.#lifecycle = watchLifecycle(this.options.driver, this.compute, this.core.locks, log, (record) => {
       if (record.state === 'error') metrics.guestCrashed();
       void this.#reporter.changed();
     });
@@ -163,9 +165,12 @@ export class ComputeService {
     broker.on('dead-lettered', (code: string) => metrics.deadLettered(code));
     metrics.setBrokerConnected(broker.state === 'connected');
     this.outbox.start();
-    await this.#runner.start();
+    // Interrupted builds are queued before requests are taken: a redelivered delete of one then finds it under way.
     for (const record of this.#recovery?.rebuild ?? []) this.core.builds.resume(record);
+    await this.#runner.start();
     await this.#reporter.full();
+    if (this.#phase === 'stopping') return;
+    this.#phase = 'serving';
     this.#reporter.start(this.#config.DEFAULT.report_interval);
     await this.purge();
     this.#purgeTimer = setInterval(() => void this.purge(), PURGE_EVERY_MS);
@@ -179,6 +184,7 @@ export class ComputeService {
    * outbox has not published stays on disk.
    */
   async stop(): Promise<{ finished: number; handedBack: number }> {
+    this.#phase = 'stopping';
     this.#reporter.stop();
     this.#lifecycle?.();
     this.#lifecycle = null;
@@ -196,6 +202,8 @@ export class ComputeService {
   /** SIGHUP: the options that may change at run time take their new values (agent/compute-assembly.ts's MUTABLE_OPTIONS). */
   applyConfig(next: NovaletConfig): void {
     this.#config = next;
+    // Before serve() or once stopping, the new values are only kept: no heartbeats before the first full report, none after stop().
+    if (this.#phase !== 'serving') return;
     this.#reporter.start(next.DEFAULT.report_interval);
     void this.#reporter.changed();
   }

@@ -68,6 +68,8 @@ export interface InstanceRecord {
   origin?: BuildOrigin;
   /** While a task runs: the request it carries out. */
   request?: TaskRequest;
+  /** The last operation finished (stop, start, reboot; or its action.error) and its answer: a redelivery of that request is answered again, not done twice. */
+  lastAnswer?: { requestId: string; message: OutboxMessage };
   /** Events that report this record's changes, kept until the broker confirmed them (agent/instance-store.ts). */
   outbox?: OutboxMessage[];
 }

@@ -141,6 +141,14 @@ export class InstanceStore {
         throw err;
       }
       this.diskFull = null;
+      // Events the broker confirmed while the file was written (confirm() dropped them from memory) stay dropped.
+      const stillPending = new Set((this.#records.get(record.uuid)?.outbox ?? []).map((m) => m.id));
+      const kept = outbox.filter((m) => messages.includes(m) || stillPending.has(m.id));
+      if (kept.length < outbox.length) {
+        if (kept.length > 0) next.outbox = kept;
+        else delete next.outbox;
+        this.#flushSoon(record.uuid);
+      }
       this.#records.set(record.uuid, next);
       if (messages.length > 0) this.onPending(record.uuid, [...messages]);
       return next;
@@ -169,6 +177,11 @@ export class InstanceStore {
     if (outbox.length > 0) next.outbox = outbox;
     else delete next.outbox;
     this.#records.set(uuid, next);
+    this.#flushSoon(uuid);
+  }
+
+  /** Rewrites the record from memory soon (its confirmed events dropped); one pending rewrite per record. */
+  #flushSoon(uuid: string): void {
     if (this.#flushes.has(uuid)) return;
     const timer = setTimeout(() => {
       this.#flushes.delete(uuid);
@@ -207,8 +220,11 @@ export class InstanceStore {
     for (const [uuid, timer] of this.#flushes) {
       clearTimeout(timer);
       this.#flushes.delete(uuid);
-      const current = this.#records.get(uuid);
-      if (current) await this.#serially(uuid, () => writeFileDurably(this.dir, `${uuid}.json`, `${JSON.stringify(current, null, 2)}\n`, `the record of instance ${uuid}`)).catch(() => undefined);
+      // Read inside the serialised work: a commit queued before this one must not be overwritten by an older copy.
+      await this.#serially(uuid, async () => {
+        const current = this.#records.get(uuid);
+        if (current) await writeFileDurably(this.dir, `${uuid}.json`, `${JSON.stringify(current, null, 2)}\n`, `the record of instance ${uuid}`);
+      }).catch(() => undefined);
     }
     await Promise.allSettled([...this.#writes.values()]);
   }

@@ -80,6 +80,11 @@ export class Operations {
       }
       return;
     }
+    if (op.kind !== 'delete' && record.state === 'building') {
+      // A build taken on but not yet holding the instance (or one a restart is about to resume): as busy as one under way.
+      await this.#refuse(op, requestId, 'building', faultOf(busy(uuid, op.kind)));
+      return;
+    }
     const already = this.#alreadyDone(op, record, requestId);
     if (already) {
       await this.#answer([already]);
@@ -107,13 +112,14 @@ export class Operations {
       const state: VmState = op.kind === 'delete' || op.kind === 'reboot' ? 'error' : record.state;
       this.ctx.log.warn({ uuid, action: op.kind, code: fault.code }, `${op.kind} failed: ${fault.message}`);
       const { request: _request, ...rest } = record;
-      await this.#commitOrAnswer(rest, { state, task: null, fault }, [this.#actionError(op, requestId, state, fault)]);
+      const answer = this.#actionError(op, requestId, state, fault);
+      await this.#commitOrAnswer(rest, { state, task: null, fault, lastAnswer: { requestId, message: answer } }, [answer]);
       metrics.actionFailed(op.kind, fault.code);
       this.ctx.changed();
       return;
     }
     const { request: _request, ...rest } = record;
-    await this.#commitOrAnswer(rest, { task: null, ...done.change }, [done.event]);
+    await this.#commitOrAnswer(rest, { task: null, ...done.change, lastAnswer: { requestId, message: done.event } }, [done.event]);
     if (op.kind === 'delete') metrics.deleted();
     this.ctx.changed();
   }
@@ -147,6 +153,8 @@ export class Operations {
     const { messages } = this.ctx.instances;
     const { uuid } = record;
     if (record.task !== null) return null;
+    // A redelivery of the request finished last (a reboot above all: never done twice): its answer again, same id.
+    if (record.lastAnswer?.requestId === requestId) return record.lastAnswer.message;
     if (op.kind === 'stop' && record.state === 'stopped') return messages.event({ event: 'power.off', uuid, state: 'stopped' }, requestId);
     if (op.kind === 'start' && record.state === 'active') return messages.event({ event: 'power.on', uuid, state: 'active' }, requestId);
     return null;

@@ -63,7 +63,12 @@ export async function recoverInstances(driver: ComputeDriver, instances: Compute
       log.error({ uuid: record.uuid, code: f.code }, `recovery could not settle this instance: ${f.message}`);
       const { request: _request, ...rest } = record;
       const out: OutboxMessage[] = record.request ? [instances.messages.event({ event: 'action.error', uuid: record.uuid, state: 'error', action: record.request.kind, fault: wireFault(f) }, record.request.id)] : [];
-      await instances.change(rest, { state: 'error', task: null, fault: f }, out);
+      try {
+        await instances.change(rest, { state: 'error', task: null, fault: f }, out);
+      } catch (writeErr) {
+        // Not even that could be written (a full disk): the record stays as it was; its request, unacknowledged, comes again and is answered then.
+        log.error({ uuid: record.uuid, code: faultOf(writeErr).code }, `recovery could not record this instance's fault either: ${faultOf(writeErr).message}`);
+      }
       result.lost.push(record.uuid);
     }
   }
@@ -93,6 +98,12 @@ async function recoverOne(record: InstanceRecord, domain: DriverInstance | undef
   if (record.state === 'building') {
     // Whatever the interrupted build made (a domain, a folder) goes; the build starts again.
     await driver.destroy(uuid);
+    if (record.origin?.answered) {
+      // Its build had ended already (a delete won, and the kill came before the delete finished): ERROR with that fault, never built again; the delete, redelivered, finishes it.
+      await instances.change(rest, { state: 'error', task: null });
+      result.failed.push(uuid);
+      return;
+    }
     if (record.origin) {
       result.rebuild.push(record);
       return;
@@ -131,23 +142,25 @@ async function finishTask(driver: ComputeDriver, instances: ComputeInstances, re
   const { uuid } = record;
   const request = record.request!;
   const { messages } = instances;
+  // Kept on the record too, so that the request, redelivered, is answered again rather than done twice.
+  const answered = (change: Partial<InstanceRecord>, message: OutboxMessage) => instances.change(rest, { ...change, lastAnswer: { requestId: request.id, message } }, [message]);
   try {
     switch (request.kind) {
       case 'stop':
         // The guest had its chance before the crash: the plug is pulled now.
         if (running(domain)) await driver.powerOff(uuid, 0);
-        await instances.change(rest, { state: 'stopped', task: null }, [messages.event({ event: 'power.off', uuid, state: 'stopped' }, request.id)]);
+        await answered({ state: 'stopped', task: null }, messages.event({ event: 'power.off', uuid, state: 'stopped' }, request.id));
         return;
       case 'start':
         if (!running(domain)) await driver.powerOn(uuid);
-        await instances.change(rest, { state: 'active', task: null, fault: null }, [messages.event({ event: 'power.on', uuid, state: 'active' }, request.id)]);
+        await answered({ state: 'active', task: null, fault: null }, messages.event({ event: 'power.on', uuid, state: 'active' }, request.id));
         return;
       case 'reboot': {
         const asked = request.type ?? 'SOFT';
         // A guest the crash left off is started (a hard reboot's second half); a running one has rebooted.
         const how = running(domain) ? asked : 'HARD';
         if (!running(domain)) await driver.powerOn(uuid);
-        await instances.change(rest, { state: 'active', task: null, fault: null }, [messages.event({ event: 'reboot.end', uuid, state: 'active', type: how, requested_type: asked }, request.id)]);
+        await answered({ state: 'active', task: null, fault: null }, messages.event({ event: 'reboot.end', uuid, state: 'active', type: how, requested_type: asked }, request.id));
         return;
       }
       default:
@@ -157,6 +170,6 @@ async function finishTask(driver: ComputeDriver, instances: ComputeInstances, re
     const f = faultOf(err);
     log.warn({ uuid, action: request.kind, code: f.code }, `a ${request.kind} a restart interrupted could not be finished: ${f.message}`);
     const wire: Fault = wireFault(f);
-    await instances.change(rest, { state: 'error', task: null, fault: f }, [messages.event({ event: 'action.error', uuid, state: 'error', action: request.kind as 'stop', fault: wire }, request.id)]);
+    await answered({ state: 'error', task: null, fault: f }, messages.event({ event: 'action.error', uuid, state: 'error', action: request.kind as 'stop', fault: wire }, request.id));
   }
 }

@@ -269,9 +269,13 @@ export class Outbox {
       this.#timers.add(timer);
       return;
     }
-    this.#publishing.delete(stream);
-    await this.#forget(stream, entry);
-    this.#busy.delete(stream);
+    try {
+      await this.#forget(stream, entry);
+    } finally {
+      // Only now: a retryNow() meanwhile must not start the stream's next publish while this one is still being forgotten.
+      this.#publishing.delete(stream);
+      this.#busy.delete(stream);
+    }
   }
 
   /** Publishes one message; a mandatory one that came back is dead-lettered instead. Rejects when neither was confirmed. */

@@ -179,6 +179,35 @@ describe('builds', () => {
     driver.releaseSpawns();
   });
 
+  it('a delete that comes while a build is being taken on (before the build holds its instance) wins: no spawn, delete.end and the build\'s create.error, nothing running', async () => {
+    const h = await harness();
+    const driver = h.driver as FakeComputeDriver;
+    const uuid = randomUUID();
+    const id = randomUUID();
+    const del = randomUUID();
+    // Not awaited in between: the delete waits for the lock the build's take holds, and gets it before the build's run.
+    await Promise.all([h.build(buildBody(uuid), id), h.operate({ kind: 'delete', uuid }, del)]);
+    await h.settle();
+    expect(driver.calls).not.toContain(`spawn ${uuid}`);
+    expect(await driver.list()).toEqual([]);
+    expect(h.core.instances.get(uuid)!.state).toBe('deleted');
+    expect(h.event(uuid, 'delete.end')!.id).toBe(answerId(del, 'delete.end'));
+    expect(h.event(uuid, 'create.error')).toMatchObject({ id: answerId(id, 'create.error'), body: { fault: { code: 'INSTANCE_DELETED_DURING_BUILD' }, will_retry: false } });
+    expect(h.events(uuid)).not.toContain('create.end');
+  });
+
+  it('a build under another message id for an instance built and stopped since is answered with the build\'s create.end under its own id', async () => {
+    const h = await harness();
+    const uuid = randomUUID();
+    await h.build(buildBody(uuid));
+    await h.settle();
+    await h.operate({ kind: 'stop', uuid });
+    const other = await h.build(buildBody(uuid));
+    await h.settle();
+    expect(h.publisher.published.find((m) => m.id === answerId(other, 'create.end'))?.body).toMatchObject({ event: 'create.end', uuid, virt_type: 'qemu' });
+    expect(h.core.instances.get(uuid)!.state).toBe('stopped');
+  });
+
   it('a delete of a build still waiting for its slot: no create.start at all', async () => {
     const h = await harness({ defaults: ['max_concurrent_builds = 1'] });
     const driver = h.driver as FakeComputeDriver;
@@ -285,6 +314,19 @@ describe('operations', () => {
     expect(h.core.instances.get(uuid)!.state).toBe('active');
   });
 
+  it('a redelivered reboot (or stop, start) that was done already is answered again under the same id and not done twice', async () => {
+    const h = await harness();
+    const driver = h.driver as FakeComputeDriver;
+    const uuid = await active(h);
+    const reboot = await h.operate({ kind: 'reboot', uuid, type: 'HARD' });
+    await h.operate({ kind: 'reboot', uuid, type: 'HARD' }, reboot);
+    await h.settle();
+    expect(driver.calls.filter((c) => c.startsWith('reboot'))).toHaveLength(1);
+    const ends = h.publisher.published.filter((m) => m.body.uuid === uuid && m.body.event === 'reboot.end');
+    expect(ends.map((m) => m.id)).toEqual([answerId(reboot, 'reboot.end'), answerId(reboot, 'reboot.end')]);
+    expect(ends[1]!.body).toEqual(ends[0]!.body);
+  });
+
   it('a stop of a stopped instance and a start of an active one are answered with their event, and nothing is done', async () => {
     const h = await harness();
     const driver = h.driver as FakeComputeDriver;
@@ -317,7 +359,7 @@ describe('operations', () => {
     const h = await harness();
     const driver = h.driver as FakeComputeDriver;
     const uuid = await active(h);
-    const unwatch = watchLifecycle(driver, h.core.instances, createLogger({ name: 'crash-test' }));
+    const unwatch = watchLifecycle(driver, h.core.instances, h.core.locks, createLogger({ name: 'crash-test' }));
     try {
       driver.guestCrashes(uuid);
       for (let i = 0; i < 200 && h.core.instances.get(uuid)?.state !== 'error'; i++) await new Promise((resolve) => setTimeout(resolve, 5));

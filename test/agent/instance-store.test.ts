@@ -77,6 +77,27 @@ describe('InstanceStore', () => {
     expect(after.pending()).toEqual([{ uuid: r.uuid, messages: [expect.objectContaining({ id: b.id })] }]);
   });
 
+  it('an event the broker confirms while a later commit of its record is being written stays confirmed (not put back, not kept for ever)', async () => {
+    const dir = tempDir();
+    const s = await store(dir);
+    const r = record();
+    const [a, b] = [event(r.uuid, 'power.off'), event(r.uuid, 'power.on')];
+    await s.commit(r, [a]);
+    const writing = s.commit({ ...r, state: 'stopped' }, [b]);
+    // The confirmation lands while the second write is under way (its temporary file is there).
+    let during = false;
+    for (let i = 0; i < 10_000 && !during; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      during = readdirSync(dir).some((f) => f.endsWith('.tmp'));
+    }
+    expect(during).toBe(true);
+    s.confirm(r.uuid, a.id);
+    await writing;
+    expect(s.get(r.uuid)!.outbox!.map((m) => m.id)).toEqual([b.id]);
+    await s.settle();
+    expect((await store(dir)).pending()).toEqual([{ uuid: r.uuid, messages: [expect.objectContaining({ id: b.id })] }]);
+  });
+
   it('an unreadable record is moved aside and named; the others are served', async () => {
     const dir = tempDir();
     const good = record();

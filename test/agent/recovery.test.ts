@@ -71,6 +71,19 @@ describe('recoverInstances', () => {
     expect(h.events(spec(3).uuid)).toEqual([]);
   });
 
+  it('a BUILDING record whose build had ended already (a delete won; the kill came before the delete finished) is not built again: ERROR, no new event', async () => {
+    const { h, driver, store } = await setUp();
+    const fault = { code: 'INSTANCE_DELETED_DURING_BUILD' as const, message: 'deleted during its build', at: new Date().toISOString() };
+    await store.commit(recordOf(13, { state: 'building', task: 'spawning', fault, origin: { messageId: 'm13', body: { x: 1 }, rescheduledAt: null, answered: 'create.error' } }));
+    driver.addGuest(spec(13));
+    const result = await recoverInstances(driver, h.core.instances, log);
+    await h.settle();
+    expect(result.rebuild).toEqual([]);
+    expect(store.get(spec(13).uuid)).toMatchObject({ state: 'error', task: null, fault: { code: 'INSTANCE_DELETED_DURING_BUILD' } });
+    expect(await driver.list()).toEqual([]);
+    expect(h.events(spec(13).uuid)).toEqual([]);
+  });
+
   it('finishes a delete that was under way and publishes its delete.end under the delete\'s id', async () => {
     const { h, driver, store } = await setUp();
     driver.addGuest(spec(7));

@@ -41,7 +41,7 @@ beforeAll(async () => {
   host = await testComputeHost(config);
   ({ connection, driver } = host);
   agent = await AgentHarness.start({ config, driver });
-  stopWatching = watchLifecycle(driver, agent.core.instances, createLogger());
+  stopWatching = watchLifecycle(driver, agent.core.instances, agent.core.locks, createLogger());
   await stopWatching.ready;
 }, 180_000);
 
