@@ -7,6 +7,7 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { RESERVED_FD_RANGE } from '../hypervisor/libvirt/fork-safety.js';
@@ -48,28 +49,42 @@ export function buildTestGuest(): void {
   if (built.status !== 0) throw new Error(`the test guest could not be built: ${built.stderr}`);
 }
 
-/** A benchmark agent's configuration: TCG on its own libvirt root, the test guest's folder as image_dir, reports every 2 s. */
-export async function writeAgentConfig(file: string, agent: { host: string; stateDir: string; transportUrl: string; connectionUri: string }): Promise<void> {
-  writeFileSync(
-    file,
-    [
-      '[DEFAULT]',
-      `host = ${agent.host}`,
-      `state_path = ${agent.stateDir}`,
-      `transport_url = ${agent.transportUrl}`,
-      'report_interval = 2',
-      'graceful_shutdown_timeout = 30',
+/** Options of a benchmark agent's configuration beyond writeAgentConfig's own: section → option → value (a value of null removes the option). */
+export type AgentOptions = Record<string, Record<string, string | number | null>>;
+
+/**
+ * A benchmark agent's configuration: TCG on its own libvirt root, the test
+ * guest's folder as image_dir, reports every 2 s; `options` override or add
+ * to these. Returns the HTTP API's port (its /metrics needs no token).
+ */
+export async function writeAgentConfig(
+  file: string,
+  agent: { host: string; stateDir: string; transportUrl: string; connectionUri: string },
+  options: AgentOptions = {},
+): Promise<{ apiPort: number }> {
+  const apiPort = await freePort();
+  const sections: AgentOptions = {
+    DEFAULT: {
+      host: agent.host,
+      state_path: agent.stateDir,
+      transport_url: agent.transportUrl,
+      report_interval: 2,
+      graceful_shutdown_timeout: 30,
       // 20 one-vCPU instances on 2 cores: nova's initial ratio (4.0) would refuse all but 8.
-      'cpu_allocation_ratio = 16.0',
-      '[libvirt]',
-      'virt_type = qemu',
-      `connection_uri = ${agent.connectionUri}`,
-      '[compute]',
-      `image_dir = ${TEST_GUEST_DIR}`,
-      '[api]',
-      `port = ${await freePort()}`,
-    ].join('\n'),
-  );
+      cpu_allocation_ratio: '16.0',
+    },
+    libvirt: { virt_type: 'qemu', connection_uri: agent.connectionUri },
+    compute: { image_dir: TEST_GUEST_DIR },
+    api: { port: apiPort },
+  };
+  for (const [section, values] of Object.entries(options)) sections[section] = { ...sections[section], ...values };
+  const lines: string[] = [];
+  for (const [section, values] of Object.entries(sections)) {
+    lines.push(`[${section}]`);
+    for (const [name, value] of Object.entries(values)) if (value !== null) lines.push(`${name} = ${value}`);
+  }
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  return { apiPort };
 }
 
 export function startAgentAsUnit(configFile: string, launch: AgentLaunch = unitLaunch()): ComputeAgent {
@@ -162,3 +177,46 @@ export async function processesMarked(marks: string[]): Promise<string[]> {
   }
   return found;
 }
+
+/**
+ * kill -9 of the agent's process, as an operator's `kill -9 <pid>` or the OOM
+ * killer does (not its process group: a QEMU libvirt is forking for it dies
+ * anyway, in its handshake with the dead parent); resolves once it is gone.
+ */
+export async function killAgent(agent: ComputeAgent): Promise<void> {
+  try {
+    process.kill(agent.child.pid!, 'SIGKILL');
+  } catch {
+    // Gone already.
+  }
+  await agent.exited;
+}
+
+/** A sample's value from the agent's /metrics (open, no token): the first line of `name` (with its labels, if given); null when absent. */
+export async function metricValue(apiPort: number, name: string): Promise<number | null> {
+  const text = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line === undefined ? null : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the command.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+const sortedCopy = (xs: readonly number[]) => [...xs].sort((a, b) => a - b);
+
+/** The p-th percentile (nearest rank) of `xs`. */
+export function percentile(xs: readonly number[], p: number): number {
+  const s = sortedCopy(xs);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+export const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** The load average as `uptime` prints it. */
+export const loadAverage = () => loadavg().map((l) => l.toFixed(2)).join(' ');
