@@ -26,19 +26,18 @@
  *
  *   npm run build && node dist/bench/durability.js [runs=20] [--scenarios=a,b,c,d,e,f] [--instances=3] [--outage-instances=6] [--seed=N]
  */
-import { randomUUID } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { prepareEmbeddedRoot } from '../hypervisor/libvirt/embedded-root.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
-import { testGuestBuild } from '../test/support/compute-agent.js';
 import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
 import { mountSmallFileSystem, type SmallFileSystem } from '../test/support/small-filesystem.js';
-import { buildTestGuest, clearAgentRoot, delay, loadAverage, processesMarked, virsh, type AgentOptions } from './agent-process.js';
+import { buildTestGuest, clearAgentRoot, loadAverage, processesMarked, virsh, type AgentOptions } from './agent-process.js';
 import { deadStatusFiles, removeStatus, stuckDomains } from './libvirt-root-state.js';
 import { BenchHost } from './bench-host.js';
-import { EventLedger, sumAudits, type Audit, type RequestKind, type SentRequest } from './event-ledger.js';
+import { newRun, Scenarios, type Run } from './durability-scenarios.js';
+import { EventLedger, sumAudits } from './event-ledger.js';
 
 // libvirt cannot fork QEMU from a plainly started node: see hypervisor/libvirt/fork-safety.ts.
 const relaunched = await runForkSafe();
@@ -51,16 +50,12 @@ const { values: flags, positionals } = parseArgs({
 });
 const RUNS = Math.max(1, Number(flags.runs ?? positionals[0] ?? 20));
 const INSTANCES = Math.max(1, Number(flags.instances));
-/** Builds per host in (d) and (e): enough that some still run once the broker is down (stopping it takes ~1 s). */
+/** Builds per host in (d) and (e): enough that some still run once the broker is down. */
 const OUTAGE_INSTANCES = Math.max(1, Number(flags['outage-instances']));
 const SEED = Number(flags.seed ?? Date.now() % 1_000_000);
 const CHOSEN = new Set(flags.scenarios!.split(',').map((s) => s.trim()));
-const OUTAGE_MS = 75_000;
-const ANSWER_TIMEOUT_MS = 180_000;
 /** Fixed libvirt roots, warm across runs; only this benchmark uses them. (d) and (e) run side by side, one each. */
 const ROOTS = ['/var/tmp/novalet-bench-durability-1', '/var/tmp/novalet-bench-durability-2'];
-/** Where a kill may fall, after the last request of the window is confirmed (a destroy here takes 1.2–1.8 s). */
-const KILL_WINDOW_MS: Record<string, number> = { delete: 2500, build: 4000, stop: 2500, start: 2500 };
 /** Options of every agent: reconnect within 2 s of the broker's return; a guest that ignores the power button is forced off after 10 s. */
 const OPTIONS: AgentOptions = {
   DEFAULT: { report_interval: 10, shutdown_timeout: 10 },
@@ -79,17 +74,6 @@ function mulberry32(seed: number): () => number {
   };
 }
 const rng = mulberry32(SEED);
-
-interface Run {
-  scenario: string;
-  requests: SentRequest[];
-  audit?: Audit;
-  /** Domains the run's kills left stuck in libvirt (`paused (starting up)`, no QEMU, a start job held for ever). */
-  stuck?: string[];
-  /** Answers of a kind the scenario did not expect (e.g. a kill scenario's create.error), with their fault codes. */
-  unexpected: string[];
-  notes: string;
-}
 
 buildTestGuest();
 const work = mkdtempSync('/var/tmp/novalet-bdu-');
@@ -149,183 +133,6 @@ async function unstick(host: BenchHost, run: Run): Promise<void> {
   await host.serving();
 }
 
-function send(run: Run, host: BenchHost, kind: RequestKind, uuid: string, body?: unknown): Promise<SentRequest> {
-  return ledger!.send(`${run.scenario}`, host.name, kind, uuid, body ?? { uuid }).then((r) => {
-    run.requests.push(r);
-    return r;
-  });
-}
-
-async function build(run: Run, host: BenchHost, count: number): Promise<{ uuids: string[]; requests: SentRequest[] }> {
-  const uuids = Array.from({ length: count }, () => randomUUID());
-  const requests: SentRequest[] = [];
-  for (const [i, uuid] of uuids.entries()) requests.push(await send(run, host, 'build', uuid, testGuestBuild(uuid, `dur-${run.scenario}-${i}`, { memoryMb: 128, cmdline: 'console=ttyS0 novalet.name=dur' })));
-  return { uuids, requests };
-}
-
-/** Until every request is answered (or the timeout: the rest are lost), then until the hosts' outboxes and queues are empty, then 2 s for late repeats. */
-async function settle(on: readonly BenchHost[], requests: readonly SentRequest[], timeoutMs = ANSWER_TIMEOUT_MS): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ledger!.allAnswered(requests) && Date.now() < deadline) {
-    const dead = on.find((h) => !h.alive);
-    if (dead) throw new Error(`novalet compute of ${dead.name} exited (${dead.agent?.child.exitCode ?? dead.agent?.child.signalCode}): ${dead.agent?.stderr()}`);
-    await delay(100);
-  }
-  const all = ledger!.allAnswered(requests);
-  for (const host of on) {
-    const until = Date.now() + 60_000;
-    while (Date.now() < until && ((await host.outboxPending()) !== 0 || (await ledger!.depth(`novalet.compute.${host.name}`)) !== 0)) await delay(200);
-  }
-  await delay(2000);
-  return all;
-}
-
-/** Requests that must be answered before the scenario's disturbance (its set-up); a run whose set-up fails is reported as such. */
-async function setUp(on: BenchHost[], requests: SentRequest[]): Promise<void> {
-  if (!(await settle(on, requests))) throw new Error(`set-up: ${requests.filter((r) => !ledger!.answered(r)).length} request(s) unanswered in ${ANSWER_TIMEOUT_MS / 1000} s`);
-  const failedBuilds = requests.filter((r) => ledger!.answersOf(r).some((a) => a.event !== 'create.end' && r.kind === 'build'));
-  if (failedBuilds.length > 0) throw new Error(`set-up: ${failedBuilds.length} build(s) failed: ${JSON.stringify(failedBuilds.map((r) => ledger!.answersOf(r)[0]?.body))}`);
-}
-
-/** Waits a random part of the window, then kill -9 and a restart; how many of `requests` were answered before the kill, and when it fell. */
-async function killDuring(host: BenchHost, requests: SentRequest[], windowMs: number): Promise<string> {
-  const at = Math.round(rng() * windowMs);
-  await delay(at);
-  const before = requests.filter((r) => ledger!.answered(r)).length;
-  const servedIn = await host.killAndRestart(true);
-  const reconciled = host.lines('instances reconciled')[0] as { finished?: string[]; rebuild?: string[] } | undefined;
-  return `kill at ${at} ms (${before}/${requests.length} answered), serving again in ${(servedIn / 1000).toFixed(1)} s, recovery finished ${reconciled?.finished?.length ?? 0} and rebuilt ${reconciled?.rebuild?.length ?? 0}`;
-}
-
-function expect(run: Run, requests: readonly SentRequest[], event: (r: SentRequest) => string): void {
-  for (const r of requests) {
-    for (const a of ledger!.answersOf(r)) {
-      if (a.event !== event(r)) run.unexpected.push(`${r.kind} → ${a.event}${a.body.fault ? ` (${(a.body.fault as { code: string }).code})` : ''}`);
-    }
-  }
-}
-const success = (r: SentRequest) => ({ build: 'create.end', delete: 'delete.end', stop: 'power.off', start: 'power.on' })[r.kind];
-
-// ------------------------------------------------------------ scenarios
-
-async function killDuringDeletes(host: BenchHost, run: Run): Promise<void> {
-  const built = await build(run, host, INSTANCES);
-  await setUp([host], built.requests);
-  const deletes: SentRequest[] = [];
-  for (const uuid of built.uuids) deletes.push(await send(run, host, 'delete', uuid));
-  run.notes = await killDuring(host, deletes, KILL_WINDOW_MS.delete!);
-  await settle([host], run.requests);
-  expect(run, run.requests, success);
-}
-
-async function killDuringBuilds(host: BenchHost, run: Run): Promise<void> {
-  const built = await build(run, host, INSTANCES);
-  run.notes = await killDuring(host, built.requests, KILL_WINDOW_MS.build!);
-  await settle([host], built.requests);
-  expect(run, built.requests, success);
-  for (const uuid of built.uuids) await send(run, host, 'delete', uuid);
-  await settle([host], run.requests);
-}
-
-async function killDuringPowerChanges(host: BenchHost, run: Run): Promise<void> {
-  const built = await build(run, host, INSTANCES);
-  await setUp([host], built.requests);
-  // A guest still booting ignores the power button: the stop would wait shutdown_timeout.
-  await host.waitBooted(built.uuids);
-  const stops: SentRequest[] = [];
-  for (const uuid of built.uuids) stops.push(await send(run, host, 'stop', uuid));
-  const stopNotes = await killDuring(host, stops, KILL_WINDOW_MS.stop!);
-  await settle([host], stops);
-  const starts: SentRequest[] = [];
-  for (const uuid of built.uuids) starts.push(await send(run, host, 'start', uuid));
-  const startNotes = await killDuring(host, starts, KILL_WINDOW_MS.start!);
-  await settle([host], starts);
-  expect(run, run.requests, success);
-  for (const uuid of built.uuids) await send(run, host, 'delete', uuid);
-  await settle([host], run.requests);
-  run.notes = `stops: ${stopNotes}; starts: ${startNotes}`;
-}
-
-/** (d) and (e) in one outage: `left` is left alone, `killed` is killed and started again during it. */
-async function brokerOutage(left: BenchHost | null, killed: BenchHost | null, runD: Run | null, runE: Run | null): Promise<void> {
-  const pairs = [...(left ? [[left, runD!] as const] : []), ...(killed ? [[killed, runE!] as const] : [])];
-  const builds = new Map<BenchHost, Awaited<ReturnType<typeof build>>>();
-  for (const [host, run] of pairs) builds.set(host, await build(run, host, OUTAGE_INSTANCES));
-  const t0 = performance.now();
-  // Builds under way on each host (one create.start at least) before the broker goes.
-  for (const [host] of pairs) {
-    const uuids = builds.get(host)!.uuids;
-    while (!uuids.some((u) => ledger!.eventOf(u, 'create.start', t0 - 60_000))) {
-      if (performance.now() - t0 > 120_000) throw new Error(`no create.start from ${host.name} in 120 s`);
-      await delay(20);
-    }
-  }
-  await ledger!.pause();
-  const builtBy = (h: BenchHost) => h.lines('instance built').filter((l) => builds.get(h)!.uuids.includes(l.uuid as string)).length;
-  rabbit!.kill();
-  const down = performance.now();
-  const builtBefore = new Map(pairs.map(([h]) => [h, builtBy(h)]));
-  let killNote = '';
-  if (killed) {
-    // Killed once a build has finished in the outage (its create.end only on disk), or after 10 s.
-    while (builtBy(killed) === builtBefore.get(killed) && performance.now() - down < 10_000) await delay(20);
-    const done = builtBy(killed) - builtBefore.get(killed)!;
-    const at = performance.now() - down;
-    await killed.killAndRestart(false);
-    killNote = `killed ${(at / 1000).toFixed(1)} s into it with ${done} of them built; started again at once`;
-  }
-  await delay(Math.max(0, OUTAGE_MS - (performance.now() - down)));
-  const builtInOutage = new Map(pairs.map(([h]) => [h, builtBy(h) - builtBefore.get(h)!]));
-  // Started again on the same data; down until it accepts AMQP connections again.
-  await rabbit!.restart();
-  const outage = ((performance.now() - down) / 1000).toFixed(1);
-  await ledger!.resume();
-  if (killed) await killed.serving();
-  const on = pairs.map(([h]) => h);
-  await settle(on, pairs.flatMap(([, r]) => r.requests));
-  for (const [host, run] of pairs) {
-    expect(run, run.requests, success);
-    const base = `broker down ${outage} s; ${builtBefore.get(host)}/${OUTAGE_INSTANCES} built before it went`;
-    run.notes = host === killed ? `${base}; ${killNote}` : `${base}, ${builtInOutage.get(host)} in the outage`;
-    for (const uuid of builds.get(host)!.uuids) await send(run, host, 'delete', uuid);
-  }
-  await settle(on, pairs.flatMap(([, r]) => r.requests));
-}
-
-/** Fills the small file system to its last byte, whatever its guests' consoles write meanwhile (into the file that `fs.free()` removes). */
-function fill(fs: SmallFileSystem): void {
-  const fd = openSync(path.join(fs.dir, 'filler'), 'a');
-  try {
-    for (let chunk = 1 << 20; chunk >= 1; chunk >>= 4) {
-      const bytes = Buffer.alloc(chunk);
-      try {
-        for (;;) writeSync(fd, bytes);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
-async function fullDisk(host: BenchHost, fs: SmallFileSystem, run: Run): Promise<void> {
-  const built = await build(run, host, 2);
-  await setUp([host], built.requests);
-  const [a, b] = built.uuids as [string, string];
-  fill(fs);
-  const c = randomUUID();
-  const refused = [await send(run, host, 'stop', a), await send(run, host, 'delete', b)];
-  const buildC = await send(run, host, 'build', c, testGuestBuild(c, `dur-f-full`, { memoryMb: 128, cmdline: 'console=ttyS0 novalet.name=dur' }));
-  await settle([host], [...refused, buildC]);
-  expect(run, [...refused, buildC], (r) => (r.kind === 'build' ? 'create.error' : 'action.error'));
-  const codes = [...refused, buildC].flatMap((r) => ledger!.answersOf(r).map((x) => (x.body.fault as { code?: string } | undefined)?.code ?? x.event));
-  fs.free();
-  for (const uuid of [a, b, c]) await send(run, host, 'delete', uuid);
-  await settle([host], run.requests);
-  run.notes = `on the full disk: stop, delete, build answered ${codes.join(', ')}`;
-}
-
 // ------------------------------------------------------------------ main
 
 function report(run: Run, index: number): void {
@@ -366,16 +173,17 @@ try {
   rabbit = await startRabbitMq();
   ledger = await EventLedger.open(rabbit.url);
   console.log(`seed ${SEED}; ${RUNS} run(s) of each of ${[...CHOSEN].join(', ')}; ${INSTANCES} instance(s) a run`);
+  const scenarios = new Scenarios(ledger, rabbit, rng, INSTANCES, OUTAGE_INSTANCES);
   const single: [string, (h: BenchHost, r: Run) => Promise<void>][] = [
-    ['a', killDuringDeletes],
-    ['b', killDuringBuilds],
-    ['c', killDuringPowerChanges],
+    ['a', (h, r) => scenarios.killDuringDeletes(h, r)],
+    ['b', (h, r) => scenarios.killDuringBuilds(h, r)],
+    ['c', (h, r) => scenarios.killDuringPowerChanges(h, r)],
   ];
   for (const [key, body] of single) {
     if (!CHOSEN.has(key)) continue;
     const host = await newHost(`dur-${key}`, 0);
     await scenario(LABELS[key]!, async () => {
-      const run: Run = { scenario: key, requests: [], unexpected: [], notes: '' };
+      const run = newRun(key);
       await body(host, run);
       await unstick(host, run);
       return [run];
@@ -387,9 +195,9 @@ try {
     const killed = CHOSEN.has('e') ? await newHost('dur-e', 1) : null;
     const label = [left && LABELS.d, killed && LABELS.e].filter(Boolean).join(' and ');
     await scenario(label, async () => {
-      const runD: Run | null = left ? { scenario: 'd', requests: [], unexpected: [], notes: '' } : null;
-      const runE: Run | null = killed ? { scenario: 'e', requests: [], unexpected: [], notes: '' } : null;
-      await brokerOutage(left, killed, runD, runE);
+      const runD = left ? newRun('d') : null;
+      const runE = killed ? newRun('e') : null;
+      await scenarios.brokerOutage(left, killed, runD, runE);
       if (killed) await unstick(killed, runE!);
       return [runD, runE].filter((r): r is Run => r !== null);
     });
@@ -399,8 +207,8 @@ try {
     smallFs = mountSmallFileSystem(SMALL_FS_KIB);
     const host = await newHost('dur-f', 0, path.join(smallFs.dir, 'state'));
     await scenario(LABELS.f!, async () => {
-      const run: Run = { scenario: 'f', requests: [], unexpected: [], notes: '' };
-      await fullDisk(host, smallFs!, run);
+      const run = newRun('f');
+      await scenarios.fullDisk(host, smallFs!, run);
       return [run];
     });
     await retire(host);
