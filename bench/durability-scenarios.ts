@@ -17,8 +17,8 @@ import type { EventLedger, RequestKind, SentRequest } from './event-ledger.js';
 export const OUTAGE_MS = 75_000;
 /** What has not been answered this long after a run's disturbance is lost. */
 export const ANSWER_TIMEOUT_MS = 180_000;
-/** Where a kill may fall, after the last request of the window is confirmed (a destroy here takes 1.2–1.8 s). */
-const KILL_WINDOW_MS: Record<string, number> = { delete: 2500, build: 4000, stop: 2500, start: 2500 };
+/** How much later than the chosen answer a kill may fall. */
+const KILL_JITTER_MS = 300;
 
 export interface Run {
   scenario: string;
@@ -103,14 +103,24 @@ export class Scenarios {
     if (failedBuilds.length > 0) throw new Error(`set-up: ${failedBuilds.length} this.build(s) failed: ${JSON.stringify(failedBuilds.map((r) => this.ledger.answersOf(r)[0]?.body))}`);
   }
 
-  /** Waits a random part of the window, then kill -9 and a restart; how many of `requests` were answered before the kill, and when it fell. */
-  async killDuring(host: BenchHost, requests: SentRequest[], windowMs: number): Promise<string> {
-    const at = Math.round(this.rng() * windowMs);
-    await delay(at);
-    const before = requests.filter((r) => this.ledger.answered(r)).length;
+  /**
+   * kill -9 while `requests` are under way, then a restart (waiting until it
+   * serves): once a random number of them (none … all but one) has been
+   * answered, and a random 0–300 ms more, so that the kill falls among them
+   * however fast the machine is today. Says when it fell and what recovery did.
+   */
+  async killDuring(host: BenchHost, requests: SentRequest[]): Promise<string> {
+    const wanted = Math.floor(this.rng() * requests.length);
+    const jitter = Math.round(this.rng() * KILL_JITTER_MS);
+    const t0 = performance.now();
+    const answered = () => requests.filter((r) => this.ledger.answered(r)).length;
+    while (answered() < wanted && performance.now() - t0 < ANSWER_TIMEOUT_MS) await delay(5);
+    await delay(jitter);
+    const at = performance.now() - t0;
+    const before = answered();
     const servedIn = await host.killAndRestart(true);
     const reconciled = host.lines('instances reconciled')[0] as { finished?: string[]; rebuild?: string[] } | undefined;
-    return `kill at ${at} ms (${before}/${requests.length} answered), serving again in ${(servedIn / 1000).toFixed(1)} s, recovery finished ${reconciled?.finished?.length ?? 0} and rebuilt ${reconciled?.rebuild?.length ?? 0}`;
+    return `kill ${at.toFixed(0)} ms after the requests (${wanted} answers + ${jitter} ms; ${before}/${requests.length} answered then), serving again in ${(servedIn / 1000).toFixed(1)} s, recovery finished ${reconciled?.finished?.length ?? 0} and rebuilt ${reconciled?.rebuild?.length ?? 0}`;
   }
 
   expect(run: Run, requests: readonly SentRequest[], event: (r: SentRequest) => string): void {
@@ -126,14 +136,14 @@ export class Scenarios {
     await this.setUp([host], built.requests);
     const deletes: SentRequest[] = [];
     for (const uuid of built.uuids) deletes.push(await this.send(run, host, 'delete', uuid));
-    run.notes = await this.killDuring(host, deletes, KILL_WINDOW_MS.delete!);
+    run.notes = await this.killDuring(host, deletes);
     await this.settle([host], run.requests);
     this.expect(run, run.requests, success);
   }
 
   async killDuringBuilds(host: BenchHost, run: Run): Promise<void> {
     const built = await this.build(run, host, this.instances);
-    run.notes = await this.killDuring(host, built.requests, KILL_WINDOW_MS.build!);
+    run.notes = await this.killDuring(host, built.requests);
     await this.settle([host], built.requests);
     this.expect(run, built.requests, success);
     for (const uuid of built.uuids) await this.send(run, host, 'delete', uuid);
@@ -147,11 +157,11 @@ export class Scenarios {
     await host.waitBooted(built.uuids);
     const stops: SentRequest[] = [];
     for (const uuid of built.uuids) stops.push(await this.send(run, host, 'stop', uuid));
-    const stopNotes = await this.killDuring(host, stops, KILL_WINDOW_MS.stop!);
+    const stopNotes = await this.killDuring(host, stops);
     await this.settle([host], stops);
     const starts: SentRequest[] = [];
     for (const uuid of built.uuids) starts.push(await this.send(run, host, 'start', uuid));
-    const startNotes = await this.killDuring(host, starts, KILL_WINDOW_MS.start!);
+    const startNotes = await this.killDuring(host, starts);
     await this.settle([host], starts);
     this.expect(run, run.requests, success);
     for (const uuid of built.uuids) await this.send(run, host, 'delete', uuid);

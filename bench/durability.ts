@@ -14,7 +14,9 @@
  *    (each must be answered: action.error, action.error, create.error), then
  *    the disk freed and the instances deleted.
  *
- * The kill comes at a seeded random moment within each scenario's window.
+ * The kill comes at a seeded random moment among the requests it disturbs:
+ * once a random number of them (none … all but one) has been answered, and
+ * up to 300 ms more.
  * (d) and (e) share each outage (two agents on two libvirt roots) when both
  * are chosen. The broker goes down at once — SIGKILL, as a crash: `rabbitmqctl
  * stop_app` takes seconds here, by which time the builds have ended — and is
