@@ -40,6 +40,7 @@ import { deadStatusFiles, removeStatus, stuckDomains } from './libvirt-root-stat
 import { BenchHost } from './bench-host.js';
 import { newRun, Scenarios, type Run } from './durability-scenarios.js';
 import { EventLedger, sumAudits } from './event-ledger.js';
+import { mulberry32 } from '../test/support/config-mutations.js';
 
 // libvirt cannot fork QEMU from a plainly started node: see hypervisor/libvirt/fork-safety.ts.
 const relaunched = await runForkSafe();
@@ -65,16 +66,6 @@ const OPTIONS: AgentOptions = {
 };
 const SMALL_FS_KIB = 64 * 1024;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rng = mulberry32(SEED);
 
 buildTestGuest();
