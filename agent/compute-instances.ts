@@ -104,6 +104,9 @@ export class ComputeInstances {
     if (!record || record.state === 'deleted' || record.origin?.rescheduledAt || record.task !== null) return null;
     // Already so (an operation that ran first recorded it, or a crash already was): nothing to say twice.
     if (record.state === 'stopped' || (record.state === 'error' && (crashed || record.fault?.code === 'GUEST_CRASHED')) || record.state === 'building') return null;
+    // The event waited for an operation (a reboot, a start) that has the guest running again: it is history.
+    const now = await this.driver.state(uuid).catch(() => null);
+    if (now === 'running' || now === 'paused') return null;
     if (crashed) {
       const fault: InstanceFault = {
         code: 'GUEST_CRASHED',

@@ -355,6 +355,39 @@ describe('operations', () => {
     expect(h.core.instances.get(uuid)).toMatchObject({ state: 'active', task: null });
   });
 
+  it("the guest's own power-off during a SOFT reboot (the lifecycle event waits for the reboot's lock) is history once the reboot has it running: no power.off, ACTIVE", async () => {
+    const h = await harness();
+    const driver = h.driver as FakeComputeDriver;
+    const uuid = await active(h);
+    const unwatch = watchLifecycle(driver, h.core.instances, h.core.locks, createLogger({ name: 'reboot-watch-test' }));
+    try {
+      await h.operate({ kind: 'reboot', uuid, type: 'SOFT' });
+      // The lifecycle event queued behind the reboot has run once a later holder of the lock gets it.
+      await h.core.locks.run(uuid, async () => undefined);
+      await h.settle();
+    } finally {
+      unwatch();
+    }
+    expect(h.events(uuid)).toEqual(['create.start', 'create.end', 'reboot.end']);
+    expect(h.core.instances.get(uuid)).toMatchObject({ state: 'active', task: null });
+  });
+
+  it('a guest that powers itself off is STOPPED with power.off (a random id: nobody asked)', async () => {
+    const h = await harness();
+    const driver = h.driver as FakeComputeDriver;
+    const uuid = await active(h);
+    const unwatch = watchLifecycle(driver, h.core.instances, h.core.locks, createLogger({ name: 'poweroff-watch-test' }));
+    try {
+      driver.guestPowersOff(uuid);
+      for (let i = 0; i < 200 && h.core.instances.get(uuid)?.state !== 'stopped'; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      await h.settle();
+    } finally {
+      unwatch();
+    }
+    expect(h.core.instances.get(uuid)).toMatchObject({ state: 'stopped', task: null });
+    expect(h.event(uuid, 'power.off')!.body).toMatchObject({ state: 'stopped' });
+  });
+
   it('a guest that crashes is ERROR with GUEST_CRASHED and power.off (state error, with the fault); start clears the fault', async () => {
     const h = await harness();
     const driver = h.driver as FakeComputeDriver;
