@@ -325,6 +325,21 @@ describe('ComputeService over RabbitMQ (fake driver)', () => {
     expect(new Set(starts).size).toBe(1);
   });
 
+  it('a SIGHUP reload while the service stops (applyConfig after stop) starts no heartbeats again', async () => {
+    const host = newHost();
+    const config = configFor(host);
+    const { service, broker } = await startService(config);
+    await client.waitFor('a heartbeat', () => client.reports(host).find((r) => r.envelope.body.report === 'heartbeat'), 10_000);
+    await service.stop();
+    service.applyConfig(config);
+    const after = client.reports(host).length;
+    // report_interval is 1 s: three intervals with the broker still up would carry heartbeats, were the timer started again.
+    await new Promise((r) => setTimeout(r, 3500));
+    expect(client.reports(host).slice(after)).toEqual([]);
+    await broker.stop();
+    running.splice(0);
+  });
+
   it('sends heartbeats between full reports, with nova names', async () => {
     const host = newHost();
     await startService(configFor(host));

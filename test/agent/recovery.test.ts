@@ -5,6 +5,7 @@
  * a record is reported and left alone — and whatever recovery finishes is
  * published as the operation would have, under its request's ids.
  */
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { InstanceRecord } from '../../agent/instance-record.js';
 import { recoverInstances } from '../../agent/recovery.js';
@@ -13,6 +14,7 @@ import { NovaletError } from '../../config/novalet-error.js';
 import { validateInstanceSpec } from '../../hypervisor/compute-driver.js';
 import { answerId } from '../../service/message-ids.js';
 import { AgentHarness } from '../support/agent-harness.js';
+import { mountSmallFileSystem } from '../support/small-filesystem.js';
 import type { FakeComputeDriver } from '../support/fake-compute-driver.js';
 
 const harnesses: AgentHarness[] = [];
@@ -82,6 +84,31 @@ describe('recoverInstances', () => {
     expect(store.get(spec(13).uuid)).toMatchObject({ state: 'error', task: null, fault: { code: 'INSTANCE_DELETED_DURING_BUILD' } });
     expect(await driver.list()).toEqual([]);
     expect(h.events(spec(13).uuid)).toEqual([]);
+  });
+
+  it('on a full disk recovery still completes: an instance whose outcome cannot be written stays as it was on disk (its request comes again), the start goes on', async () => {
+    const fs = mountSmallFileSystem(4096);
+    try {
+      const h = await AgentHarness.start({ stateDir: path.join(fs.dir, 'state') });
+      harnesses.push(h);
+      const driver = h.driver as FakeComputeDriver;
+      const request = { id: '66666666-8c1d-4e7f-9a2b-3c4d5e6f7a8b', kind: 'stop' as const };
+      driver.addGuest(spec(14));
+      await h.core.store.commit(recordOf(14, { task: 'powering-off', request }));
+      driver.addGuest(spec(15));
+      await h.core.store.commit(recordOf(15));
+      fs.fill();
+      const result = await recoverInstances(driver, h.core.instances, log);
+      expect(result.lost).toContain(spec(14).uuid);
+      expect(result.adopted).toContain(spec(15).uuid);
+      expect(h.core.store.get(spec(14).uuid)).toMatchObject({ task: 'powering-off', request });
+      fs.free();
+      await h.stop();
+      harnesses.splice(harnesses.indexOf(h), 1);
+      h.remove();
+    } finally {
+      fs.unmount();
+    }
   });
 
   it('finishes a delete that was under way and publishes its delete.end under the delete\'s id', async () => {

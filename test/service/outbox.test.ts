@@ -104,6 +104,22 @@ describe('Outbox', () => {
     expect(publisher.confirmed).toContain(other.id);
   });
 
+  it('a retryNow() while a confirmed message is being forgotten does not publish it again (one publish of a stream at a time)', async () => {
+    const publisher = new ScriptedPublisher();
+    const box = outbox(tempDir(), publisher);
+    const [a, b] = [message('s'), message('s')];
+    const publish = publisher.publish.bind(publisher);
+    publisher.publish = async (m) => {
+      await publish(m);
+      // The broker says "connected" just as the confirm arrives: retryNow() lands while the outbox removes a's file.
+      if (m.id === a.id) setImmediate(() => box.retryNow());
+    };
+    box.start();
+    await box.add([a, b]);
+    await box.drained();
+    expect(publisher.confirmed).toEqual([a.id, b.id]);
+  });
+
   it('what was not confirmed before a stop is published by the next outbox on the same folder, with the same ids', async () => {
     const dir = tempDir();
     const down = new ScriptedPublisher();
