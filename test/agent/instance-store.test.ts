@@ -98,6 +98,20 @@ describe('InstanceStore', () => {
     expect((await store(dir)).pending()).toEqual([{ uuid: r.uuid, messages: [expect.objectContaining({ id: b.id })] }]);
   });
 
+  it('settle() writes each record as it is once the writes before it are done, never an older copy over a newer one', async () => {
+    const dir = tempDir();
+    const s = await store(dir);
+    const r = record();
+    const a = event(r.uuid, 'power.off');
+    await s.commit(r, [a]);
+    s.confirm(r.uuid, a.id);
+    // A commit queued, then settle() (a stop) before it has been written.
+    const newer = s.commit({ ...r, state: 'stopped' });
+    await Promise.all([newer, s.settle()]);
+    expect(JSON.parse(readFileSync(path.join(dir, `${r.uuid}.json`), 'utf8'))).toMatchObject({ state: 'stopped' });
+    expect((await store(dir)).get(r.uuid)).toMatchObject({ state: 'stopped' });
+  });
+
   it('an unreadable record is moved aside and named; the others are served', async () => {
     const dir = tempDir();
     const good = record();
