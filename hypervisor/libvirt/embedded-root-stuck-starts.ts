@@ -10,29 +10,13 @@
  * definition alone: shut off, and deletable. Any other status is libvirt's
  * to reconnect to.
  */
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-
-/** Whether `pid` is a QEMU of this root (its command line names the root's files). */
-function qemuOfRoot(pid: number, root: string): boolean {
-  if (!Number.isInteger(pid) || pid <= 1) return false;
-  try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return path.basename(cmdline.split('\0')[0] ?? '').startsWith('qemu-system-') && cmdline.includes(`${root}/`);
-  } catch {
-    return false;
-  }
-}
+import { qemuOfRoot, qemuStateEntries } from './embedded-root-orphans.js';
 
 /** Removes the status of every start a kill interrupted in `root` (call it only for a root no process holds); the domains' names. */
 export function clearInterruptedStarts(root: string): string[] {
-  const dir = path.join(root, 'run/qemu');
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch {
-    return [];
-  }
+  const { dir, entries } = qemuStateEntries(root);
   const cleared: string[] = [];
   for (const entry of entries) {
     if (!entry.endsWith('.xml')) continue;
