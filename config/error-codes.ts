@@ -106,6 +106,8 @@ export const ERROR_CODES = {
   DISK_FULL: 'A file novalet had to write (an instance record, an outbox entry, an image, an overlay) does not fit: the file system holding it is full.',
   INSTANCE_DELETED_DURING_BUILD: "A build ended because its instance was deleted while it was under way (nova's 'Instance was deleted during build').",
   INSTANCE_BUSY: 'Another operation of the instance is under way (a build) and this one cannot wait for it.',
+  // The scheduler
+  EXTRA_SPEC_NOT_COMPARABLE: "A flavor's extra spec cannot be evaluated against a host's value where nova raises (a numeric operator on a value that is not a number, a bare <or>): the host does not pass the filter.",
   API_AUTH_TOKEN_UNREADABLE: 'The HTTP API token file ([api] auth_token_file) cannot be read or made, or holds no token.',
   OUTBOX_WRITE_FAILED: 'An event or message could not be kept on disk for publishing (the outbox folder cannot be written).',
 

@@ -62,7 +62,7 @@ export function violations(file: string, text: string): string[] {
 }
 
 describe('import direction (docs/architecture.md)', () => {
-  // Every top-level folder, its rooms included (scheduler-filters/ has no code yet).
+  // Every top-level folder, its rooms included.
   for (const folder of EVERYTHING) {
     it(`${folder} imports only what the layout allows`, () => {
       const files = tsFiles(path.join(top, folder));
