@@ -27,13 +27,13 @@ import { prepareEmbeddedRoot } from '../hypervisor/libvirt/embedded-root.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 import { BusClient } from '../test/support/bus-client.js';
 import { testGuestBuild, type ComputeAgent } from '../test/support/compute-agent.js';
-import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
+import { startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
 import {
   buildTestGuest,
   clearAgentRoot,
   delay,
   megabytes,
-  processesMarked,
+  noneLeftBehind,
   servingPid,
   startAgentAsUnit,
   stopAgent,
@@ -175,10 +175,6 @@ try {
   const rabbitDir = rabbit?.dir;
   await rabbit?.stop();
   rmSync(work, { recursive: true, force: true });
-  const leftovers = [...(await processesMarked([ROOT, work])), ...(rabbitDir ? markedProcesses(rabbitDir).map(String) : [])];
-  if (leftovers.length > 0) {
-    failed = true;
-    console.error(`processes left behind:\n${leftovers.join('\n')}`);
-  }
+  if (!(await noneLeftBehind([ROOT, work], rabbitDir))) failed = true;
 }
 process.exitCode = failed ? 1 : 0;

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { RESERVED_FD_RANGE } from '../hypervisor/libvirt/fork-safety.js';
 import { TEST_GUEST_DIR } from '../test/guest/test-guest.js';
 import { freePort, startComputeAgent, type ComputeAgent } from '../test/support/compute-agent.js';
+import { markedProcesses } from '../test/support/rabbitmq.js';
 
 /** The built command (test/support/run-novalet.ts names it too, but registers a vitest hook). */
 export const NOVALET = path.resolve(import.meta.dirname, '../cli/main.js');
@@ -176,6 +177,13 @@ export async function processesMarked(marks: string[]): Promise<string[]> {
     }
   }
   return found;
+}
+
+/** After a benchmark: the processes still naming one of `marks`, and the private RabbitMQ's own, printed; true when there are none. */
+export async function noneLeftBehind(marks: string[], rabbitDir: string | undefined): Promise<boolean> {
+  const leftovers = [...(await processesMarked(marks)), ...(rabbitDir ? markedProcesses(rabbitDir).map(String) : [])];
+  if (leftovers.length > 0) console.error(`processes left behind:\n${leftovers.join('\n')}`);
+  return leftovers.length === 0;
 }
 
 /**

@@ -26,8 +26,8 @@ import { prepareEmbeddedRoot } from '../hypervisor/libvirt/embedded-root.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 import { BusClient } from '../test/support/bus-client.js';
 import { testGuestBuild } from '../test/support/compute-agent.js';
-import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
-import { buildTestGuest, clearAgentRoot, delay, loadAverage, percentile, processesMarked } from './agent-process.js';
+import { startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
+import { buildTestGuest, clearAgentRoot, delay, loadAverage, percentile, noneLeftBehind } from './agent-process.js';
 import { BenchHost } from './bench-host.js';
 
 // libvirt cannot fork QEMU from a plainly started node: see hypervisor/libvirt/fork-safety.ts.
@@ -167,10 +167,6 @@ try {
   const rabbitDir = rabbit?.dir;
   await rabbit?.stop();
   rmSync(work, { recursive: true, force: true });
-  const leftovers = [...(await processesMarked([ROOT, work])), ...(rabbitDir ? markedProcesses(rabbitDir).map(String) : [])];
-  if (leftovers.length > 0) {
-    failed = true;
-    console.error(`processes left behind:\n${leftovers.join('\n')}`);
-  }
+  if (!(await noneLeftBehind([ROOT, work], rabbitDir))) failed = true;
 }
 process.exitCode = failed ? 1 : 0;

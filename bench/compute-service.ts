@@ -43,8 +43,8 @@ import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 import { TEST_GUEST_DIR } from '../test/guest/test-guest.js';
 import { BusClient } from '../test/support/bus-client.js';
 import { testGuestBuild, type ComputeAgent } from '../test/support/compute-agent.js';
-import { buildTestGuest, clearAgentRoot, delay, megabytes, processesMarked, servingPid as servingPidOf, startAgentAsUnit, stopAgent, unitLaunch, vmStatus, waitFor, writeAgentConfig, type Memory } from './agent-process.js';
-import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
+import { buildTestGuest, clearAgentRoot, delay, megabytes, noneLeftBehind, servingPid as servingPidOf, startAgentAsUnit, stopAgent, unitLaunch, vmStatus, waitFor, writeAgentConfig, type Memory } from './agent-process.js';
+import { startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
 
 // libvirt cannot fork QEMU from a plainly started node: see hypervisor/libvirt/fork-safety.ts.
 const relaunched = await runForkSafe();
@@ -388,10 +388,6 @@ try {
   const rabbitDir = rabbit?.dir;
   await rabbit?.stop();
   rmSync(work, { recursive: true, force: true });
-  const leftovers = [...(await processesMarked([ROOT, work, host, `guest=${OWN_PREFIX}`])), ...(rabbitDir ? markedProcesses(rabbitDir).map(String) : [])];
-  if (leftovers.length > 0) {
-    failed = true;
-    console.error(`processes left behind:\n${leftovers.join('\n')}`);
-  }
+  if (!(await noneLeftBehind([ROOT, work, host, `guest=${OWN_PREFIX}`], rabbitDir))) failed = true;
 }
 process.exitCode = failed ? 1 : 0;

@@ -33,9 +33,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { prepareEmbeddedRoot } from '../hypervisor/libvirt/embedded-root.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
-import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
+import { startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
 import { mountSmallFileSystem, type SmallFileSystem } from '../test/support/small-filesystem.js';
-import { buildTestGuest, clearAgentRoot, loadAverage, processesMarked, virsh, type AgentOptions } from './agent-process.js';
+import { buildTestGuest, clearAgentRoot, loadAverage, noneLeftBehind, virsh, type AgentOptions } from './agent-process.js';
 import { deadStatusFiles, removeStatus, stuckDomains } from './libvirt-root-state.js';
 import { BenchHost } from './bench-host.js';
 import { newRun, Scenarios, type Run } from './durability-scenarios.js';
@@ -244,10 +244,6 @@ try {
   const smallDir = smallFs?.dir;
   smallFs?.unmount();
   rmSync(work, { recursive: true, force: true });
-  const leftovers = [...(await processesMarked([...ROOTS, work, ...(smallDir ? [smallDir] : [])])), ...(rabbitDir ? markedProcesses(rabbitDir).map(String) : [])];
-  if (leftovers.length > 0) {
-    failed = true;
-    console.error(`processes left behind:\n${leftovers.join('\n')}`);
-  }
+  if (!(await noneLeftBehind([...ROOTS, work, ...(smallDir ? [smallDir] : [])], rabbitDir))) failed = true;
 }
 process.exitCode = failed ? 1 : 0;

@@ -31,8 +31,8 @@ import { prepareEmbeddedRoot } from '../hypervisor/libvirt/embedded-root.js';
 import { runForkSafe } from '../hypervisor/libvirt/fork-safety.js';
 import { BusClient } from '../test/support/bus-client.js';
 import { testGuestBuild } from '../test/support/compute-agent.js';
-import { markedProcesses, startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
-import { buildTestGuest, clearAgentRoot, cpuSeconds, delay, loadAverage, megabytes, mean, percentile, processesMarked, vmStatus, type AgentOptions } from './agent-process.js';
+import { startRabbitMq, type RabbitMqHandle } from '../test/support/rabbitmq.js';
+import { buildTestGuest, clearAgentRoot, cpuSeconds, delay, loadAverage, megabytes, mean, percentile, noneLeftBehind, vmStatus, type AgentOptions } from './agent-process.js';
 import { BenchHost } from './bench-host.js';
 
 // libvirt cannot fork QEMU from a plainly started node: see hypervisor/libvirt/fork-safety.ts.
@@ -200,10 +200,6 @@ try {
   const rabbitDir = rabbit?.dir;
   await rabbit?.stop();
   rmSync(work, { recursive: true, force: true });
-  const leftovers = [...(await processesMarked([...ROOTS, work])), ...(rabbitDir ? markedProcesses(rabbitDir).map(String) : [])];
-  if (leftovers.length > 0) {
-    failed = true;
-    console.error(`processes left behind:\n${leftovers.join('\n')}`);
-  }
+  if (!(await noneLeftBehind([...ROOTS, work], rabbitDir))) failed = true;
 }
 process.exitCode = failed ? 1 : 0;
