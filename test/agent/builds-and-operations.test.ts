@@ -224,6 +224,16 @@ describe('builds', () => {
   });
 });
 
+/** Runs `work` with the hypervisor's lifecycle events recorded (agent/lifecycle-watch.ts), as the service records them. */
+async function whileWatching(h: AgentHarness, work: () => Promise<void>): Promise<void> {
+  const unwatch = watchLifecycle(h.driver, h.core.instances, h.core.locks, createLogger({ name: 'lifecycle-test' }));
+  try {
+    await work();
+  } finally {
+    unwatch();
+  }
+}
+
 describe('operations', () => {
   async function active(h: AgentHarness): Promise<string> {
     const uuid = randomUUID();
@@ -357,17 +367,13 @@ describe('operations', () => {
 
   it("the guest's own power-off during a SOFT reboot (the lifecycle event waits for the reboot's lock) is history once the reboot has it running: no power.off, ACTIVE", async () => {
     const h = await harness();
-    const driver = h.driver as FakeComputeDriver;
     const uuid = await active(h);
-    const unwatch = watchLifecycle(driver, h.core.instances, h.core.locks, createLogger({ name: 'reboot-watch-test' }));
-    try {
+    await whileWatching(h, async () => {
       await h.operate({ kind: 'reboot', uuid, type: 'SOFT' });
       // The lifecycle event queued behind the reboot has run once a later holder of the lock gets it.
       await h.core.locks.run(uuid, async () => undefined);
       await h.settle();
-    } finally {
-      unwatch();
-    }
+    });
     expect(h.events(uuid)).toEqual(['create.start', 'create.end', 'reboot.end']);
     expect(h.core.instances.get(uuid)).toMatchObject({ state: 'active', task: null });
   });
@@ -376,14 +382,11 @@ describe('operations', () => {
     const h = await harness();
     const driver = h.driver as FakeComputeDriver;
     const uuid = await active(h);
-    const unwatch = watchLifecycle(driver, h.core.instances, h.core.locks, createLogger({ name: 'poweroff-watch-test' }));
-    try {
+    await whileWatching(h, async () => {
       driver.guestPowersOff(uuid);
       for (let i = 0; i < 200 && h.core.instances.get(uuid)?.state !== 'stopped'; i++) await new Promise((resolve) => setTimeout(resolve, 5));
       await h.settle();
-    } finally {
-      unwatch();
-    }
+    });
     expect(h.core.instances.get(uuid)).toMatchObject({ state: 'stopped', task: null });
     expect(h.event(uuid, 'power.off')!.body).toMatchObject({ state: 'stopped' });
   });
@@ -392,16 +395,13 @@ describe('operations', () => {
     const h = await harness();
     const driver = h.driver as FakeComputeDriver;
     const uuid = await active(h);
-    const unwatch = watchLifecycle(driver, h.core.instances, h.core.locks, createLogger({ name: 'crash-test' }));
-    try {
+    await whileWatching(h, async () => {
       driver.guestCrashes(uuid);
       for (let i = 0; i < 200 && h.core.instances.get(uuid)?.state !== 'error'; i++) await new Promise((resolve) => setTimeout(resolve, 5));
       expect(h.core.instances.get(uuid)).toMatchObject({ state: 'error', fault: { code: 'GUEST_CRASHED' } });
       await h.operate({ kind: 'start', uuid });
       await h.settle();
-    } finally {
-      unwatch();
-    }
+    });
     expect(h.events(uuid)).toEqual(['create.start', 'create.end', 'power.off', 'power.on']);
     expect(h.event(uuid, 'power.off')!.body).toMatchObject({ state: 'error', fault: { code: 'GUEST_CRASHED' } });
     expect(h.core.instances.get(uuid)).toMatchObject({ state: 'active', fault: null });
