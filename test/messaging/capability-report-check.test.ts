@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
  * value is refused with BODY_INVALID and a reason naming that field;
  * strings, arrays and maps are bounded; unknown fields are dropped.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,7 @@ import { brokerOptionsFrom } from '../../messaging/broker-options.js';
 import type { CapabilityReport } from '../../messaging/contracts/capability-report.js';
 import { REPORT_LIMITS, validateCapabilityReport } from '../../messaging/contracts/capability-report-check.js';
 import { FAKE_CAPABILITIES, FakeComputeDriver } from '../support/fake-compute-driver.js';
+import { documentedReports } from '../support/host-views.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -60,13 +61,6 @@ async function reportsOfAService(): Promise<CapabilityReport[]> {
   await reporter.full();
   await reporter.tick();
   return sent;
-}
-
-/** The JSON examples of docs/messages.md's "Capability reports", envelope bodies. */
-function documentedReports(): Record<string, unknown>[] {
-  const doc = readFileSync(path.join(import.meta.dirname, '../../docs/messages.md'), 'utf8');
-  const section = doc.slice(doc.indexOf('## Capability reports'), doc.indexOf('## Dead-lettering'));
-  return [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => (JSON.parse(m[1] as string) as { body: Record<string, unknown> }).body);
 }
 
 const [documentedFull, documentedHeartbeat] = documentedReports() as [Record<string, unknown>, Record<string, unknown>];

@@ -11,12 +11,17 @@ import type { FullReport } from '../../messaging/contracts/capability-report.js'
 import type { HostView } from '../../scheduler-filters/host-state/host-view.js';
 import type { RequestSpec } from '../../scheduler-filters/request-spec.js';
 
-function documentedFull(): Record<string, unknown> {
+/** The JSON examples of docs/messages.md's "Capability reports" (envelope bodies): the full report, then the heartbeat. */
+export function documentedReports(): Record<string, unknown>[] {
   const doc = readFileSync(path.join(import.meta.dirname, '../../docs/messages.md'), 'utf8');
   const section = doc.slice(doc.indexOf('## Capability reports'), doc.indexOf('## Dead-lettering'));
-  const first = /```json\n([\s\S]*?)```/.exec(section);
-  if (!first) throw new Error("docs/messages.md has no example of a full report under 'Capability reports'");
-  return (JSON.parse(first[1]!) as { body: Record<string, unknown> }).body;
+  return [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => (JSON.parse(m[1] as string) as { body: Record<string, unknown> }).body);
+}
+
+function documentedFull(): Record<string, unknown> {
+  const full = documentedReports()[0];
+  if (!full) throw new Error("docs/messages.md has no example of a full report under 'Capability reports'");
+  return full;
 }
 
 /** A full report as a host sends it, with `fields` changed; refused (thrown) when no host could send it. */
