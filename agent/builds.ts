@@ -195,8 +195,9 @@ export class Builds {
         const launched = await instances.driver.spawn(valid, { signal });
         const image = launched.image ? { source: valid.image?.source ?? '', sha256: launched.image.sha256 } : record.image;
         const endBody = { event: 'create.end', uuid, state: 'active', virt_type: launched.virtType, virt_type_reason: launched.virtTypeReason } as const;
-        const ends = [messageId, ...repeatsOf(instances.get(uuid) ?? record)].map((id) => instances.messages.event(endBody, id));
+        // Re-read: a repeat may have been recorded (origin.repeats) while the guest was being made.
         const current = instances.get(uuid) ?? record;
+        const ends = [messageId, ...repeatsOf(current)].map((id) => instances.messages.event(endBody, id));
         record = await instances.change(current, { state: 'active', task: null, virtType: launched.virtType, virtTypeReason: launched.virtTypeReason, image, origin: { ...current.origin!, answered: 'create.end' } }, ends);
       }, signal);
     } catch (err) {
